@@ -1,0 +1,132 @@
+"""Finding the code to run in a model's reply.
+
+The rule the model is taught: one ```python block per step. The first complete
+python block runs; later blocks do not (the model is told); a block that never
+closes does not run (the model is told); a reply without a python block is the
+final answer. Fences follow CommonMark: up to three spaces of indent, three or
+more backticks, and a closing fence at least as long as the opening one with
+nothing after it. A fence-like line inside a triple-quoted string belongs to the
+string, so code such as ``doc = \"\"\"\\n```\\n\"\"\"`` survives.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tokenize
+from dataclasses import dataclass
+
+_OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,})[ \t]*(?P<info>[^`\n]*?)[ \t]*$")
+_CLOSE = re.compile(r"^ {0,3}(?P<fence>`{3,})[ \t]*$")
+_PYTHON = {"python", "python3", "py", "pycon"}
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What a reply holds.
+
+    ``code`` is the first complete python block (None if there is none).
+    ``ignored_blocks`` counts python blocks after it, which do not run.
+    ``unterminated`` is True when the first python block never closes.
+    """
+
+    code: str | None = None
+    ignored_blocks: int = 0
+    unterminated: bool = False
+
+    @property
+    def is_final_answer(self) -> bool:
+        """No code to run and nothing half-written: the model has answered."""
+        return self.code is None and not self.unterminated
+
+
+def extract_code(text: str) -> Extraction:
+    """Return the first complete python block of ``text`` and what else was there."""
+    blocks, open_block = _scan(text)
+    if not blocks:
+        return Extraction(None, 0, unterminated=open_block)
+    return Extraction(blocks[0], len(blocks) - 1 + (1 if open_block else 0), False)
+
+
+class CodeWatcher:
+    """Streaming twin of `extract_code`: feed deltas, learn when the first block closes.
+
+    `feed` returns the code exactly once, as soon as the first python block's
+    closing fence line is complete, so a UI can show "running..." before the
+    model has finished talking. `extract_code` on the full text stays the
+    authority on what runs.
+    """
+
+    def __init__(self) -> None:
+        self._text = ""
+        self._scanned_to = 0
+        self._found = False
+
+    def feed(self, delta: str) -> str | None:
+        self._text += delta
+        if self._found:
+            return None
+        end = self._text.rfind("\n")
+        if end < self._scanned_to:
+            return None
+        new_lines = self._text[self._scanned_to : end]
+        self._scanned_to = end + 1
+        if "```" not in new_lines:
+            return None
+        blocks, _ = _scan(self._text[: end + 1])
+        if blocks:
+            self._found = True
+            return blocks[0]
+        return None
+
+
+def _scan(text: str) -> tuple[list[str], bool]:
+    """Split ``text`` into complete python blocks; also say if one is left open."""
+    blocks: list[str] = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        opening = _OPEN.match(lines[i])
+        if opening is None:
+            i += 1
+            continue
+        fence = opening.group("fence")
+        is_python = opening.group("info").split(" ")[0].lower() in _PYTHON
+        body: list[str] = []
+        i += 1
+        closed = False
+        while i < len(lines):
+            closing = _CLOSE.match(lines[i])
+            if closing and len(closing.group("fence")) >= len(fence):
+                if not (is_python and _ends_inside_string("\n".join(body))):
+                    closed = True
+                    break
+            body.append(lines[i])
+            i += 1
+        if not closed:
+            return blocks, is_python or _has_python_fence(body)
+        if is_python:
+            blocks.append("\n".join(body))
+        i += 1
+    return blocks, False
+
+
+def _has_python_fence(lines: list[str]) -> bool:
+    """An unclosed non-python fence may swallow a python block the model meant to send."""
+    for line in lines:
+        match = _OPEN.match(line)
+        if match and match.group("info").split(" ")[0].lower() in _PYTHON:
+            return True
+    return False
+
+
+def _ends_inside_string(code: str) -> bool:
+    """True if ``code`` stops inside an unterminated triple-quoted string."""
+    try:
+        for _ in tokenize.generate_tokens(io.StringIO(code + "\n").readline):
+            pass
+    except tokenize.TokenError as exc:
+        return "string" in str(exc.args[0]).lower()
+    except SyntaxError as exc:  # the 3.12+ tokenizer reports it this way
+        return "triple-quoted" in str(exc)
+    return False

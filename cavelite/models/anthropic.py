@@ -1,0 +1,165 @@
+"""`AnthropicModel`: Claude through the official `anthropic` SDK, streamed.
+
+Prompt caching: the system prompt goes as a text block with
+``cache_control: ephemeral``, and so does the newest message, so each step
+reads the conversation prefix from the cache and writes only what is new.
+Retries: the SDK's own retries are off (``max_retries=0``) and this adapter
+retries 408/409/429/5xx/529 and dropped connections itself, honouring
+``retry-after``, with a cap (``max_backoff_s``) that also keeps tests fast. A
+stream that breaks after text was already delivered is not retried (the text
+cannot be taken back); it surfaces as a retryable `ModelError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from cavelite.errors import ModelError
+from cavelite.events import Usage
+from cavelite.models.base import (
+    Message,
+    Model,
+    ModelReply,
+    RetryPolicy,
+    alternating,
+    retrying_stream,
+)
+
+_RETRYABLE_STATUS = {408, 409, 429}
+
+
+class AnthropicModel(Model):
+    """A Claude model. ``options`` (temperature, top_p, stop_sequences...) go to the API as is.
+
+    ``api_key``/``base_url`` default, like the SDK, to ``ANTHROPIC_API_KEY`` and
+    ``ANTHROPIC_BASE_URL``. ``stream=False`` asks for one JSON reply instead of SSE.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        max_tokens: int = 4096,
+        stream: bool = True,
+        cache: bool = True,
+        max_retries: int = 4,
+        initial_backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        timeout: float = 600.0,
+        **options: Any,
+    ) -> None:
+        self.name = model
+        self.api_key = api_key
+        self.base_url = base_url
+        self.max_tokens = max_tokens
+        self.stream = stream
+        self.cache = cache
+        self.timeout = timeout
+        self.options = options
+        self.retry = RetryPolicy(max_retries, initial_backoff_s, max_backoff_s)
+        self._client: Any = None
+        self._client_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+
+    def _client_for_this_loop(self) -> Any:
+        """An SDK client bound to the running loop (async HTTP pools cannot change loops)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is None or self._client_loop() is not loop:
+            import anthropic  # imported here: importing cavelite stays fast
+
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                max_retries=0,  # retried below, where the policy is ours and testable
+                timeout=self.timeout,
+            )
+            self._client_loop = weakref.ref(loop)
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client, self._client_loop = self._client, None, None
+        if client is not None:
+            await client.close()
+
+    def request(self, system: str, messages: Sequence[Message]) -> dict[str, Any]:
+        """The keyword arguments for ``messages.create``/``messages.stream``."""
+        system_block: dict[str, Any] = {"type": "text", "text": system}
+        if self.cache:
+            system_block["cache_control"] = {"type": "ephemeral"}
+        wire: list[dict[str, Any]] = []
+        for message in alternating(messages):
+            block: dict[str, Any] = {"type": "text", "text": message.content}
+            wire.append({"role": message.role, "content": [block]})
+        if self.cache and wire:
+            wire[-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
+        return {
+            "model": self.name,
+            "max_tokens": self.max_tokens,
+            "system": [system_block],
+            "messages": wire,
+            **self.options,
+        }
+
+    def astream(self, system: str, messages: Sequence[Message]) -> AsyncIterator[str | ModelReply]:
+        request = self.request(system, messages)
+        return retrying_stream(self.retry, lambda: self._attempt(request), map_error)
+
+    async def _attempt(self, request: dict[str, Any]) -> AsyncIterator[str | ModelReply]:
+        client = self._client_for_this_loop()
+        if self.stream:
+            async with client.messages.stream(**request) as stream:
+                async for event in stream:
+                    if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                        yield event.delta.text
+                message = await stream.get_final_message()
+        else:
+            message = await client.messages.create(**request)
+            if _text_of(message):
+                yield _text_of(message)
+        if message.stop_reason is None:
+            raise ModelError("the reply stream ended before message_stop", retryable=True)
+        yield ModelReply(_text_of(message), _usage_of(message), message.stop_reason, message.model)
+
+
+def map_error(exc: BaseException) -> ModelError | None:
+    """Translate an SDK or transport error into `ModelError`; None for anything else (a bug)."""
+    if isinstance(exc, ModelError):
+        return exc
+    import anthropic
+    import httpx2
+
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        kind = exc.type or "error"
+        detail = exc.api_message or exc.message
+        retryable = status in _RETRYABLE_STATUS or status >= 500
+        should_retry = exc.response.headers.get("x-should-retry")
+        if should_retry in ("true", "false"):
+            retryable = should_retry == "true"
+        message = f"Anthropic API error {status} ({kind}): {detail}"
+        return ModelError(message, status=status, retryable=retryable)
+    if isinstance(exc, anthropic.APIConnectionError):  # includes timeouts
+        return ModelError(f"cannot reach the Anthropic API: {exc.message}", retryable=True)
+    if isinstance(exc, httpx2.TransportError):  # a stream cut mid-body surfaces raw
+        return ModelError(f"the connection to the Anthropic API broke: {exc}", retryable=True)
+    if isinstance(exc, anthropic.AnthropicError):
+        return ModelError(f"Anthropic SDK error: {exc}")
+    return None
+
+
+def _text_of(message: Any) -> str:
+    return "".join(block.text for block in message.content if block.type == "text")
+
+
+def _usage_of(message: Any) -> Usage:
+    usage = message.usage
+    return Usage(
+        input_tokens=usage.input_tokens or 0,
+        output_tokens=usage.output_tokens or 0,
+        cache_read_tokens=getattr(usage, "cache_read_input_tokens", None) or 0,
+        cache_write_tokens=getattr(usage, "cache_creation_input_tokens", None) or 0,
+    )

@@ -1,0 +1,200 @@
+"""The model seam: what the agent needs from any LLM provider.
+
+A `Model` turns a system prompt and a list of plain-text `Message`s into a
+stream: text deltas (``str``) as they arrive, then exactly one `ModelReply`
+with the full text and the provider's token usage. Adapters translate their
+SDK's errors into `cavelite.errors.ModelError` here, at the seam, so the agent
+never sees (or imports) a provider SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from cavelite.errors import ModelError
+from cavelite.events import Usage
+
+Role = Literal["user", "assistant"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of the conversation, as plain text."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    """The end of one model call: the whole text and what it cost."""
+
+    text: str
+    usage: Usage
+    stop_reason: str | None = None
+    model: str = ""
+
+
+class Model(ABC):
+    """A chat model. Subclass it and implement `astream`.
+
+    ``name`` is the provider's model id. Implementations must be usable from
+    several event loops one after another (the sync `CaveLite.chat` runs a
+    fresh loop per call), which is why SDK clients are created per loop.
+    """
+
+    name: str = ""
+
+    @abstractmethod
+    def astream(self, system: str, messages: Sequence[Message]) -> AsyncIterator[str | ModelReply]:
+        """Yield text deltas, then one final `ModelReply`. Raise `ModelError` on failure."""
+
+    async def acomplete(self, system: str, messages: Sequence[Message]) -> ModelReply:
+        """Run `astream` to the end and return its `ModelReply`."""
+        final: ModelReply | None = None
+        async for item in self.astream(system, messages):
+            if isinstance(item, ModelReply):
+                final = item
+        if final is None:
+            raise ModelError(f"{type(self).__name__} ended its stream without a reply")
+        return final
+
+    def complete(self, system: str, messages: Sequence[Message]) -> ModelReply:
+        """Blocking twin of `acomplete`, usable even when an event loop is running."""
+        return run_sync(self.acomplete(system, messages))
+
+    async def aclose(self) -> None:
+        """Release network resources; the model may still be used afterwards."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+def alternating(messages: Iterable[Message]) -> list[Message]:
+    """Merge consecutive same-role messages, as strict providers require alternation.
+
+    The agent's history can hold two user messages in a row (a chat stopped
+    before the model answered, then the next chat began); that is honest
+    history, and merging it here keeps every provider happy.
+    """
+    merged: list[Message] = []
+    for message in messages:
+        if merged and merged[-1].role == message.role:
+            merged[-1] = Message(message.role, merged[-1].content + "\n\n" + message.content)
+        else:
+            merged.append(message)
+    return merged
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How adapters retry transient provider failures (429, 5xx, overloaded, drops).
+
+    The delay is the server's ``retry-after`` when it sends one, otherwise
+    exponential backoff with jitter; either is capped at ``max_backoff_s``, which
+    is what lets tests exercise retries without waiting.
+    """
+
+    max_retries: int = 4
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None and retry_after >= 0:
+            return min(retry_after, self.max_backoff_s)
+        backoff = self.initial_backoff_s * (2**attempt)
+        return min(backoff * random.uniform(0.75, 1.0), self.max_backoff_s)
+
+
+async def retrying_stream(
+    policy: RetryPolicy,
+    attempt: Callable[[], AsyncIterator[str | ModelReply]],
+    map_error: Callable[[BaseException], ModelError | None],
+) -> AsyncIterator[str | ModelReply]:
+    """Run ``attempt()`` until it succeeds, retrying failures that ``map_error`` calls retryable.
+
+    An attempt that already yielded text is never retried: the consumer has
+    seen that text, and a second attempt would not repeat it. Errors that
+    ``map_error`` does not recognise (None) are bugs and propagate unchanged.
+    """
+    tries = 0
+    while True:
+        delivered = False
+        try:
+            async for item in attempt():
+                if isinstance(item, str):
+                    delivered = True
+                yield item
+            return
+        except Exception as exc:
+            error = map_error(exc)
+            if error is None:
+                raise
+            if not error.retryable or delivered or tries >= policy.max_retries:
+                if error is exc:
+                    raise
+                raise error from exc
+            await asyncio.sleep(policy.delay(tries, retry_after_of(exc)))
+            tries += 1
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """The server's requested delay, from ``retry-after-ms`` or ``retry-after`` on the response."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    millis = parse_retry_after(headers.get("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000
+    return parse_retry_after(headers.get("retry-after"))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``retry-after`` header value; None if absent or an HTTP date."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare for these APIs; fall back to backoff
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code.
+
+    With no loop running in this thread, `asyncio.run` is enough. When one is
+    running (Jupyter, or an agent called from a remote tool inside another
+    agent's loop) a fresh loop in a helper thread avoids "loop already running".
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="cavelite-run-sync", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (about four characters per token) for fakes and fallbacks."""
+    return (len(text) + 3) // 4

@@ -1,0 +1,185 @@
+"""`OpenAIModel`: any OpenAI-compatible chat-completions endpoint, streamed.
+
+Works with OpenAI, DeepSeek, Qwen, Kimi, Gemini's compatible endpoint, vLLM,
+llama.cpp and Ollama. The ``openai`` SDK is an optional extra
+(``pip install cavelite[openai]``), imported only when a request is made.
+Usage comes from the final stream chunk (``stream_options.include_usage``);
+``prompt_tokens`` includes cached tokens there, so cached tokens are moved to
+``cache_read_tokens`` to match `Usage`'s non-overlapping convention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from cavelite.errors import ModelError
+from cavelite.events import Usage
+from cavelite.models.base import (
+    Message,
+    Model,
+    ModelReply,
+    RetryPolicy,
+    alternating,
+    estimate_tokens,
+    retrying_stream,
+)
+
+_RETRYABLE_STATUS = {408, 409, 429}
+
+
+def _import_openai() -> Any:
+    try:
+        import openai
+    except ImportError as exc:
+        raise ModelError(
+            "OpenAIModel needs the optional 'openai' package: pip install 'cavelite[openai]'"
+        ) from exc
+    return openai
+
+
+class OpenAIModel(Model):
+    """A chat-completions model. ``options`` (temperature, top_p, seed...) go to the API as is.
+
+    ``api_key`` defaults to ``OPENAI_API_KEY``; local servers that need no key
+    get a placeholder. ``base_url`` defaults to the SDK's (``OPENAI_BASE_URL``).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        max_tokens: int | None = None,
+        stream: bool = True,
+        max_retries: int = 4,
+        initial_backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        timeout: float = 600.0,
+        **options: Any,
+    ) -> None:
+        self.name = model
+        self.base_url = base_url
+        self.api_key = api_key
+        self.max_tokens = max_tokens
+        self.stream = stream
+        self.timeout = timeout
+        self.options = options
+        self.retry = RetryPolicy(max_retries, initial_backoff_s, max_backoff_s)
+        self._client: Any = None
+        self._client_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+
+    def _client_for_this_loop(self) -> Any:
+        """An SDK client bound to the running loop (async HTTP pools cannot change loops)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is None or self._client_loop() is not loop:
+            openai = _import_openai()
+            self._client = openai.AsyncOpenAI(
+                api_key=self.api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
+                base_url=self.base_url,
+                max_retries=0,  # retried by retrying_stream, with our policy
+                timeout=self.timeout,
+            )
+            self._client_loop = weakref.ref(loop)
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client, self._client_loop = self._client, None, None
+        if client is not None:
+            await client.close()
+
+    def request(self, system: str, messages: Sequence[Message]) -> dict[str, Any]:
+        """The keyword arguments for ``chat.completions.create``."""
+        wire = [{"role": "system", "content": system}]
+        wire += [{"role": m.role, "content": m.content} for m in alternating(messages)]
+        request: dict[str, Any] = {"model": self.name, "messages": wire, **self.options}
+        if self.max_tokens is not None:
+            request["max_tokens"] = self.max_tokens
+        if self.stream:
+            request["stream"] = True
+            request["stream_options"] = {"include_usage": True}
+        return request
+
+    def astream(self, system: str, messages: Sequence[Message]) -> AsyncIterator[str | ModelReply]:
+        request = self.request(system, messages)
+        return retrying_stream(self.retry, lambda: self._attempt(request), map_error)
+
+    async def _attempt(self, request: dict[str, Any]) -> AsyncIterator[str | ModelReply]:
+        client = self._client_for_this_loop()
+        if not self.stream:
+            completion = await client.chat.completions.create(**request)
+            choice = completion.choices[0] if completion.choices else None
+            text = (choice.message.content if choice else None) or ""
+            if text:
+                yield text
+            finish = choice.finish_reason if choice else None
+            yield ModelReply(
+                text, _usage(completion.usage, request, text), finish, completion.model
+            )
+            return
+        parts: list[str] = []
+        usage: Any = None
+        finish: str | None = None
+        model = self.name
+        stream = await client.chat.completions.create(**request)
+        async for chunk in stream:
+            model = chunk.model or model
+            if chunk.usage is not None:
+                usage = chunk.usage
+            for choice in chunk.choices:
+                if choice.delta is not None and choice.delta.content:
+                    parts.append(choice.delta.content)
+                    yield choice.delta.content
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+        if finish is None:
+            raise ModelError("the reply stream ended without a finish reason", retryable=True)
+        text = "".join(parts)
+        yield ModelReply(text, _usage(usage, request, text), finish, model)
+
+
+def map_error(exc: BaseException) -> ModelError | None:
+    """Translate an SDK or transport error into `ModelError`; None for anything else (a bug)."""
+    if isinstance(exc, ModelError):
+        return exc
+    openai = _import_openai()
+    import httpx2
+
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        retryable = status in _RETRYABLE_STATUS or status >= 500
+        should_retry = exc.response.headers.get("x-should-retry")
+        if should_retry in ("true", "false"):
+            retryable = should_retry == "true"
+        return ModelError(
+            f"chat-completions API error {status}: {exc.message}",
+            status=status,
+            retryable=retryable,
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return ModelError(f"cannot reach the chat-completions API: {exc.message}", retryable=True)
+    if isinstance(exc, httpx2.TransportError):  # a stream cut mid-body surfaces raw
+        return ModelError(
+            f"the connection to the chat-completions API broke: {exc}", retryable=True
+        )
+    if isinstance(exc, openai.OpenAIError):
+        return ModelError(f"OpenAI SDK error: {exc}")
+    return None
+
+
+def _usage(usage: Any, request: dict[str, Any], text: str) -> Usage:
+    """Provider usage, or an estimate when a server sends none (some local servers)."""
+    if usage is None:
+        prompt = sum(estimate_tokens(str(m["content"])) for m in request["messages"])
+        return Usage(input_tokens=prompt, output_tokens=estimate_tokens(text))
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = (getattr(details, "cached_tokens", None) or 0) if details is not None else 0
+    return Usage(
+        input_tokens=max(0, (usage.prompt_tokens or 0) - cached),
+        output_tokens=usage.completion_tokens or 0,
+        cache_read_tokens=cached,
+    )

@@ -1,0 +1,184 @@
+"""The words the model reads: system prompt, per-turn state, observations.
+
+The system prompt depends only on the instructions and on what the host
+injected, and is rendered deterministically, so it stays byte-identical across
+steps and turns and a provider's prompt cache keeps hitting. Everything that
+changes (variables, cell results) travels in user messages instead: a state
+block at the start of each turn and an observation after each cell, both
+bounded in size.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from cavelite.extract import Extraction
+from cavelite.runtime.results import CellResult, Injected, VariableInfo
+
+MAX_LISTED_VARIABLES = 60
+MAX_LINE_CHARS = 400
+MAX_DOC_CHARS = 400
+
+_HOW_TO_WORK = """\
+## How you work
+
+You operate a live Python {version} runtime by writing code. Each reply may hold
+one ```python block; it runs at once and you get its result back in the next
+message. Then decide the next step.
+
+- State persists between blocks and between turns: variables, imports and the
+  functions you define stay until the user resets the runtime.
+- The data you need is already in the runtime, in the variables listed in the
+  state block of each user message. Work on it there; do not retype data.
+- Look at data through summaries: `df.head()`, `df.describe()`, `df.shape`,
+  `len(x)`, `x[:5]`. Never print a whole large object: output is cut to about
+  {max_output_chars} characters (head and tail are kept).
+- The value of a block's last expression is shown, as in a notebook.
+- A block that fails changes nothing: read the error, fix the code, resend it.
+- Files, network, subprocesses and environment variables are not available.
+  numpy (np) and pandas (pd) can be imported.
+- Write one block per reply and stop after it: only the first block runs.
+- When the task is done, reply in plain text without any code block. That reply
+  is your final answer. When asked to store a result in a variable, do so; the
+  user reads it directly from the runtime."""
+
+
+def system_prompt(
+    instructions: str, injected: Sequence[Injected], *, max_output_chars: int = 4000
+) -> str:
+    """The byte-stable system prompt: instructions, how to work, what was injected."""
+    parts = []
+    if instructions.strip():
+        parts.append(instructions.strip())
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    parts.append(_HOW_TO_WORK.format(version=version, max_output_chars=max_output_chars))
+    ordered = sorted(injected, key=lambda item: item.name)
+    functions = [_describe_function(i) for i in ordered if i.kind == "function"]
+    objects = [_describe_object(i) for i in ordered if i.kind == "object"]
+    types = [_describe_type(i) for i in ordered if i.kind == "type"]
+    if functions:
+        parts.append("## Functions you can call\n\n" + "\n".join(functions))
+    if objects:
+        parts.append(
+            "## Objects you can use\n\nThey live in the host; calling their methods acts "
+            "on the real thing.\n\n" + "\n".join(objects)
+        )
+    if types:
+        parts.append("## Types you can use\n\n" + "\n".join(types))
+    return "\n\n".join(parts) + "\n"
+
+
+def turn_message(text: str, variables: Sequence[VariableInfo]) -> str:
+    """A user message: the runtime's current variables, then what the user said."""
+    return f"{state_block(variables)}\n\n{text}"
+
+
+def state_block(variables: Sequence[VariableInfo]) -> str:
+    """The variables as the model should picture them, bounded in size."""
+    visible = [v for v in variables if not v.name.startswith("_")]
+    if not visible:
+        return "[runtime state] no variables yet"
+    lines = [f"[runtime state] {len(visible)} variable(s):"]
+    for info in visible[:MAX_LISTED_VARIABLES]:
+        lines.append("- " + _clip_line(info.for_model()))
+    if len(visible) > MAX_LISTED_VARIABLES:
+        lines.append(f"- ... and {len(visible) - MAX_LISTED_VARIABLES} more not listed")
+    return "\n".join(lines)
+
+
+def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -> str:
+    """What the model reads after a cell: outcome, output, errors and variable changes."""
+    if result.ok:
+        head = f"[cell ran in {result.duration_s:.2f}s]"
+    else:
+        kind = result.error.kind if result.error else "error"
+        unchanged = result.rolled_back or kind == "policy"
+        head = f"[cell failed: {kind}" + ("; the namespace is unchanged]" if unchanged else "]")
+    body = clip(result.for_model(), max_chars)
+    parts = [head, body]
+    if result.stdout_truncated:
+        where = (
+            f"the full output is in `outputs[{result.output_index}]`"
+            if result.output_index is not None
+            else "the rest was dropped"
+        )
+        parts.append(f"[output truncated: head and tail shown; {where}]")
+    if result.changed:
+        changed = [_clip_line(info.for_model()) for info in result.changed[:MAX_LISTED_VARIABLES]]
+        more = len(result.changed) - len(changed)
+        if more > 0:
+            changed.append(f"... and {more} more")
+        parts.append("[variables created or changed]\n" + "\n".join("- " + c for c in changed))
+    if result.deleted:
+        parts.append("[variables deleted] " + ", ".join(result.deleted))
+    if extraction.ignored_blocks:
+        parts.append(ignored_blocks_note(extraction.ignored_blocks))
+    return "\n".join(parts)
+
+
+def ignored_blocks_note(count: int) -> str:
+    return (
+        f"[note] Your reply had {count} more python block(s) after the first; they did not "
+        "run. Send one block per reply."
+    )
+
+
+UNTERMINATED_NOTE = (
+    "[not run] Your ```python block has no closing ``` fence, so nothing ran. "
+    "Resend the complete block."
+)
+
+
+def not_run_note(reason: str) -> str:
+    """The observation for a block the agent did not run (cancel, budget)."""
+    return f"[not run] The chat stopped before this block ran ({reason}); nothing changed."
+
+
+def clip(text: str, max_chars: int) -> str:
+    """Keep head and tail of ``text`` within about ``max_chars``, saying what was cut."""
+    if max_chars <= 0 or len(text) <= max_chars:
+        return text
+    keep = max(max_chars - 60, 20)
+    head, tail = text[: keep * 2 // 3], text[-(keep // 3) :]
+    return f"{head}\n[... {len(text) - len(head) - len(tail)} characters cut ...]\n{tail}"
+
+
+def _clip_line(text: str) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= MAX_LINE_CHARS else text[: MAX_LINE_CHARS - 3] + "..."
+
+
+def _doc(doc: str) -> str:
+    doc = " ".join(doc.strip().split("\n\n")[0].split())
+    return doc if len(doc) <= MAX_DOC_CHARS else doc[: MAX_DOC_CHARS - 3] + "..."
+
+
+def _suffix(item: Injected) -> str:
+    parts = []
+    if item.description:
+        parts.append(f"    {_doc(item.description)}")
+    if item.doc:
+        parts.append(f"    {_doc(item.doc)}")
+    return "".join("\n" + p for p in parts)
+
+
+def _describe_function(item: Injected) -> str:
+    signature = item.signature or "(...)"
+    marker = "async def" if item.is_async else "def"
+    note = "  # async: call it with `await`" if item.is_async else ""
+    return f"- {marker} {item.name}{signature}{note}{_suffix(item)}"
+
+
+def _describe_object(item: Injected) -> str:
+    text = f"- {item.name}: {item.type_name}"
+    if item.methods:
+        text += "\n    methods: " + ", ".join(item.methods)
+    return text + _suffix(item)
+
+
+def _describe_type(item: Injected) -> str:
+    text = f"- class {item.name}{item.signature}"
+    if item.methods:
+        text += "\n    members: " + ", ".join(item.methods)
+    return text + _suffix(item)
