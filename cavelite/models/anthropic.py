@@ -13,6 +13,7 @@ cannot be taken back); it surfaces as a retryable `ModelError`.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -111,13 +112,14 @@ class AnthropicModel(Model):
     async def _attempt(self, request: dict[str, Any]) -> AsyncIterator[str | ModelReply]:
         client = self._client_for_this_loop()
         if self.stream:
+            request = _fit_to(client.messages.stream, request)
             async with client.messages.stream(**request) as stream:
                 async for event in stream:
                     if event.type == "content_block_delta" and event.delta.type == "text_delta":
                         yield event.delta.text
                 message = await stream.get_final_message()
         else:
-            message = await client.messages.create(**request)
+            message = await client.messages.create(**_fit_to(client.messages.create, request))
             if _text_of(message):
                 yield _text_of(message)
         if message.stop_reason is None:
@@ -149,6 +151,17 @@ def map_error(exc: BaseException) -> ModelError | None:
     if isinstance(exc, anthropic.AnthropicError):
         return ModelError(f"Anthropic SDK error: {exc}")
     return None
+
+
+def _fit_to(method: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """Move options the SDK method has no parameter for (``temperature`` in recent
+    SDKs, new API fields in old ones) into ``extra_body``, so they still reach the API."""
+    accepted = set(inspect.signature(method).parameters)
+    fitted = {key: value for key, value in request.items() if key in accepted}
+    extra = {key: value for key, value in request.items() if key not in accepted}
+    if extra:
+        fitted["extra_body"] = {**extra, **fitted.get("extra_body", {})}
+    return fitted
 
 
 def _text_of(message: Any) -> str:

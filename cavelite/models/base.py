@@ -68,7 +68,13 @@ class Model(ABC):
 
     def complete(self, system: str, messages: Sequence[Message]) -> ModelReply:
         """Blocking twin of `acomplete`, usable even when an event loop is running."""
-        return run_sync(self.acomplete(system, messages))
+        return run_sync(self._complete_then_close(system, messages))
+
+    async def _complete_then_close(self, system: str, messages: Sequence[Message]) -> ModelReply:
+        try:
+            return await self.acomplete(system, messages)
+        finally:
+            await self.aclose()  # the HTTP pool belongs to this short-lived loop
 
     async def aclose(self) -> None:
         """Release network resources; the model may still be used afterwards."""

@@ -69,7 +69,9 @@ class LoopbackServer:
         self._httpd.daemon_threads = True
         host, port = self._httpd.server_address[:2]
         self.origin = f"http://{host}:{port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
