@@ -95,15 +95,12 @@ def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -
         kind = result.error.kind if result.error else "error"
         unchanged = result.rolled_back or kind == "policy"
         head = f"[cell failed: {kind}" + ("; the namespace is unchanged]" if unchanged else "]")
-    body = clip(result.for_model(), max_chars)
-    parts = [head, body]
+    parts = [head]
+    body = result.for_model()
+    if body != "(no output)" or not (result.changed or result.deleted):
+        parts.append(clip(body, max_chars))
     if result.stdout_truncated:
-        where = (
-            f"the full output is in `outputs[{result.output_index}]`"
-            if result.output_index is not None
-            else "the rest was dropped"
-        )
-        parts.append(f"[output truncated: head and tail shown; {where}]")
+        parts.append("[output truncated: only head and tail are shown; print less]")
     if result.changed:
         changed = [_clip_line(info.for_model()) for info in result.changed[:MAX_LISTED_VARIABLES]]
         more = len(result.changed) - len(changed)
@@ -133,6 +130,14 @@ UNTERMINATED_NOTE = (
 def not_run_note(reason: str) -> str:
     """The observation for a block the agent did not run (cancel, budget)."""
     return f"[not run] The chat stopped before this block ran ({reason}); nothing changed."
+
+
+def interrupted_note() -> str:
+    """The observation for a cell whose outcome the agent never learned."""
+    return (
+        "[interrupted] The chat stopped while this block ran; whether it changed anything "
+        "is unknown. Check the variables before relying on them."
+    )
 
 
 def clip(text: str, max_chars: int) -> str:

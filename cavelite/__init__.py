@@ -1,0 +1,46 @@
+"""cavelite: an LLM operating a live, contained Python runtime.
+
+The model sees names, types, shapes and bounded summaries (the semantic
+stream); the real objects live in a worker process (the runtime stream).
+"""
+
+from .errors import (
+    CaveliteError,
+    CaveRuntimeError,
+    CaveUsageError,
+    ModelError,
+    PolicyError,
+    ProtocolError,
+    RuntimeClosedError,
+    TransferError,
+    UnpicklableValueError,
+    UntrustedTypeError,
+    VariableNotFoundError,
+    WorkerDiedError,
+)
+from .runtime import CellError, CellResult, Injected, Runtime, Snapshot, VariableInfo, Violation
+from .security import Policy
+
+__all__ = [
+    "CaveRuntimeError",
+    "CaveUsageError",
+    "CaveliteError",
+    "CellError",
+    "CellResult",
+    "Injected",
+    "ModelError",
+    "Policy",
+    "PolicyError",
+    "ProtocolError",
+    "Runtime",
+    "RuntimeClosedError",
+    "Snapshot",
+    "TransferError",
+    "UnpicklableValueError",
+    "UntrustedTypeError",
+    "VariableInfo",
+    "VariableNotFoundError",
+    "Violation",
+    "WorkerDiedError",
+]
+__version__ = "0.1.0"

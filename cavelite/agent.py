@@ -1,0 +1,440 @@
+"""`CaveLite`: the loop that lets a model operate a live Python runtime.
+
+One chat is a sequence of steps. Each step calls the model; if its reply holds
+a ```python block, the block runs in the runtime and an observation (output,
+value, error, changed variables) goes back as the next user message; a reply
+without code is the answer. Everything a caller can watch comes out of
+`stream()` as typed events, and `chat()`/`achat()` are thin consumers of it.
+
+The history is kept valid after every kind of stop (answer, step limit, budget,
+cancel, model error, even an exception or task cancellation): it always reads
+as alternating model replies and observations, so the next chat continues it.
+This module never imports a provider SDK (see `cavelite.models`) and never
+touches a pipe, fd or signal (see `cavelite.runtime`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from cavelite import prompt
+from cavelite.errors import CaveRuntimeError, CaveUsageError, ModelError
+from cavelite.events import (
+    CellFinished,
+    CellRecord,
+    CodeExtracted,
+    Event,
+    FinalAnswer,
+    ModelReplied,
+    PolicyViolated,
+    Reply,
+    StepStats,
+    Stopped,
+    StopReason,
+    TextDelta,
+    Usage,
+)
+from cavelite.extract import Extraction, extract_code
+from cavelite.models.base import Message, Model, ModelReply, run_sync
+from cavelite.runtime.results import CellResult, VariableInfo
+
+if TYPE_CHECKING:
+    from cavelite.runtime import Runtime
+
+_END = object()
+
+
+@dataclass
+class _Chat:
+    """What one chat has gathered so far."""
+
+    started: float
+    usage: Usage = field(default_factory=Usage)
+    steps: int = 0
+    cells: list[CellRecord] = field(default_factory=list)
+    stats: list[StepStats] = field(default_factory=list)
+    last_text: str = ""
+    reason: StopReason | None = None
+    detail: str = ""
+
+    def stop(self, reason: StopReason, detail: str = "") -> None:
+        self.reason, self.detail = reason, detail
+
+    def reply(self) -> Reply:
+        return Reply(
+            text=self.last_text,
+            stop_reason=self.reason or StopReason.COMPLETED,
+            steps=self.steps,
+            usage=self.usage,
+            cells=tuple(self.cells),
+            step_stats=tuple(self.stats),
+            wall_s=time.monotonic() - self.started,
+            detail=self.detail,
+        )
+
+
+class CaveLite:
+    """An agent: a model, instructions, and a runtime it operates.
+
+    ``runtime`` shares an existing `Runtime` (the agent then never closes it,
+    and ``policy`` must be set on that runtime instead); otherwise the agent
+    creates one with ``policy``, ``cell_timeout`` and ``max_output_chars``.
+    ``max_tokens_total`` and ``max_wall_s`` bound each chat (all four token
+    kinds count); ``max_steps`` bounds the model calls per chat.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        instructions: str = "",
+        max_steps: int = 20,
+        runtime: Runtime | None = None,
+        policy: Any = None,
+        cell_timeout: float = 30.0,
+        max_output_chars: int = 4000,
+        max_tokens_total: int | None = None,
+        max_wall_s: float | None = None,
+    ) -> None:
+        if not isinstance(model, Model):
+            raise CaveUsageError(
+                f"model must be a cavelite.models.Model, not {type(model).__name__}"
+            )
+        if max_steps < 1:
+            raise CaveUsageError("max_steps must be at least 1")
+        if runtime is not None and policy is not None:
+            raise CaveUsageError("pass policy to the shared Runtime, not to the agent")
+        self.model = model
+        self.instructions = instructions
+        self.max_steps = max_steps
+        self.cell_timeout = cell_timeout
+        self.max_output_chars = max_output_chars
+        self.max_tokens_total = max_tokens_total
+        self.max_wall_s = max_wall_s
+        self._owns_runtime = runtime is None
+        if runtime is None:
+            from cavelite.runtime import Runtime  # here, so importing cavelite stays light
+
+            runtime = Runtime(
+                cell_timeout=cell_timeout, max_output_chars=max_output_chars, policy=policy
+            )
+        self.runtime: Runtime = runtime
+        self._history: list[Message] = []
+        self._busy = threading.Lock()  # one chat at a time: the history is a single thread of talk
+        self._cancelled = threading.Event()
+        self._wakers: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
+        self._wakers_lock = threading.Lock()
+        self._closed = False
+
+    # -- the runtime, through the agent ----------------------------------------
+    def inject(
+        self, name: str, value: Any, *, description: str | None = None, remote: bool | None = None
+    ) -> None:
+        """Put ``value`` into the runtime as ``name`` (same rules as `Runtime.inject`)."""
+        self._check_open()
+        self.runtime.inject(name, value, description=description, remote=remote)
+
+    def inject_type(
+        self, cls: type, *, name: str | None = None, description: str | None = None
+    ) -> None:
+        """Make a class available to the model's code (dataclass, enum, pydantic model...)."""
+        if not isinstance(cls, type):
+            raise CaveUsageError(f"inject_type expects a class, got {type(cls).__name__}")
+        self.inject(name or cls.__name__, cls, description=description)
+
+    def retrieve(self, name: str, *, trusted: bool = False) -> Any:
+        """A variable's value, decoded safely (see `Runtime.retrieve`)."""
+        self._check_open()
+        return self.runtime.retrieve(name, trusted=trusted)
+
+    def variables(self) -> list[VariableInfo]:
+        self._check_open()
+        return self.runtime.variables()
+
+    @property
+    def history(self) -> tuple[Message, ...]:
+        """The conversation so far, exactly as the model is shown it (after the system prompt)."""
+        return tuple(self._history)
+
+    def system_prompt(self) -> str:
+        """The system prompt the model gets now: instructions plus what is injected."""
+        return prompt.system_prompt(
+            self.instructions, self.runtime.injected(), max_output_chars=self.max_output_chars
+        )
+
+    def reset(self, *, runtime: bool = True) -> None:
+        """Forget the conversation; with ``runtime=True`` also reset the runtime's namespace.
+
+        Resetting a shared runtime resets it for every agent that uses it.
+        """
+        self._check_open()
+        if self._busy.locked():
+            raise CaveUsageError("cannot reset while a chat is running; cancel() it first")
+        self._history.clear()
+        if runtime:
+            self.runtime.reset()
+
+    # -- chatting ----------------------------------------------------------------
+    def chat(self, message: str) -> Reply:
+        """Send ``message`` and work until the model answers or a limit stops it."""
+        return run_sync(self._chat_on_private_loop(message))
+
+    async def _chat_on_private_loop(self, message: str) -> Reply:
+        try:
+            return await self.achat(message)
+        finally:
+            # The model's HTTP pool belongs to this short-lived loop: release it here.
+            await self.model.aclose()
+
+    async def achat(self, message: str) -> Reply:
+        """Async `chat`."""
+        reply: Reply | None = None
+        async for event in self.stream(message):
+            if isinstance(event, Stopped):
+                reply = event.reply
+        assert reply is not None  # stream() always ends with Stopped
+        return reply
+
+    def cancel(self) -> None:
+        """Stop the running chat, from any thread.
+
+        A model call is abandoned at once; a running cell is let finish (it is
+        bounded by ``cell_timeout``) so the runtime stays consistent. The chat
+        then ends with `StopReason.CANCELLED`. Without a running chat, nothing happens.
+        """
+        if not self._busy.locked():
+            return
+        self._cancelled.set()
+        with self._wakers_lock:
+            wakers = list(self._wakers.items())
+        for loop, waker in wakers:
+            try:
+                loop.call_soon_threadsafe(waker.set)
+            except RuntimeError:  # that loop has just closed: its chat is over
+                pass
+
+    async def stream(self, message: str) -> AsyncIterator[Event]:
+        """Chat, yielding `Event`s as they happen; the last one is always `Stopped`."""
+        self._check_open()
+        if not self._busy.acquire(blocking=False):
+            raise CaveUsageError("this agent is already in a chat; use another agent or wait")
+        self._cancelled.clear()
+        loop = asyncio.get_running_loop()
+        waker = asyncio.Event()
+        with self._wakers_lock:
+            self._wakers[loop] = waker
+        run = _Chat(started=time.monotonic())
+        pending_note: list[str] = []  # the note owed to the model if the chat ends here
+        try:
+            variables = await self.runtime.avariables()
+            self._history.append(Message("user", prompt.turn_message(message, variables)))
+            async with contextlib.aclosing(self._steps(run, waker, pending_note)) as steps:
+                async for event in steps:
+                    yield event
+            yield Stopped(run.reason or StopReason.COMPLETED, run.reply())
+        finally:
+            if pending_note:  # the model wrote code that never got an observation
+                self._history.append(Message("user", pending_note[0]))
+            with self._wakers_lock:
+                self._wakers.pop(loop, None)
+            self._busy.release()
+
+    async def _steps(
+        self, run: _Chat, waker: asyncio.Event, pending_note: list[str]
+    ) -> AsyncIterator[Event]:
+        for step in range(1, self.max_steps + 1):
+            if self._should_stop(run):
+                return
+            system = self.system_prompt()
+            started = time.monotonic()
+            replies: list[ModelReply] = []
+            call = self._call_model(step, system, run, waker, replies)
+            async with contextlib.aclosing(call) as events:
+                async for event in events:
+                    yield event
+            if not replies:  # stopped during the call: cancel, budget or model error
+                return
+            reply = replies[0]
+            model_s = time.monotonic() - started
+            run.steps += 1
+            run.usage += reply.usage
+            run.last_text = reply.text
+            self._history.append(Message("assistant", reply.text))
+            yield ModelReplied(step, reply.text, reply.usage, model_s)
+            extraction = extract_code(reply.text)
+            if extraction.is_final_answer:
+                run.stats.append(StepStats(step, reply.usage, model_s))
+                run.stop(StopReason.COMPLETED)
+                yield FinalAnswer(step, reply.text)
+                return
+            if extraction.code is None:  # an unterminated block
+                run.stats.append(StepStats(step, reply.usage, model_s))
+                self._history.append(Message("user", prompt.UNTERMINATED_NOTE))
+                continue
+            if self._cancelled.is_set():
+                self._history.append(Message("user", prompt.not_run_note("cancelled")))
+                run.stats.append(StepStats(step, reply.usage, model_s))
+                run.stop(StopReason.CANCELLED, "cancelled before the cell ran")
+                return
+            pending_note[:] = [prompt.not_run_note("the chat was stopped")]
+            yield CodeExtracted(step, extraction.code, extraction.ignored_blocks)
+            pending_note[:] = [prompt.interrupted_note()]
+            try:
+                result = await self.runtime.aexecute(
+                    extraction.code, timeout=self._cell_timeout(run)
+                )
+            except CaveRuntimeError as exc:  # the runtime failed (or was closed), not the cell
+                run.stats.append(StepStats(step, reply.usage, model_s))
+                run.stop(StopReason.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}")
+                return
+            observation = prompt.observation(result, extraction, max_chars=self.max_output_chars)
+            self._history.append(Message("user", observation))
+            pending_note.clear()
+            run.cells.append(CellRecord(step, extraction.code, result))
+            run.stats.append(StepStats(step, reply.usage, model_s, result.duration_s))
+            yield _cell_event(step, extraction, result, observation)
+        run.stop(StopReason.MAX_STEPS, f"no answer after {self.max_steps} model calls")
+
+    async def _call_model(
+        self,
+        step: int,
+        system: str,
+        run: _Chat,
+        waker: asyncio.Event,
+        out: list[ModelReply],
+    ) -> AsyncIterator[Event]:
+        """Stream one model call, abandoning it on cancel or when the wall budget ends.
+
+        The call runs in its own task feeding a queue, so waiting on it can race
+        the cancel signal and the deadline without tearing down this generator.
+        """
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        messages = tuple(self._history)
+        pump = asyncio.ensure_future(self._pump(system, messages, queue))
+        wake = asyncio.ensure_future(waker.wait())
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, wake},
+                    timeout=self._wall_left(run),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if getter not in done:
+                    getter.cancel()
+                    if wake in done:
+                        run.stop(StopReason.CANCELLED, "cancelled while the model was replying")
+                    else:
+                        run.stop(
+                            StopReason.BUDGET, f"wall-time budget of {self.max_wall_s}s used up"
+                        )
+                    return
+                item = getter.result()
+                if item is _END:
+                    return
+                if isinstance(item, ModelError):
+                    run.stop(StopReason.MODEL_ERROR, str(item))
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, ModelReply):
+                    out.append(item)
+                    continue
+                yield TextDelta(step, item)
+        finally:
+            wake.cancel()
+            if not pump.done():
+                pump.cancel()
+            await asyncio.gather(pump, wake, return_exceptions=True)
+
+    async def _pump(
+        self, system: str, messages: Sequence[Message], queue: asyncio.Queue[Any]
+    ) -> None:
+        try:
+            async for item in self.model.astream(system, messages):
+                queue.put_nowait(item)
+        except Exception as exc:
+            queue.put_nowait(exc)
+        finally:
+            queue.put_nowait(_END)
+
+    def _should_stop(self, run: _Chat) -> bool:
+        """Check cancel and budgets before a model call; record why if stopping."""
+        if self._cancelled.is_set():
+            run.stop(StopReason.CANCELLED, "cancelled")
+        elif self.max_tokens_total is not None and run.usage.total_tokens >= self.max_tokens_total:
+            run.stop(
+                StopReason.BUDGET,
+                f"token budget of {self.max_tokens_total} used up ({run.usage.total_tokens})",
+            )
+        elif (left := self._wall_left(run)) is not None and left <= 0:
+            run.stop(StopReason.BUDGET, f"wall-time budget of {self.max_wall_s}s used up")
+        return run.reason is not None
+
+    def _wall_left(self, run: _Chat) -> float | None:
+        if self.max_wall_s is None:
+            return None
+        return self.max_wall_s - (time.monotonic() - run.started)
+
+    def _cell_timeout(self, run: _Chat) -> float:
+        left = self._wall_left(run)
+        return self.cell_timeout if left is None else max(0.001, min(self.cell_timeout, left))
+
+    # -- lifecycle ---------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CaveUsageError("this agent is closed")
+
+    def close(self) -> None:
+        """Close the runtime if this agent created it (a shared runtime stays open)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_runtime:
+            self.runtime.close()
+
+    async def aclose(self) -> None:
+        """Close, and release the model's HTTP pool on the running loop."""
+        self.close()
+        await self.model.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._history)} messages"
+        return f"CaveLite({self.model!r}, {state})"
+
+
+def _cell_event(
+    step: int, extraction: Extraction, result: CellResult, observation: str
+) -> CellFinished:
+    if result.error is not None and result.error.kind == "policy":
+        return PolicyViolated(step, extraction.code or "", result, observation)
+    return CellFinished(step, extraction.code or "", result, observation)

@@ -1,0 +1,360 @@
+"""Layer 2: the run-time guards that RestrictedPython-compiled cells call.
+
+The transformer (`transformer.py`) sends only the risky operations here:
+underscore and "sensitive" attribute reads, attribute writes, imports, and
+the dynamic built-ins (``getattr``, ``setattr``...). Ordinary public
+attribute reads are native, which is safe because modules never reach a
+cell as modules: the guarded ``__import__`` hands out `ModuleView`s that
+refuse non-allowlisted submodules and denied attributes themselves.
+
+Guards are on the hot path, so each checks the cheap things first.
+"""
+
+from __future__ import annotations
+
+import builtins
+import operator
+import string
+import types
+from collections.abc import Callable
+from typing import Any
+
+from .policy import Policy
+from .transformer import READABLE_DUNDERS, REFUSED_ATTRIBUTES, SENSITIVE_ATTRIBUTES
+
+CELL_MODULE = "__main__"
+_MISSING = object()
+_ModuleType = types.ModuleType
+_FunctionType = types.FunctionType
+
+
+class AccessDenied(AttributeError):
+    """A cell asked for something the cave does not hand out."""
+
+
+class ImportDenied(ImportError):
+    """A cell imported a module that the policy does not allow."""
+
+
+def is_cell_made(obj: Any) -> bool:
+    """True for classes defined by a cell and their instances."""
+    if isinstance(obj, type):
+        return obj.__dict__.get("__module__") == CELL_MODULE if "__module__" in obj.__dict__ else False
+    return getattr(type(obj), "__module__", None) == CELL_MODULE
+
+
+class ModuleView:
+    """What a cell gets instead of a module: attribute reads are policed.
+
+    Submodules are handed out as views only if the policy allows importing
+    them; denied attributes and underscore names are refused. Safe values are
+    cached on the view so the next read is a native dict lookup.
+    """
+
+    __slots__ = ("_cave_module", "_cave_guard", "__dict__")
+
+    def __init__(self, module: types.ModuleType, guard: Guard):
+        object.__setattr__(self, "_cave_module", module)
+        object.__setattr__(self, "_cave_guard", guard)
+
+    def __getattr__(self, name: str) -> Any:
+        module = object.__getattribute__(self, "_cave_module")
+        guard: Guard = object.__getattribute__(self, "_cave_guard")
+        modname = module.__name__
+        if type(name) is not str:
+            raise AccessDenied("attribute names must be plain strings")
+        if name.startswith("_") and name not in ("__name__", "__doc__", "__version__", "__all__"):
+            raise AccessDenied(f"'{modname}.{name}' is private to the module")
+        if guard.policy.module_attribute_denied(modname, name):
+            raise AccessDenied(f"'{modname}.{name}' is not available in the cave")
+        try:
+            value = getattr(module, name)
+        except AttributeError:
+            raise AttributeError(f"module '{modname}' has no attribute '{name}'") from None
+        if type(value) is _ModuleType:
+            return guard.view(value)
+        replacement = _REPLACEMENTS.get((modname, name))
+        if replacement is not None:
+            value = replacement
+        elif isinstance(value, type) and issubclass(value, string.Formatter):
+            raise AccessDenied(f"'{modname}.{name}' is not available in the cave")
+        self.__dict__[name] = value
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AccessDenied("modules cannot be modified from a cell")
+
+    def __delattr__(self, name: str) -> None:
+        raise AccessDenied("modules cannot be modified from a cell")
+
+    def __dir__(self) -> list[str]:
+        module = object.__getattribute__(self, "_cave_module")
+        return [n for n in dir(module) if not n.startswith("_")]
+
+    def __repr__(self) -> str:
+        return f"<module '{object.__getattribute__(self, '_cave_module').__name__}'>"
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[str]]:
+        # Snapshots re-import by name inside the worker that restores them.
+        return (_restore_view, (object.__getattribute__(self, "_cave_module").__name__,))
+
+
+def _restore_view(name: str) -> ModuleView:
+    from ..runtime import cell  # the worker-side guard that owns the policy
+
+    return cell.current_guard().import_module(name)
+
+
+class Guard:
+    """The guard set for one worker, bound to its policy."""
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+        self._views: dict[str, ModuleView] = {}
+        self.remote_types: tuple[type, ...] = ()
+
+    # --- modules ---------------------------------------------------------------------
+
+    def view(self, module: types.ModuleType) -> ModuleView:
+        name = module.__name__
+        view = self._views.get(name)
+        if view is None:
+            if not self.policy.imports.allows(name):
+                raise AccessDenied(f"module '{name}' is not available in the cave")
+            view = self._views[name] = ModuleView(module, self)
+        return view
+
+    def import_module(self, name: str) -> ModuleView:
+        import importlib
+
+        if not self.policy.imports.allows(name):
+            raise ImportDenied(f"import of '{name}' is not allowed")
+        return self.view(importlib.import_module(name))
+
+    def guarded_import(self, name: str, globals: Any = None, locals: Any = None,
+                       fromlist: Any = (), level: int = 0) -> ModuleView:
+        if level != 0 or type(name) is not str:
+            raise ImportDenied("relative imports are not allowed")
+        if not self.policy.imports.allows(name):
+            raise ImportDenied(f"import of '{name}' is not allowed")
+        for item in fromlist or ():
+            full = f"{name}.{item}"
+            if type(item) is not str or item.startswith("_"):
+                raise ImportDenied(f"cannot import private name '{item}' from '{name}'")
+            if full in self.policy.imports.denied:
+                raise ImportDenied(f"import of '{full}' is not allowed")
+        module = builtins.__import__(name, None, None, fromlist, 0)
+        # `import a.b` binds `a`; `from a.b import c` reads c from `a.b`.
+        return self.view(module)
+
+    # --- attributes ------------------------------------------------------------------
+
+    def getattr(self, obj: Any, name: Any, default: Any = _MISSING) -> Any:
+        if type(name) is not str:
+            raise AccessDenied("attribute names must be plain strings")
+        if name[:1] == "_":
+            if name not in READABLE_DUNDERS:
+                if name[:2] == "__" and name[-2:] == "__":
+                    raise AccessDenied(f"'{name}' is a protected attribute")
+                if not is_cell_made(obj):
+                    raise AccessDenied(
+                        f"'{name}' is private to {type(obj).__name__}; use its public API"
+                    )
+        elif name in REFUSED_ATTRIBUTES:
+            raise AccessDenied(f"'{name}' is an interpreter internal")
+        if type(obj) is ModuleView:
+            value = obj.__getattr__(name) if default is _MISSING else getattr(obj, name, default)
+            return value
+        try:
+            value = getattr(obj, name)
+        except AttributeError:
+            if default is not _MISSING:
+                return default
+            raise
+        if type(value) is _ModuleType:
+            return self.view(value)
+        if name in SENSITIVE_ATTRIBUTES:
+            return _sensitive(obj, name, value)
+        return value
+
+    def hasattr(self, obj: Any, name: Any) -> bool:
+        try:
+            self.getattr(obj, name)
+        except AttributeError:
+            return False
+        return True
+
+    def write(self, obj: Any) -> Any:
+        if isinstance(obj, _UNWRITABLE) and not is_cell_made(obj):
+            raise AccessDenied(f"cannot modify {_describe(obj)} from a cell")
+        if self.remote_types and isinstance(obj, self.remote_types):
+            raise AccessDenied("remote objects are read-only from a cell; call their methods")
+        return obj
+
+    def write_private(self, obj: Any) -> Any:
+        if not is_cell_made(obj):
+            raise AccessDenied(f"cannot set private attributes on {_describe(obj)}")
+        return self.write(obj)
+
+    def setattr(self, obj: Any, name: Any, value: Any) -> None:
+        self._check_write_name(obj, name)
+        builtins.setattr(self.write(obj), name, value)
+
+    def delattr(self, obj: Any, name: Any) -> None:
+        self._check_write_name(obj, name)
+        builtins.delattr(self.write(obj), name)
+
+    def _check_write_name(self, obj: Any, name: Any) -> None:
+        if type(name) is not str:
+            raise AccessDenied("attribute names must be plain strings")
+        if name[:1] == "_" and (name[:2] == "__" or not is_cell_made(obj)):
+            raise AccessDenied(f"cannot set '{name}' from a cell")
+
+    def namespace_globals(self) -> dict[str, Any]:
+        """The guard entries every cell namespace carries."""
+        return {
+            "_getattr_": self.getattr,
+            "_write_": self.write,
+            "_write_private_": self.write_private,
+            "_getiter_": iter,
+            "_getitem_": operator.getitem,
+            "_apply_": _apply,
+            "_inplacevar_": _inplacevar,
+            "__name__": CELL_MODULE,
+            "__builtins__": self.builtins(),
+        }
+
+    def builtins(self) -> dict[str, Any]:
+        safe = {name: getattr(builtins, name) for name in _SAFE_BUILTIN_NAMES}
+        safe.update(
+            __import__=self.guarded_import,
+            __build_class__=builtins.__build_class__,
+            __name__="builtins",
+            getattr=self.getattr,
+            hasattr=self.hasattr,
+            setattr=self.setattr,
+            delattr=self.delattr,
+        )
+        return safe
+
+
+_UNWRITABLE = (type, _ModuleType, ModuleView, _FunctionType, types.BuiltinFunctionType,
+               types.MethodType, types.CodeType, types.FrameType)
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f"class {obj.__name__}"
+    if isinstance(obj, (ModuleView, _ModuleType)):
+        return "a module"
+    return f"{type(obj).__name__} objects"
+
+
+def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return func(*args, **kwargs)
+
+
+_INPLACE = {
+    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
+    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
+    ">>=": operator.irshift, "&=": operator.iand, "|=": operator.ior, "^=": operator.ixor,
+    "@=": operator.imatmul,
+}
+
+
+def _inplacevar(op: str, x: Any, y: Any) -> Any:
+    return _INPLACE[op](x, y)
+
+
+# --- format strings: the one place where a *string* performs attribute access ---------
+
+def _check_format_fields(template: str, depth: int = 0) -> None:
+    if depth > 2:
+        return
+    for _literal, field_name, spec, _conv in string.Formatter().parse(template):
+        if field_name:
+            for part in _field_parts(field_name):
+                if part.startswith("_") or part in REFUSED_ATTRIBUTES:
+                    raise AccessDenied(f"format field '{field_name}' reaches a protected attribute")
+        if spec:
+            _check_format_fields(spec, depth + 1)
+
+
+def _field_parts(field_name: str) -> list[str]:
+    # "a.b[c].d" -> attribute parts b, d (item keys are plain lookups)
+    parts: list[str] = []
+    rest = field_name
+    while rest:
+        if rest[0] == ".":
+            rest = rest[1:]
+            end = min([i for i in (rest.find("."), rest.find("[")) if i >= 0], default=len(rest))
+            parts.append(rest[:end])
+            rest = rest[end:]
+        elif rest[0] == "[":
+            end = rest.find("]")
+            rest = rest[end + 1:] if end >= 0 else ""
+        else:
+            end = min([i for i in (rest.find("."), rest.find("[")) if i >= 0], default=len(rest))
+            rest = rest[end:]
+    return parts
+
+
+def safe_format(template: str, /, *args: Any, **kwargs: Any) -> str:
+    _check_format_fields(template)
+    return template.format(*args, **kwargs)
+
+
+def safe_format_map(template: str, mapping: Any, /) -> str:
+    _check_format_fields(template)
+    return template.format_map(mapping)
+
+
+def _sensitive(obj: Any, name: str, value: Any) -> Any:
+    if isinstance(obj, str):
+        if name == "format":
+            return lambda *a, **k: safe_format(obj, *a, **k)
+        if name == "format_map":
+            return lambda mapping: safe_format_map(obj, mapping)
+    if obj is str:
+        if name == "format":
+            return safe_format
+        if name == "format_map":
+            return safe_format_map
+    if isinstance(obj, string.Formatter) or (isinstance(obj, type) and issubclass(obj, string.Formatter)):
+        raise AccessDenied("string.Formatter is not available in the cave")
+    if name in ("attrgetter", "methodcaller") and value in (operator.attrgetter, operator.methodcaller):
+        return _REPLACEMENTS[("operator", name)]
+    return value
+
+
+def _checked_name(name: Any) -> str:
+    if type(name) is not str:
+        raise AccessDenied("attribute names must be plain strings")
+    for part in name.split("."):
+        if part.startswith("_") or part in REFUSED_ATTRIBUTES:
+            raise AccessDenied(f"'{name}' reaches a protected attribute")
+    return name
+
+
+def safe_attrgetter(*names: str) -> operator.attrgetter:
+    return operator.attrgetter(*(_checked_name(n) for n in names))
+
+
+def safe_methodcaller(name: str, /, *args: Any, **kwargs: Any) -> operator.methodcaller:
+    return operator.methodcaller(_checked_name(name), *args, **kwargs)
+
+
+_REPLACEMENTS: dict[tuple[str, str], Any] = {
+    ("operator", "attrgetter"): safe_attrgetter,
+    ("operator", "methodcaller"): safe_methodcaller,
+}
+
+_SAFE_BUILTIN_NAMES = [
+    name
+    for name in dir(builtins)
+    if (isinstance(getattr(builtins, name), type) and issubclass(getattr(builtins, name), BaseException))
+] + """abs aiter all anext any ascii bin bool bytearray bytes callable chr classmethod complex
+dict dir divmod enumerate filter float format frozenset hash hex id int isinstance issubclass
+iter len list map max min next object oct ord pow print property range repr reversed round set
+slice sorted staticmethod str sum super tuple type zip Ellipsis NotImplemented None True False
+""".split()

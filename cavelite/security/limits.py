@@ -1,0 +1,61 @@
+"""Layer 4: operating-system limits applied to a worker right after the fork."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import shutil
+import tempfile
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_DUMPABLE = 4
+
+
+def _prctl(option: int, value: int) -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except OSError:
+        return False
+
+
+def address_space_in_use() -> int:
+    """Current virtual memory size of this process, in bytes."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def apply(*, memory_limit_mb: int | None, max_file_bytes: int = 0, max_open_files: int = 256) -> int | None:
+    """Apply limits to this process; returns the address-space cap in bytes (or None).
+
+    The memory limit is *additional* address space over what the worker uses at
+    start (numpy and pandas reserve a lot of virtual memory that is never touched),
+    so ``memory_limit_mb`` means roughly "memory a cell may allocate".
+    """
+    # No setuid escalation, ever (why: a cell that got a shell still cannot gain privileges).
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    # Not dumpable: no core files with namespace data, no ptrace by same-uid peers.
+    _prctl(PR_SET_DUMPABLE, 0)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # Files may not be written at all (RLIMIT_FSIZE=0 turns writes into SIGXFSZ/EFBIG).
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = min(max_open_files, hard) if hard != resource.RLIM_INFINITY else max_open_files
+    resource.setrlimit(resource.RLIMIT_NOFILE, (cap, cap))
+    if memory_limit_mb is None:
+        return None
+    limit = address_space_in_use() + memory_limit_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return limit
+
+
+def private_workdir() -> str:
+    """A fresh empty directory to run in (removed by `remove_workdir`)."""
+    path = tempfile.mkdtemp(prefix="cavelite-")
+    os.chmod(path, 0o700)
+    return path
+
+
+def remove_workdir(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)

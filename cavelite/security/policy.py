@@ -1,0 +1,301 @@
+"""Layer 1: policy rules checked on a cell's AST before it is compiled.
+
+A `Policy` is a value: it is pickled to the worker, which checks each cell
+against it before RestrictedPython compiles it, and consults it again at
+run time (the guarded ``__import__`` and module attribute access). A
+rejected cell never runs; its `Violation`s name the rule, the line, the
+snippet and a hint, so that a model can correct itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from ..runtime.results import Violation
+
+DEFAULT_ALLOWED_IMPORTS = frozenset(
+    """math cmath statistics random decimal fractions numbers datetime time calendar zoneinfo
+    json re string textwrap unicodedata difflib collections itertools functools operator
+    heapq bisect array copy enum dataclasses typing types_safe abc contextlib uuid hashlib
+    hmac base64 binascii pprint reprlib io asyncio warnings numpy pandas""".split()
+) - {"types_safe"}
+
+# Submodules refused even when their parent is allowed: they compile or load
+# native code, run files, or drive the interpreter.
+DEFAULT_DENIED_IMPORTS = frozenset(
+    """numpy.ctypeslib numpy.f2py numpy.distutils numpy.testing numpy.lib.npyio
+    pandas.io.pickle pandas.io.clipboard pandas.io.clipboards pandas.util._tester
+    asyncio.subprocess asyncio.unix_events asyncio.windows_events asyncio.base_subprocess""".split()
+)
+
+# Module attributes refused at run time: the file, process and network doors
+# of otherwise useful modules.
+DEFAULT_DENIED_ATTRIBUTES: dict[str, frozenset[str]] = {
+    "io": frozenset(["open", "open_code", "FileIO", "BufferedReader", "BufferedWriter",
+                     "BufferedRandom", "TextIOWrapper", "BufferedRWPair"]),
+    "asyncio": frozenset(["create_subprocess_exec", "create_subprocess_shell", "subprocess",
+                          "open_connection", "start_server", "open_unix_connection",
+                          "start_unix_server", "events", "base_events", "unix_events",
+                          "get_event_loop", "new_event_loop", "get_running_loop",
+                          "set_event_loop", "set_event_loop_policy", "get_event_loop_policy"]),
+    "string": frozenset(["Formatter"]),
+    "numpy": frozenset(["load", "save", "savez", "savez_compressed", "fromfile", "memmap",
+                        "loadtxt", "savetxt", "genfromtxt", "tofile", "ctypeslib", "f2py",
+                        "testing", "DataSource"]),
+    "pandas": frozenset(["read_pickle", "to_pickle", "read_csv_file"]),
+    "random": frozenset(["SystemRandom"]),
+}
+
+DEFAULT_DENIED_FUNCTIONS = frozenset(
+    """eval exec compile open input breakpoint globals locals vars __import__ memoryview
+    exit quit help importlib.import_module numpy.load pandas.read_pickle""".split()
+)
+
+_HINTS = {
+    "open": "files are not reachable from a cell; ask the user to inject the data instead",
+    "eval": "write the expression directly as code",
+    "exec": "write the code directly in the cell",
+    "compile": "write the code directly in the cell",
+    "globals": "refer to variables by name; rt.variables() lists them",
+    "locals": "refer to variables by name",
+    "vars": "use the object's public attributes or dataclasses.asdict()",
+    "input": "there is no user at a terminal; use the data you were given",
+    "__import__": "use an import statement for an allowed module",
+    "importlib.import_module": "use an import statement for an allowed module",
+    "numpy.load": "files are not reachable; ask the user to inject the array",
+    "pandas.read_pickle": "pickles can run code; ask the user to inject the DataFrame",
+}
+
+
+@dataclass(frozen=True)
+class ImportRule:
+    """Imports must name an allowed module (or a submodule of one), and not a denied one."""
+
+    allowed: frozenset[str] = DEFAULT_ALLOWED_IMPORTS
+    denied: frozenset[str] = DEFAULT_DENIED_IMPORTS
+    name: str = "import"
+
+    def allows(self, module: str) -> bool:
+        parts = module.split(".")
+        prefixes = {".".join(parts[: i + 1]) for i in range(len(parts))}
+        if prefixes & self.denied:
+            return False
+        return bool(prefixes & self.allowed)
+
+
+@dataclass(frozen=True)
+class FunctionRule:
+    """Calls to these functions are refused, by name, alias or known module path."""
+
+    denied: frozenset[str] = DEFAULT_DENIED_FUNCTIONS
+    name: str = "function"
+
+
+@dataclass(frozen=True)
+class AttributeRule:
+    """These attribute names may not appear in a cell at all."""
+
+    denied: frozenset[str] = frozenset(
+        """__subclasses__ __globals__ __builtins__ __code__ __closure__ __func__ __self__
+        __dict__ __bases__ __base__ __mro__ __getattribute__ __reduce__ __reduce_ex__
+        __loader__ __spec__ __import__ gi_frame gi_code cr_frame cr_code ag_frame ag_code
+        tb_frame tb_next f_back f_globals f_locals f_builtins f_code co_code""".split()
+    )
+    name: str = "attribute"
+
+
+@dataclass(frozen=True)
+class RegexRule:
+    """Refuse cells whose source matches a pattern (for site-specific bans)."""
+
+    pattern: str
+    message: str
+    hint: str = ""
+    name: str = "regex"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What cells may do. ``Policy.default()`` is safe; derive variants with the builders."""
+
+    imports: ImportRule = field(default_factory=ImportRule)
+    functions: FunctionRule = field(default_factory=FunctionRule)
+    attributes: AttributeRule = field(default_factory=AttributeRule)
+    regexes: tuple[RegexRule, ...] = ()
+    denied_module_attributes: tuple[tuple[str, frozenset[str]], ...] = tuple(
+        DEFAULT_DENIED_ATTRIBUTES.items()
+    )
+    readable_dirs: tuple[str, ...] = ()
+
+    @classmethod
+    def default(cls) -> Policy:
+        return cls()
+
+    # --- builders (each returns a new Policy) -------------------------------------
+
+    def allow_imports(self, *modules: str) -> Policy:
+        imports = replace(
+            self.imports,
+            allowed=self.imports.allowed | frozenset(modules),
+            denied=frozenset(d for d in self.imports.denied if d not in modules),
+        )
+        return replace(self, imports=imports)
+
+    def deny_imports(self, *modules: str) -> Policy:
+        return replace(self, imports=replace(self.imports, denied=self.imports.denied | set(modules)))
+
+    def deny_functions(self, *names: str) -> Policy:
+        return replace(self, functions=replace(self.functions, denied=self.functions.denied | set(names)))
+
+    def allow_functions(self, *names: str) -> Policy:
+        return replace(self, functions=replace(self.functions, denied=self.functions.denied - set(names)))
+
+    def deny_attributes(self, *names: str) -> Policy:
+        return replace(self, attributes=replace(self.attributes, denied=self.attributes.denied | set(names)))
+
+    def add_regex(self, pattern: str, message: str, hint: str = "") -> Policy:
+        re.compile(pattern)  # fail here, not in the worker
+        return replace(self, regexes=(*self.regexes, RegexRule(pattern, message, hint)))
+
+    def allow_read_dirs(self, *dirs: str) -> Policy:
+        """Let allowed libraries (pd.read_csv, np.load) read files under these directories."""
+        import os
+
+        return replace(self, readable_dirs=(*self.readable_dirs, *(os.path.realpath(d) for d in dirs)))
+
+    # --- checks -------------------------------------------------------------------
+
+    def module_attribute_denied(self, module: str, name: str) -> bool:
+        for mod, names in self.denied_module_attributes:
+            if mod == module and name in names:
+                return True
+        return False
+
+    def check(self, tree: ast.AST, source: str) -> list[Violation]:
+        """All violations in a parsed cell, in source order."""
+        found = _Checker(self, source).run(tree)
+        for rule in self.regexes:
+            for match in re.finditer(rule.pattern, source, flags=re.MULTILINE):
+                line = source.count("\n", 0, match.start()) + 1
+                col = match.start() - (source.rfind("\n", 0, match.start()) + 1)
+                found.append(Violation(rule.name, rule.message, line, col,
+                                       _line(source, line), rule.hint))
+        return sorted(found, key=lambda v: (v.line, v.col))
+
+
+def _line(source: str, lineno: int) -> str:
+    lines = source.splitlines()
+    return lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+
+
+class _Checker(ast.NodeVisitor):
+    """Walks one cell, tracking import aliases (np -> numpy) and simple aliases (f = eval)."""
+
+    def __init__(self, policy: Policy, source: str):
+        self.policy = policy
+        self.source = source
+        self.found: list[Violation] = []
+        self.aliases: dict[str, str] = {}  # local name -> qualified name
+
+    def run(self, tree: ast.AST) -> list[Violation]:
+        self.visit(tree)
+        return self.found
+
+    def report(self, node: ast.AST, rule: str, message: str, hint: str = "") -> None:
+        line = getattr(node, "lineno", 1)
+        col = getattr(node, "col_offset", 0)
+        self.found.append(Violation(rule, message, line, col, self.snippet(node), hint))
+
+    def snippet(self, node: ast.AST) -> str:
+        text = ast.get_source_segment(self.source, node) or _line(self.source, getattr(node, "lineno", 1))
+        return text if len(text) <= 200 else text[:197] + "..."
+
+    def allowed_hint(self) -> str:
+        mods = sorted(m for m in self.policy.imports.allowed if "." not in m)
+        return "allowed modules: " + ", ".join(mods)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if not self.policy.imports.allows(alias.name):
+                self.report(node, self.policy.imports.name, f"import of '{alias.name}' is not allowed",
+                            self.allowed_hint())
+            local = alias.asname or alias.name.split(".")[0]
+            self.aliases[local] = alias.name if alias.asname else alias.name.split(".")[0]
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = node.module or ""
+        if node.level:
+            self.report(node, self.policy.imports.name, "relative imports are not allowed",
+                        self.allowed_hint())
+            return
+        if not self.policy.imports.allows(module):
+            self.report(node, self.policy.imports.name, f"import from '{module}' is not allowed",
+                        self.allowed_hint())
+            return
+        for alias in node.names:
+            full = f"{module}.{alias.name}"
+            if full in self.policy.imports.denied:
+                self.report(node, self.policy.imports.name, f"import of '{full}' is not allowed",
+                            self.allowed_hint())
+            if self.policy.module_attribute_denied(module, alias.name):
+                self.report(node, self.policy.imports.name,
+                            f"'{full}' is not available in the cave", _HINTS.get(full, ""))
+            self.aliases[alias.asname or alias.name] = full
+
+    def qualified(self, node: ast.AST) -> str | None:
+        if isinstance(node, ast.Name):
+            return self.aliases.get(node.id, node.id)
+        if isinstance(node, ast.Attribute):
+            base = self.qualified(node.value)
+            return f"{base}.{node.attr}" if base else None
+        return None
+
+    def check_function(self, node: ast.AST, target: ast.AST) -> None:
+        name = self.qualified(target)
+        if name is None:
+            return
+        denied = self.policy.functions.denied
+        if name in denied or (name.startswith("builtins.") and name[9:] in denied):
+            short = name.removeprefix("builtins.")
+            self.report(node, self.policy.functions.name, f"calling '{short}' is not allowed",
+                        _HINTS.get(short, ""))
+
+    def visit_Call(self, node: ast.Call) -> None:
+        self.check_function(node, node.func)
+        self.generic_visit(node)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        # f = eval  /  loader = np.load: remember the alias, report the escape.
+        name = self.qualified(node.value) if isinstance(node.value, (ast.Name, ast.Attribute)) else None
+        if name and name in self.policy.functions.denied:
+            self.check_function(node, node.value)
+        for target in node.targets:
+            if isinstance(target, ast.Name):
+                if name and name in self.policy.functions.denied:
+                    self.aliases[target.id] = name
+                else:
+                    self.aliases.pop(target.id, None)
+        self.generic_visit(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if node.attr in self.policy.attributes.denied:
+            self.report(node, self.policy.attributes.name,
+                        f"attribute '{node.attr}' is not allowed",
+                        "interpreter internals are off limits; use public APIs")
+        self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id in ("__builtins__", "__import__", "__loader__", "__spec__"):
+            self.report(node, self.policy.attributes.name, f"name '{node.id}' is not allowed",
+                        "interpreter internals are off limits")
+
+
+def merge_violations(*groups: Iterable[Violation]) -> list[Violation]:
+    seen: dict[tuple[int, int, str], Violation] = {}
+    for group in groups:
+        for v in group:
+            seen.setdefault((v.line, v.col, v.message), v)
+    return sorted(seen.values(), key=lambda v: (v.line, v.col))
