@@ -147,7 +147,8 @@ class CaveLite:
         """Make a class available to the model's code (dataclass, enum, pydantic model...)."""
         if not isinstance(cls, type):
             raise CaveUsageError(f"inject_type expects a class, got {type(cls).__name__}")
-        self.inject(name or cls.__name__, cls, description=description)
+        self._check_open()
+        self.runtime.inject_type(cls, name=name, description=description)
 
     def retrieve(self, name: str, *, trusted: bool = False) -> Any:
         """A variable's value, decoded safely (see `Runtime.retrieve`)."""

@@ -91,10 +91,13 @@ def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -
     """What the model reads after a cell: outcome, output, errors and variable changes."""
     if result.ok:
         head = f"[cell ran in {result.duration_s:.2f}s]"
+    elif result.error is not None and result.error.kind == "policy":
+        head = "[cell refused]"
     else:
         kind = result.error.kind if result.error else "error"
-        unchanged = result.rolled_back or kind == "policy"
-        head = f"[cell failed: {kind}" + ("; the namespace is unchanged]" if unchanged else "]")
+        head = f"[cell failed: {kind}" + (
+            "; the namespace is unchanged]" if result.rolled_back else "]"
+        )
     parts = [head]
     body = result.for_model()
     if body != "(no output)" or not (result.changed or result.deleted):

@@ -1,0 +1,508 @@
+"""CaveLite end to end with ScriptedModel and real runtimes (forked workers, real cells)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
+
+import pandas as pd
+import pytest
+
+from cavelite.agent import CaveLite
+from cavelite.errors import CaveUsageError, ModelError
+from cavelite.events import (
+    CellFinished,
+    CodeExtracted,
+    FinalAnswer,
+    ModelReplied,
+    PolicyViolated,
+    Reply,
+    Stopped,
+    StopReason,
+    TextDelta,
+    Usage,
+)
+from cavelite.models import Message, Model, ModelReply, ScriptedModel
+from cavelite.runtime import Runtime
+
+
+def py(code: str) -> str:
+    return f"```python\n{code}\n```"
+
+
+def orders_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "region": ["North", "South", "North", "South", "East", "East"] * 50,
+            "year": [2023, 2023, 2024, 2024, 2023, 2024] * 50,
+            "amount": [100.0, 80.0, 130.0, 84.0, 50.0, 60.0] * 50,
+        }
+    )
+
+
+class HangingModel(Model):
+    """A model whose call never returns: for cancel and wall-time tests (no sleeps)."""
+
+    name = "hanging"
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+
+    async def astream(
+        self, system: str, messages: Sequence[Message]
+    ) -> AsyncIterator[str | ModelReply]:
+        self.started.set()
+        yield "thinking"
+        await asyncio.Event().wait()  # never set
+        raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def agent_factory():
+    agents: list[CaveLite] = []
+
+    def make(replies, **kwargs) -> CaveLite:
+        model = replies if isinstance(replies, Model) else ScriptedModel(replies)
+        agent = CaveLite(model, **kwargs)
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        agent.close()
+
+
+# -- the loop ------------------------------------------------------------------------------
+
+
+def test_multi_step_analysis_on_a_dataframe(agent_factory):
+    model = ScriptedModel(
+        [
+            "First a look at the data.\n"
+            + py("orders.groupby(['region', 'year'])['amount'].sum()"),
+            py(
+                "totals = orders.pivot_table(index='region', columns='year', values='amount',"
+                " aggfunc='sum')\n"
+                "growth = (totals[2024] / totals[2023] - 1).sort_values(ascending=False)\n"
+                "growth.round(3)"
+            ),
+            "North grew most: +30% from 2023 to 2024. The table is in `growth`.",
+        ]
+    )
+    agent = agent_factory(model, instructions="You are a retail analyst.")
+    agent.inject("orders", orders_frame(), description="2023-2024 orders")
+    reply = agent.chat("Which region grew most? Store the table in `growth`.")
+
+    assert isinstance(reply, Reply)
+    assert reply.stop_reason is StopReason.COMPLETED and reply.completed
+    assert reply.text.startswith("North grew most")
+    assert reply.steps == 3
+    assert [cell.result.ok for cell in reply.cells] == [True, True]
+    growth = agent.retrieve("growth")
+    assert isinstance(growth, pd.Series)
+    assert growth.index[0] == "North"
+    assert growth["North"] == pytest.approx(0.3)
+
+    first = model.calls[0]
+    assert first.system.startswith("You are a retail analyst.")
+    state = first.messages[0].content
+    assert "orders: " in state and "DataFrame" in state and "2023-2024 orders" in state
+    assert "300" in state  # its shape, not its rows
+    assert "North" not in state  # never the bulk of the data
+    assert "Which region grew most?" in state
+    # The system prompt is byte-stable across the steps of a chat.
+    assert len({call.system for call in model.calls}) == 1
+    assert reply.usage.cache_read_tokens > 0
+
+
+def test_model_learns_which_variables_each_cell_created_changed_or_deleted(agent_factory):
+    model = ScriptedModel(
+        [
+            py("a = 1\nb = [1, 2, 3]"),
+            py("b.append(4)\ndel a"),
+            "ok",
+            "and now?",
+        ]
+    )
+    agent = agent_factory(model)
+    agent.chat("make some variables")
+    created, changed = model.calls[1].messages[-1].content, model.calls[2].messages[-1].content
+    assert "a: int" in created and "b: list" in created
+    assert "b: list" in changed and "4" in changed
+    assert "[variables deleted] a" in changed
+    agent.chat("what is there?")
+    state = model.calls[3].messages[-1].content
+    assert "b: list" in state
+    assert "a: int" not in state
+
+
+# -- observations ----------------------------------------------------------------------------
+
+
+def run_one_cell(agent_factory, code: str, **kwargs) -> tuple[Reply, str]:
+    model = ScriptedModel([py(code), "done"])
+    agent = agent_factory(model, **kwargs)
+    reply = agent.chat("run it")
+    return reply, model.calls[1].messages[-1].content
+
+
+def test_observation_stdout_and_value(agent_factory):
+    reply, seen = run_one_cell(agent_factory, "print('hello from the cave')\n40 + 2")
+    assert "hello from the cave" in seen
+    assert "[value] 42" in seen
+    assert reply.cells[0].result.ok
+
+
+def test_observation_exception_with_the_cells_own_line_numbers(agent_factory):
+    reply, seen = run_one_cell(agent_factory, "x = 1\ny = 0\nz = x / y")
+    assert "[cell failed: exception; the namespace is unchanged]" in seen
+    assert "line 3" in seen and "z = x / y" in seen
+    assert "ZeroDivisionError" in seen
+    assert reply.completed
+    assert reply.cells[0].result.error.line == 3
+
+
+def test_failed_cell_leaves_no_variables(agent_factory):
+    model = ScriptedModel([py("x = 1\nraise ValueError('nope')"), "gave up"])
+    agent = agent_factory(model)
+    agent.chat("try")
+    assert "x" not in {v.name for v in agent.variables()}
+
+
+def test_observation_policy_violation_with_hint(agent_factory):
+    model = ScriptedModel([py("import os\nos.listdir('/')"), "cannot"])
+    agent = agent_factory(model)
+    events = asyncio.run(collect(agent, "list files"))
+    refused = [e for e in events if isinstance(e, PolicyViolated)]
+    assert len(refused) == 1
+    assert refused[0].violations and refused[0].violations[0].line == 1
+    seen = model.calls[1].messages[-1].content
+    assert "[cell refused]" in seen and "import" in seen and "hint" in seen
+
+
+def test_observation_timeout(agent_factory):
+    reply, seen = run_one_cell(agent_factory, "n = 0\nwhile True:\n    n += 1", cell_timeout=0.3)
+    assert reply.cells[0].result.error.kind == "timeout"
+    assert "Timeout" in seen and "unchanged" in seen
+
+
+def test_observation_output_limit_keeps_head_and_tail(agent_factory):
+    code = "for i in range(3000):\n    print('line', i)"
+    reply, seen = run_one_cell(agent_factory, code, max_output_chars=400)
+    result = reply.cells[0].result
+    assert result.stdout_truncated
+    assert "line 0" in seen and "line 2999" in seen
+    assert "truncated" in seen
+    assert len(seen) < 1500
+
+
+def test_unterminated_block_is_not_run_and_the_model_is_told(agent_factory):
+    model = ScriptedModel(["```python\nx = 1\n", py("x = 2"), "x is 2"])
+    agent = agent_factory(model)
+    reply = agent.chat("set x")
+    assert "no closing" in model.calls[1].messages[-1].content
+    assert len(reply.cells) == 1
+    assert agent.retrieve("x") == 2
+
+
+def test_extra_blocks_do_not_run_and_the_model_is_told(agent_factory):
+    model = ScriptedModel([py("a = 1") + "\nthen\n" + py("b = 2"), "done"])
+    agent = agent_factory(model)
+    agent.chat("go")
+    names = {v.name for v in agent.variables()}
+    assert "a" in names and "b" not in names
+    assert "1 more python block" in model.calls[1].messages[-1].content
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+async def collect(agent: CaveLite, message: str) -> list:
+    return [event async for event in agent.stream(message)]
+
+
+def test_stream_yields_typed_events_in_order_and_stopped_last(agent_factory):
+    agent = agent_factory([py("x = 6 * 7\nx"), "It is 42."])
+    events = asyncio.run(collect(agent, "compute"))
+    kinds = [type(e) for e in events]
+    assert kinds[-1] is Stopped
+    assert kinds.count(Stopped) == 1
+    first_step = kinds[: kinds.index(CellFinished) + 1]
+    assert first_step[0] is TextDelta
+    assert first_step[-3:] == [ModelReplied, CodeExtracted, CellFinished]
+    assert kinds[-2] is FinalAnswer
+    cell = next(e for e in events if isinstance(e, CellFinished))
+    assert cell.code == "x = 6 * 7\nx" and "[value] 42" in cell.observation
+    texts = "".join(e.text for e in events if isinstance(e, TextDelta) and e.step == 2)
+    assert texts == "It is 42."
+    stopped = events[-1]
+    assert stopped.reason is StopReason.COMPLETED and stopped.reply.text == "It is 42."
+
+
+def test_achat_and_per_step_usage(agent_factory):
+    agent = agent_factory([py("y = 1"), py("y += 1"), "y is 2"])
+    reply = asyncio.run(agent.achat("count"))
+    assert reply.steps == 3 and len(reply.step_stats) == 3
+    total = Usage()
+    for stats in reply.step_stats:
+        total += stats.usage
+        assert stats.usage.output_tokens > 0
+        assert stats.model_s >= 0
+    assert total == reply.usage
+    assert reply.step_stats[0].cell_s > 0
+    assert reply.wall_s >= sum(s.model_s for s in reply.step_stats)
+
+
+# -- stop reasons and history --------------------------------------------------------------
+
+
+def assert_alternates(history: Sequence[Message]) -> None:
+    """Each assistant message is followed by a user message, except a final answer."""
+    assert history[0].role == "user"
+    for before, after in zip(history, history[1:], strict=False):
+        if before.role == "assistant":
+            assert after.role == "user"
+
+
+def test_max_steps_then_the_next_chat_continues(agent_factory):
+    model = ScriptedModel([py("a = 1"), py("b = 2"), py("c = a + b"), "c is 3"])
+    agent = agent_factory(model, max_steps=2)
+    first = agent.chat("compute c")
+    assert first.stop_reason is StopReason.MAX_STEPS
+    assert first.steps == 2
+    assert_alternates(agent.history)
+    second = agent.chat("go on")
+    assert second.completed and second.text == "c is 3"
+    assert agent.retrieve("c") == 3
+    # The model saw the whole first chat before the second began.
+    seen = model.calls[2].messages
+    assert seen[: len(seen) - 1] == agent.history[: len(seen) - 1]
+    assert "go on" in seen[-1].content
+    assert_alternates(agent.history)
+
+
+def test_token_budget(agent_factory):
+    agent = agent_factory([py("a = 1"), py("b = 2"), "done"], max_tokens_total=1)
+    reply = agent.chat("go")
+    assert reply.stop_reason is StopReason.BUDGET
+    assert "token budget" in reply.detail
+    assert reply.steps == 1
+    assert agent.retrieve("a") == 1  # the code the model wrote still ran
+
+
+def test_wall_time_budget_before_any_call(agent_factory):
+    model = ScriptedModel(["never"])
+    reply = agent_factory(model, max_wall_s=0).chat("go")
+    assert reply.stop_reason is StopReason.BUDGET
+    assert reply.steps == 0 and model.calls == []
+
+
+def test_wall_time_budget_abandons_a_hanging_model(agent_factory):
+    agent = agent_factory(HangingModel(), max_wall_s=0.2)
+    reply = agent.chat("go")
+    assert reply.stop_reason is StopReason.BUDGET
+    assert "wall-time" in reply.detail
+    assert_alternates(agent.history)
+
+
+def test_wall_time_budget_bounds_a_cell(agent_factory):
+    model = ScriptedModel([py("while True:\n    pass"), "never reached"])
+    agent = agent_factory(model, max_wall_s=0.3, cell_timeout=30)
+    reply = agent.chat("spin")
+    assert reply.stop_reason is StopReason.BUDGET
+    assert reply.cells[0].result.error.kind == "timeout"
+
+
+def test_model_error_leaves_runtime_and_history_usable(agent_factory):
+    model = ScriptedModel(
+        [py("kept = 'safe'"), ModelError("provider down", status=503, retryable=True), "fine now"]
+    )
+    agent = agent_factory(model)
+    reply = agent.chat("store something")
+    assert reply.stop_reason is StopReason.MODEL_ERROR
+    assert "provider down" in reply.detail
+    assert agent.retrieve("kept") == "safe"
+    assert agent.history[-1].role == "user"
+    again = agent.chat("are you back?")
+    assert again.completed and again.text == "fine now"
+    assert agent.history[-2].role == "user" and "are you back?" in agent.history[-2].content
+
+
+def test_script_running_out_is_a_model_error(agent_factory):
+    reply = agent_factory([]).chat("hello")
+    assert reply.stop_reason is StopReason.MODEL_ERROR
+    assert "ran out of replies" in reply.detail
+
+
+def test_cancel_from_the_model_side_before_the_cell_runs(agent_factory):
+    holder: dict[str, CaveLite] = {}
+
+    def script(messages):
+        holder["agent"].cancel()
+        return py("should_not_exist = 1")
+
+    agent = agent_factory(ScriptedModel(script))
+    holder["agent"] = agent
+    reply = agent.chat("go")
+    assert reply.stop_reason is StopReason.CANCELLED
+    assert "should_not_exist" not in {v.name for v in agent.variables()}
+    assert "[not run]" in agent.history[-1].content
+    assert_alternates(agent.history)
+
+
+def test_cancel_from_another_thread_while_the_model_hangs(agent_factory):
+    model = HangingModel()
+    agent = agent_factory(model)
+
+    def cancel_when_started() -> None:
+        assert model.started.wait(10)
+        agent.cancel()
+
+    canceller = threading.Thread(target=cancel_when_started)
+    canceller.start()
+    reply = agent.chat("go")
+    canceller.join()
+    assert reply.stop_reason is StopReason.CANCELLED
+    agent.model = ScriptedModel(["back"])
+    assert agent.chat("again").text == "back"
+
+
+def test_asyncio_task_cancellation_keeps_the_agent_usable(agent_factory):
+    model = HangingModel()
+    agent = agent_factory(model)
+
+    async def main() -> None:
+        task = asyncio.create_task(agent.achat("go"))
+        await asyncio.to_thread(model.started.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    agent.model = ScriptedModel([py("v = 5"), "v is 5"])
+    assert agent.chat("again").completed
+    assert agent.retrieve("v") == 5
+    assert_alternates(agent.history)
+
+
+def test_cancel_without_a_chat_does_nothing(agent_factory):
+    agent = agent_factory(["hi"])
+    agent.cancel()
+    assert agent.chat("hello").completed
+
+
+def test_runtime_failure_is_a_runtime_error_stop(agent_factory):
+    runtime = Runtime()
+    holder: dict[str, Runtime] = {"rt": runtime}
+
+    def script(messages):
+        holder["rt"].close()
+        return py("x = 1")
+
+    agent = agent_factory(ScriptedModel(script), runtime=runtime)
+    reply = agent.chat("go")
+    assert reply.stop_reason is StopReason.RUNTIME_ERROR
+    assert "[interrupted]" in agent.history[-1].content
+
+
+def test_one_chat_at_a_time(agent_factory):
+    model = HangingModel()
+    agent = agent_factory(model)
+
+    async def main() -> None:
+        task = asyncio.create_task(agent.achat("first"))
+        await asyncio.to_thread(model.started.wait, 10)
+        with pytest.raises(CaveUsageError):
+            await agent.achat("second")
+        agent.cancel()
+        assert (await task).stop_reason is StopReason.CANCELLED
+
+    asyncio.run(main())
+
+
+# -- lifecycle, sharing, agents in agents -----------------------------------------------------
+
+
+def test_reset_forgets_history_and_variables(agent_factory):
+    agent = agent_factory([py("gone = 1"), "ok", "fresh"])
+    agent.chat("make")
+    agent.reset()
+    assert agent.history == ()
+    assert "gone" not in {v.name for v in agent.variables()}
+    assert agent.chat("hi").text == "fresh"
+
+
+def test_context_manager_closes_its_own_runtime_only():
+    shared = Runtime()
+    try:
+        with CaveLite(ScriptedModel(["ok"]), runtime=shared) as guest:
+            guest.chat("hi")
+        assert not shared.closed
+        with CaveLite(ScriptedModel(["ok"])) as owner:
+            own = owner.runtime
+        assert own.closed
+        with pytest.raises(CaveUsageError):
+            owner.chat("closed")
+    finally:
+        shared.close()
+
+
+def test_policy_goes_to_the_shared_runtime_not_the_agent():
+    with Runtime() as runtime, pytest.raises(CaveUsageError):
+        CaveLite(ScriptedModel([]), runtime=runtime, policy=object())
+
+
+def test_inject_type_lets_the_model_build_instances(agent_factory):
+    from decimal import Decimal  # a stdlib class stands in for a user type
+
+    agent = agent_factory([py("price = Price('19.99') * 3\nprice"), "59.97"])
+    agent.inject_type(Decimal, name="Price", description="exact money")
+    reply = agent.chat("three items")
+    assert "[value] Decimal('59.97')" in reply.cells[0].result.for_model()
+    assert "Price" in agent.system_prompt()
+    assert agent.retrieve("price") == Decimal("59.97")
+
+
+def test_two_agents_share_one_runtime():
+    with Runtime() as runtime:
+        writer_model = ScriptedModel([py("shared_total = 41"), "stored"])
+        reader_model = ScriptedModel([py("answer = shared_total + 1"), "42"])
+        writer = CaveLite(writer_model, runtime=runtime)
+        reader = CaveLite(reader_model, runtime=runtime)
+        assert writer.chat("store 41").completed
+        assert reader.chat("add one").completed
+        assert "shared_total: int" in reader_model.calls[0].messages[0].content
+        assert runtime.retrieve("answer") == 42
+        writer.close()
+        reader.close()
+        assert not runtime.closed
+
+
+def test_an_agent_injected_into_another_agents_runtime(agent_factory):
+    analyst = agent_factory(
+        [
+            py("growth = {'North': 0.3, 'South': 0.05, 'East': 0.2}"),
+            "North grew most (+30%).",
+        ]
+    )
+    orchestrator_model = ScriptedModel(
+        [
+            py(
+                "reply = analyst.chat('Which region grew most? Keep the numbers in growth.')\n"
+                "print(reply.text)"
+            ),
+            py("growth = analyst.retrieve('growth')\nmax(growth, key=growth.get)"),
+            "The analyst found that North grew most.",
+        ]
+    )
+    orchestrator = agent_factory(orchestrator_model)
+    orchestrator.inject("analyst", analyst, remote=True, description="a data analyst agent")
+    reply = orchestrator.chat("Ask the analyst which region grew most.")
+    assert reply.completed, reply.detail
+    outputs = [cell.result for cell in reply.cells]
+    assert all(result.ok for result in outputs), [r.for_model() for r in outputs]
+    assert "North grew most (+30%)." in outputs[0].stdout
+    assert outputs[1].value_repr == "'North'"
+    assert "analyst: CaveLite" in orchestrator.system_prompt()
+    assert analyst.history[-1].content == "North grew most (+30%)."
