@@ -226,3 +226,56 @@ def test_retry_policy_honours_retry_after_within_the_cap():
     assert policy.delay(0, retry_after=120.0) == 10.0
     assert 0.375 <= policy.delay(0, retry_after=None) <= 0.5
     assert policy.delay(10, retry_after=None) == 10.0
+
+
+# -- the agent over the real SDK ---------------------------------------------------------------
+
+
+def test_agent_through_the_sdk_keeps_the_system_prompt_byte_stable(messages_api):
+    from cavelite.agent import CaveLite
+    from cavelite.events import StopReason
+
+    messages_api.reply(
+        "```python\ntotal = sum(range(10))\ntotal\n```",
+        input_tokens=500,
+        output_tokens=20,
+        cache_write_tokens=1000,
+    )
+    messages_api.error(529, "Overloaded")  # retried transparently mid-chat
+    messages_api.reply("The total is 45.", input_tokens=60, output_tokens=8, cache_read_tokens=1000)
+    messages_api.reply("Still 45.", input_tokens=70, output_tokens=3, cache_read_tokens=1100)
+    with CaveLite(model_for(messages_api), instructions="Be exact.") as agent:
+        reply = agent.chat("Add the numbers 0 to 9.")
+        later = agent.chat("Sure?")
+        assert agent.retrieve("total") == 45
+
+    assert reply.stop_reason is StopReason.COMPLETED
+    assert reply.text == "The total is 45."
+    assert reply.usage == Usage(
+        input_tokens=560, output_tokens=28, cache_read_tokens=1000, cache_write_tokens=1000
+    )
+    assert later.completed and later.steps == 1
+    first, _, second, third = messages_api.requests
+    assert first.body["system"][0]["text"].startswith("Be exact.")
+    assert first.body["system"] == second.body["system"] == third.body["system"]
+    observation = second.body["messages"][-1]["content"][0]["text"]
+    assert "[value] 45" in observation and "total: int" in observation
+    # Earlier turns are sent unchanged, so the cached prefix stays valid.
+    assert (
+        second.body["messages"][0]["content"][0]["text"]
+        == (first.body["messages"][0]["content"][0]["text"])
+    )
+    assert len(third.body["messages"]) == 5
+
+
+def test_agent_stops_with_model_error_and_keeps_the_runtime(messages_api):
+    from cavelite.agent import CaveLite
+    from cavelite.events import StopReason
+
+    messages_api.reply("```python\nkept = [1, 2, 3]\n```")
+    messages_api.error(401, "invalid x-api-key")
+    with CaveLite(model_for(messages_api)) as agent:
+        reply = agent.chat("store a list")
+        assert reply.stop_reason is StopReason.MODEL_ERROR
+        assert "401" in reply.detail and "invalid x-api-key" in reply.detail
+        assert agent.retrieve("kept") == [1, 2, 3]

@@ -115,3 +115,17 @@ def test_sync_complete_across_event_loops(openai_api):
     for text in ("first loop", "second loop"):
         openai_api.reply(text)
         assert model.complete("sys", [Message("user", "hi")]).text == text
+
+
+def test_agent_through_a_compatible_endpoint(openai_api):
+    from cavelite.agent import CaveLite
+
+    openai_api.reply("```python\nwords = 'to be or not to be'.split()\nlen(words)\n```")
+    openai_api.reply("There are 6 words.", input_tokens=50, output_tokens=6, cache_read_tokens=900)
+    with CaveLite(model_for(openai_api)) as agent:
+        reply = agent.chat("How many words?")
+    assert reply.completed and reply.text == "There are 6 words."
+    assert reply.usage.cache_read_tokens == 900
+    second = openai_api.requests[1].body["messages"]
+    assert second[0]["role"] == "system"
+    assert "[value] 6" in second[-1]["content"]
