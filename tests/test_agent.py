@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Sequence
 
@@ -23,7 +24,14 @@ from cavelite.events import (
     TextDelta,
     Usage,
 )
-from cavelite.models import Message, Model, ModelReply, ScriptedModel
+from cavelite.models import (
+    AnthropicModel,
+    Message,
+    Model,
+    ModelReply,
+    OpenAIModel,
+    ScriptedModel,
+)
 from cavelite.runtime import Runtime
 
 
@@ -506,3 +514,51 @@ def test_an_agent_injected_into_another_agents_runtime(agent_factory):
     assert outputs[1].value_repr == "'North'"
     assert "analyst: CaveLite" in orchestrator.system_prompt()
     assert analyst.history[-1].content == "North grew most (+30%)."
+
+
+# -- a real model, when one is configured ------------------------------------------------------
+
+# Read at import: an autouse fixture hides provider variables from every test.
+_REAL_ENV = {
+    name: os.environ.get(name)
+    for name in (
+        "CAVELITE_TEST_BASE_URL",
+        "CAVELITE_TEST_API_KEY",
+        "CAVELITE_TEST_MODEL",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+    )
+}
+
+
+def _real_model() -> Model | None:
+    if _REAL_ENV["CAVELITE_TEST_BASE_URL"]:
+        return OpenAIModel(
+            _REAL_ENV["CAVELITE_TEST_MODEL"] or "qwen2.5-coder",
+            base_url=_REAL_ENV["CAVELITE_TEST_BASE_URL"],
+            api_key=_REAL_ENV["CAVELITE_TEST_API_KEY"],
+            temperature=0,
+        )
+    if _REAL_ENV["ANTHROPIC_API_KEY"]:
+        return AnthropicModel(
+            _REAL_ENV["CAVELITE_TEST_MODEL"] or "claude-sonnet-4-5",
+            api_key=_REAL_ENV["ANTHROPIC_API_KEY"],
+            base_url=_REAL_ENV["ANTHROPIC_BASE_URL"],
+        )
+    return None
+
+
+@pytest.mark.realmodel
+@pytest.mark.skipif(_real_model() is None, reason="set CAVELITE_TEST_BASE_URL or ANTHROPIC_API_KEY")
+def test_a_real_model_works_the_runtime(agent_factory):
+    agent = agent_factory(_real_model(), instructions="You are a precise analyst.", max_steps=10)
+    agent.inject("orders", orders_frame(), description="orders for 2023 and 2024")
+    reply = agent.chat(
+        "Store in `top_region` (a str) the region with the largest total amount in 2024, "
+        "then answer with its name."
+    )
+    assert reply.stop_reason is StopReason.COMPLETED, (reply.detail, agent.history)
+    assert reply.cells, "the model answered without looking at the data"
+    assert agent.retrieve("top_region") == "North"
+    assert "North" in reply.text
+    assert reply.usage.output_tokens > 0 and reply.usage.total_tokens > 0
