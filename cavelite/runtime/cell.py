@@ -165,6 +165,15 @@ class Outcome:
     interrupted: bool = False
 
 
+_LOOP: asyncio.AbstractEventLoop | None = None
+
+
+def prepare_event_loop() -> None:
+    """Create the worker's event loop up front: it needs a socketpair, which cells may not make."""
+    global _LOOP
+    _LOOP = asyncio.new_event_loop()
+
+
 def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
              max_repr_chars: int) -> Outcome:
     """Run a compiled cell in ``ns``; never raises (except BaseExceptions we must not catch)."""
@@ -179,7 +188,10 @@ def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
         assert compiled.code is not None
         result = eval(compiled.code, ns)  # noqa: S307 - the code was checked and guarded
         if inspect.iscoroutine(result):
-            asyncio.run(result)
+            if _LOOP is None:
+                prepare_event_loop()
+            assert _LOOP is not None
+            _LOOP.run_until_complete(result)
         if compiled.display:
             value = ns.pop(DISPLAY_NAME, None)
             if value is not None:

@@ -28,7 +28,7 @@ _PLAIN = (
 )
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 # Classes from these packages exist in the worker too, so they travel by name.
-_BY_NAME_MODULES = frozenset(["builtins", "numpy", "pandas", "datetime", "decimal", "fractions",
+_BY_NAME_MODULES = frozenset(["builtins", "cavelite", "numpy", "pandas", "datetime", "decimal", "fractions",
                               "collections", "uuid"])
 
 
@@ -132,9 +132,12 @@ def describe_callable(obj: Any) -> tuple[str, str, str, bool]:
     name = getattr(obj, "__name__", type(obj).__name__)
     doc = inspect.getdoc(obj) or ""
     try:
-        signature = str(inspect.signature(obj))
-    except (TypeError, ValueError):
-        signature = "(...)"
+        signature = str(inspect.signature(obj, eval_str=True))
+    except Exception:  # unresolvable string annotations: fall back to their text
+        try:
+            signature = str(inspect.signature(obj))
+        except (TypeError, ValueError):
+            signature = "(...)"
     return name, doc, signature, inspect.iscoroutinefunction(obj)
 
 

@@ -113,7 +113,7 @@ class Runtime:
         }
         self._lock = threading.RLock()
         self._registry = RemoteRegistry()
-        self._types: dict[str, type] = {}
+        self._types: dict[str, type] = {}  # injected classes, by the name cells know them
         self._injected: dict[str, Injected] = {}
         self._remote_objects: dict[str, Any] = {}
         self._loop = threading.local()
@@ -210,7 +210,7 @@ class Runtime:
             except _CellTimeout:
                 return self._after_kill("timeout", limit, started)
             except _WorkerDied as died:
-                return self._after_kill("crash", limit, started, died.exitcode)
+                return self._after_kill("crash", limit, started, died)
             if kind == "error":
                 raise CaveRuntimeError(f"{fields['type']}: {fields['message']}")
             result = _cell_result(fields, time.perf_counter() - started)
@@ -268,7 +268,8 @@ class Runtime:
         kind = "type" if isinstance(value, type) else "value"
         if isinstance(value, type):
             self._types[name] = value
-        body, buffers = _encode_for_worker(value, self._types, by_value=kind == "type"
+        others = {n: t for n, t in self._types.items() if t is not value}
+        body, buffers = _encode_for_worker(value, others, by_value=kind == "type"
                                            or isinstance(value, types.FunctionType))
         try:
             self._call("inject", {"name": name, "kind": kind, "description": description,
@@ -277,7 +278,7 @@ class Runtime:
             text = str(exc)
             if kind == "value" and ("ModuleNotFoundError" in text or "Can't get attribute" in text):
                 # A class the worker cannot import: send it (and its code) by value.
-                body, buffers = _encode_for_worker(value, self._types, by_value=True)
+                body, buffers = _encode_for_worker(value, others, by_value=True)
                 self._call("inject", {"name": name, "kind": kind, "description": description,
                                       "payload": body, "buffers": buffers})
             else:
@@ -444,6 +445,8 @@ class Runtime:
 
     def _raise_request_error(self, name: str | None, fields: Mapping[str, Any]) -> None:
         etype, message = fields.get("type"), fields.get("message", "")
+        if etype == "CellMadeType":
+            raise decode.UntrustedTypeError(message)
         if etype == "KeyError":
             raise VariableNotFoundError(f"no variable named {name!r} in the runtime")
         if etype in ("TypeError", "PicklingError") and name is not None:
@@ -492,9 +495,10 @@ class Runtime:
             if kind == "call":
                 self._run_remote_call(*fields)  # time in the host does not count
                 continue
-            if kind == "ready":  # a stray takeover notice: adopt it and keep waiting
+            if kind == "ready":
+                # The checkpoint took over: the process serving our request died.
                 self._adopt(fields)
-                continue
+                raise _WorkerDied(None, crash=str(fields.get("crash", "")), adopted=True)
             return kind, fields
 
     def _wait_readable(self, timeout: float | None) -> str:
@@ -536,16 +540,18 @@ class Runtime:
             self._send("call_result", {"ok": False, "type": etype, "message": message})
 
     def _after_kill(self, why: str, limit: float | None, started: float,
-                    exitcode: int | None = None) -> CellResult:
+                    died: _WorkerDied | None = None) -> CellResult:
         """The cell overran or the worker died: recover the pre-cell state from the backup."""
         if why == "timeout" and self._pidfd >= 0:
             try:
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        crash = ""
+        crash = died.crash if died is not None else ""
         lost = False
-        if self.atomic:
+        if died is not None and died.adopted:
+            pass
+        elif self.atomic:
             try:
                 crash = self._await_takeover()
             except WorkerDiedError:
@@ -562,7 +568,7 @@ class Runtime:
         else:
             kind = "crash"
             detail = crash.strip().splitlines()[0] if crash.strip() else "the worker process died"
-            if "MemoryError" in crash or (not crash and exitcode is None and False):
+            if "MemoryError" in crash:
                 kind = "memory"
             message = f"{detail}." + (" The worker was restarted: variables were lost." if lost else "")
             error = CellError(kind, "WorkerCrash", message, traceback=_crash_traceback(crash))  # type: ignore[arg-type]
@@ -591,10 +597,14 @@ class Runtime:
         _cleanup({"sock": self._sock, "pidfd": self._pidfd, "workdirs": set()})
         self._pidfd = -1
         self._start_worker()
+        def description(name: str) -> str | None:
+            info = self._injected.get(name)
+            return info.description if info else None
+
         for name, obj in list(self._remote_objects.items()):
-            self._inject_remote(name, obj, self._injected[name].description if name in self._injected else None)
+            self._inject_remote(name, obj, description(name))
         for name, cls in list(self._types.items()):
-            self._inject_copy(name, cls, self._injected[name].description if name in self._injected else None)
+            self._inject_copy(name, cls, description(name))
 
 
 class _CellTimeout(Exception):
@@ -602,9 +612,11 @@ class _CellTimeout(Exception):
 
 
 class _WorkerDied(Exception):
-    def __init__(self, exitcode: int | None):
+    def __init__(self, exitcode: int | None, crash: str = "", adopted: bool = False):
         super().__init__("worker died")
         self.exitcode = exitcode
+        self.crash = crash
+        self.adopted = adopted  # the checkpoint already took over
 
 
 def _cleanup(state: dict[str, Any]) -> None:
@@ -685,7 +697,8 @@ def _worker_importable(module_name: str | None) -> bool:
     path = getattr(module, "__file__", None)
     if not path:
         return False
-    roots = [p for k, p in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib", "purelib", "platlib")]
+    keys = ("stdlib", "platstdlib", "purelib", "platlib")
+    roots = [p for k, p in sysconfig.get_paths().items() if k in keys]
     real = os.path.realpath(path)
     return any(real.startswith(os.path.realpath(r) + os.sep) for r in roots)
 

@@ -26,8 +26,8 @@ from ..security import audit, limits
 from ..security.guards import Guard, ModuleView
 from ..security.transformer import is_reserved
 from . import protocol
-from .cell import compile_cell, run_cell, set_current_guard
-from .remote import RemoteObject, _MethodMarker, make_function_proxy, rebuild_exception
+from .cell import compile_cell, prepare_event_loop, run_cell, set_current_guard
+from .remote import RemoteObject, make_function_proxy, rebuild_exception
 
 OUTPUTS_NAME = "cell_outputs"
 _HIDDEN = frozenset([OUTPUTS_NAME])
@@ -293,6 +293,12 @@ class Worker:
         value = self.ns[name]
         try:
             body, buffers = _encode_value(value, self.types, trusted=f.get("trusted", False))
+        except CellMadeType as exc:
+            raise CellMadeType(
+                f"variable {name!r} holds an instance of {exc}, a class defined by a cell; "
+                "retrieve(..., trusted=True) rebuilds it in the host (running cell-written code), "
+                "or convert it to plain data in a cell first"
+            ) from None
         except Exception as exc:
             raise TypeError(f"variable {name!r} ({type_name(value)}) cannot be copied: {exc}") from None
         self.send_value("value", {"type_name": type_name(value)}, body, buffers)
@@ -388,6 +394,10 @@ def _wait_for_parent(fd: int) -> str:
     return data.decode("utf-8", "replace")
 
 
+class CellMadeType(Exception):
+    """A value holds a class defined by a cell: the host would have to run its code."""
+
+
 class _ValuePickler(pickle.Pickler):
     """Pickles a value for the host: injected types and remote proxies by reference."""
 
@@ -400,6 +410,8 @@ class _ValuePickler(pickle.Pickler):
             name = self.type_names.get(id(obj))
             if name is not None:
                 return ("type", name)
+            if obj.__module__ == "__main__":
+                raise CellMadeType(obj.__qualname__)
         elif type(obj) is RemoteObject:
             return ("remote", object.__getattribute__(obj, "_cave_ref"))
         return None
@@ -466,6 +478,7 @@ def start(sock: socket.socket, config: dict[str, Any]) -> None:
     os.environ.clear()  # no host secrets, even in libraries that read the environment
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
     worker = Worker(sock, config)
+    prepare_event_loop()
     limits.apply(memory_limit_mb=config["memory_limit_mb"],
                  max_file_bytes=config["max_file_bytes"])
     audit.install(extra_read_roots=config["policy"].readable_dirs,

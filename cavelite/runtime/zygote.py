@@ -172,6 +172,7 @@ def main() -> None:
 def _warm_up(preload: list[str]) -> None:
     """Import the runtime and run one cell's worth of code paths once, before any fork."""
     import asyncio  # noqa: F401  (top-level await)
+
     import dill  # noqa: F401
 
     from ..security.policy import Policy

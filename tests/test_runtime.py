@@ -1,0 +1,513 @@
+"""The runtime through its public API, with real processes and real kills."""
+
+from __future__ import annotations
+
+import asyncio
+import decimal
+import os
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cavelite import (
+    CaveUsageError,
+    Runtime,
+    RuntimeClosedError,
+    UnpicklableValueError,
+    UntrustedTypeError,
+    VariableNotFoundError,
+)
+
+
+def test_state_persists_across_cells(rt: Runtime) -> None:
+    assert rt.execute("counter = 1").ok
+    assert rt.execute("counter += 41").ok
+    r = rt.execute("counter")
+    assert r.ok and r.value_repr == "42"
+
+
+def test_stdout_value_and_stderr_are_captured(rt: Runtime) -> None:
+    r = rt.execute("import warnings\nprint('hello')\nwarnings.warn('careful')\n6 * 7")
+    assert r.ok, r.error
+    assert r.stdout == "hello\n"
+    assert "UserWarning: careful" in r.stderr
+    assert r.value_repr == "42"
+
+
+def test_library_output_is_captured(rt: Runtime) -> None:
+    r = rt.execute("import pandas as pd\npd.DataFrame({'amount': [1, 2]}).info()")
+    assert "amount" in r.stdout and "non-null" in r.stdout
+
+
+def test_changed_and_deleted_variables_are_reported(rt: Runtime) -> None:
+    rt.execute("keep = [1]\ngone = 2")
+    r = rt.execute("keep.append(2)\ndel gone\nnew = 'x'")
+    names = {v.name for v in r.changed}
+    assert names == {"keep", "new"}
+    assert r.deleted == ("gone",)
+
+
+def test_exception_rolls_back_and_reports_cell_lines(rt: Runtime) -> None:
+    rt.execute("balance = 100")
+    r = rt.execute("balance -= 30\nitems = [1, 2]\n\nitems[5]")
+    assert not r.ok and r.rolled_back
+    assert r.error.kind == "exception" and r.error.type == "IndexError"
+    assert r.error.line == 4
+    assert "line 4" in r.error.traceback and "items[5]" in r.error.traceback
+    assert "IndexError" in r.error.for_model()
+    assert rt.execute("balance").value_repr == "100"
+    assert rt.execute("'items' in dir()").value_repr == "False"
+
+
+def test_in_place_mutation_is_rolled_back(rt: Runtime) -> None:
+    rt.execute("import pandas as pd\nframe = pd.DataFrame({'a': [1, 2, 3]})\nlog = []")
+    r = rt.execute("frame['a'] *= 10\nlog.append('x')\nraise ValueError('nope')")
+    assert r.error.type == "ValueError" and r.error.message == "nope"
+    assert rt.execute("frame['a'].tolist(), log").value_repr == "([1, 2, 3], [])"
+
+
+def test_syntax_error_is_reported_and_nothing_runs(rt: Runtime) -> None:
+    r = rt.execute("x = (1,\nprint('ran')")
+    assert r.error.kind == "exception" and r.error.type == "SyntaxError"
+    assert r.stdout == ""
+
+
+def test_policy_violation_never_runs(rt: Runtime) -> None:
+    rt.execute("side = 0")
+    r = rt.execute("side = 1\nimport os\nos.system('true')")
+    assert r.error.kind == "policy"
+    assert r.error.violations and r.error.violations[0].line == 2
+    assert "os" in r.error.for_model()
+    assert rt.execute("side").value_repr == "0"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "while True:\n    pass",
+        "import time\ntime.sleep(60)",
+        "x = 10**10**8",
+        "import numpy as np\nwhile True:\n    np.linalg.svd(np.ones((200, 200)))",
+    ],
+    ids=["python-loop", "sleep", "huge-int", "numpy-loop"],
+)
+def test_timeout_preempts_and_rolls_back(rt: Runtime, code: str) -> None:
+    rt.execute("before_timeout = 'intact'")
+    pid = rt.pid
+    r = rt.execute("before_timeout = 'changed'\n" + code, timeout=0.3)
+    assert not r.ok and r.error.kind == "timeout"
+    assert "0.3" in r.error.message
+    assert rt.pid != pid  # the checkpoint took over
+    assert rt.execute("before_timeout").value_repr == "'intact'"
+
+
+def test_memory_bomb_is_reported_as_memory() -> None:
+    with Runtime(memory_limit_mb=256) as small:
+        small.execute("data = [1, 2, 3]")
+        r = small.execute("data.append(4)\nhog = bytearray(2 * 1024**3)")
+        assert r.error.kind == "memory"
+        r = small.execute("import numpy as np\nhog = np.ones((1024, 1024, 512))")
+        assert r.error.kind == "memory"
+        assert small.execute("data").value_repr == "[1, 2, 3]"
+
+
+def test_output_over_budget_keeps_head_tail_and_full_text() -> None:
+    with Runtime(max_output_chars=1000) as small:
+        r = small.execute("for i in range(2000):\n    print('line', i)")
+        assert r.ok and r.stdout_truncated
+        assert r.stdout.startswith("line 0\n") and r.stdout.rstrip().endswith("line 1999")
+        assert "characters cut" in r.stdout and f"cell_outputs[{r.output_index}]" in r.stdout
+        assert len(r.stdout) < 1300
+        full = small.execute(f"len(cell_outputs[{r.output_index}].splitlines())")
+        assert full.value_repr == "2000"
+
+
+def test_print_flood_hits_the_hard_limit() -> None:
+    with Runtime(hard_output_limit=100_000) as small:
+        small.execute("n = 1")
+        r = small.execute("n = 2\nwhile True:\n    print('spam' * 100)")
+        assert r.error.kind == "output_limit"
+        assert small.execute("n").value_repr == "1"
+
+
+def _abort() -> None:
+    os.abort()
+
+
+def _segfault() -> None:
+    import faulthandler
+
+    faulthandler._sigsegv()
+
+
+@pytest.mark.parametrize("fn", [_abort, _segfault], ids=["abort", "segfault"])
+def test_crash_in_copied_function_rolls_back(fn) -> None:  # type: ignore[no-untyped-def]
+    with Runtime() as local:
+        local.inject("boom", fn, remote=False)
+        local.execute("survivor = {'a': 1}")
+        r = local.execute("survivor['b'] = 2\nboom()")
+        assert not r.ok and r.error.kind == "crash"
+        assert "Fatal Python error" in r.error.message
+        assert local.execute("survivor").value_repr == "{'a': 1}"
+
+
+def test_non_atomic_mode_keeps_partial_effects() -> None:
+    with Runtime(atomic=False) as loose:
+        loose.execute("items = []")
+        r = loose.execute("items.append(1)\nraise RuntimeError('half way')")
+        assert r.error.type == "RuntimeError" and not r.rolled_back
+        assert loose.execute("items").value_repr == "[1]"
+
+
+def test_non_atomic_timeout_restarts_the_worker() -> None:
+    with Runtime(atomic=False) as loose:
+        loose.execute("x = 1")
+        r = loose.execute("while True:\n    pass", timeout=0.3)
+        assert r.error.kind == "timeout" and "variables were lost" in r.error.message
+        assert loose.execute("x = 2\nx").value_repr == "2"
+
+
+# --- classes and the code models write ------------------------------------------------------
+
+MODEL_CODE = '''
+from dataclasses import dataclass, field
+from enum import Enum
+
+class Status(Enum):
+    OPEN = "open"
+    DONE = "done"
+
+@dataclass
+class Task:
+    title: str
+    status: Status = Status.OPEN
+    tags: list = field(default_factory=list)
+
+class Board:
+    def __init__(self, name):
+        self.name = name
+        self._tasks = []
+        self.count = 0
+
+    def add(self, task):
+        self._tasks.append(task)
+        self.count += 1
+        return self
+
+    def __len__(self):
+        return len(self._tasks)
+
+    def __repr__(self):
+        return f"Board({self.name!r}, {len(self)} tasks)"
+
+    def __eq__(self, other):
+        return isinstance(other, Board) and self.name == other.name
+
+class Urgent(Board):
+    def __init__(self, name):
+        super().__init__(name.upper())
+
+b = Urgent("ops").add(Task("deploy")).add(Task("fix", Status.DONE, ["x"]))
+counts = {}
+for t in b._tasks:
+    counts[t.status.value] = counts.get(t.status.value, 0) + 1
+    counts[t.status.value] += 0
+summary = f"{b!r} {type(b).__name__} {len(b)} {sorted(counts.items())}"
+squares = {n: n * n for n in range(5) if n % 2 == 0}
+gen = sum(x for x in range(4))
+fn = lambda a, *rest, **kw: (a, rest, kw)
+def outer():
+    total = 0
+    def inner(v):
+        nonlocal total
+        total += v
+        return total
+    return inner
+acc = outer(); acc(2); acc(3)
+try:
+    {}["missing"]
+except KeyError as exc:
+    caught = repr(exc)
+match b.count:
+    case 2:
+        matched = "two"
+    case _:
+        matched = "other"
+summary, squares, gen, fn(1, 2, k=3), acc(0), caught, matched
+'''
+
+
+def test_code_models_write_runs(rt: Runtime) -> None:
+    r = rt.execute(MODEL_CODE)
+    assert r.ok, r.error and r.error.for_model()
+    assert "Board('OPS', 2 tasks) Urgent 2 [('done', 1), ('open', 1)]" in r.value_repr
+    assert "{0: 0, 2: 4, 4: 16}" in r.value_repr
+    assert "(1, (2,), {'k': 3})" in r.value_repr and "5" in r.value_repr
+    assert "KeyError('missing')" in r.value_repr and "'two'" in r.value_repr
+
+
+def test_top_level_await(rt: Runtime) -> None:
+    r = rt.execute("import asyncio\nasync def twice(x):\n    await asyncio.sleep(0)\n"
+                   "    return 2 * x\nawaited = await twice(21)\nawaited")
+    assert r.ok and r.value_repr == "42"
+
+
+def test_private_names_of_library_objects_stay_private(rt: Runtime) -> None:
+    r = rt.execute("import pandas as pd\npd.DataFrame()._mgr")
+    assert not r.ok and "private" in r.error.message
+
+
+# --- copy in, remote, retrieve ------------------------------------------------------------------
+
+def notify(message: str, level: int = 1) -> str:
+    """Send a notification to the on-call phone."""
+    if message == "boom":
+        raise ValueError("the pager refused the message")
+    return f"sent {message!r} at level {level}"
+
+
+class Thermostat:
+    """A device that must stay in the host."""
+
+    def __init__(self) -> None:
+        self.target = 20.0
+        self.calls = 0
+
+    def set_target(self, value: float) -> float:
+        self.calls += 1
+        if value > 30:
+            raise RuntimeError("too hot")
+        self.target = value
+        return self.target
+
+    def zone(self, name: str) -> Zone:
+        return Zone(name, self)
+
+
+class Zone:
+    def __init__(self, name: str, owner: Thermostat) -> None:
+        self.name = name
+        self.owner = owner
+
+    def describe(self) -> str:
+        return f"zone {self.name} at {self.owner.target}"
+
+
+def test_remote_function_keeps_name_signature_doc_and_raises(rt: Runtime) -> None:
+    rt.inject("notify", notify)
+    r = rt.execute("print(notify('hi', level=2))\nnotify.__name__, notify.__doc__")
+    assert r.stdout == "sent 'hi' at level 2\n"
+    assert "notify" in r.value_repr and "on-call" in r.value_repr
+    info = {i.name: i for i in rt.injected()}["notify"]
+    assert info.kind == "function" and info.signature == "(message: str, level: int = 1) -> str"
+    r = rt.execute("try:\n    notify('boom')\nexcept ValueError as e:\n    msg = str(e)\nmsg")
+    assert r.value_repr == "'the pager refused the message'"
+    r = rt.execute("notify('boom')")
+    assert r.error.type == "ValueError"
+
+
+def test_remote_calls_in_a_loop(rt: Runtime) -> None:
+    calls = []
+    rt.inject("record", calls.append)
+    r = rt.execute("for i in range(10_000):\n    record(i)")
+    assert r.ok
+    assert len(calls) == 10_000 and calls[-1] == 9999
+
+
+def test_remote_object_methods_attributes_and_nesting(rt: Runtime) -> None:
+    device = Thermostat()
+    rt.inject("thermo", device, remote=True, description="living room")
+    r = rt.execute("thermo.set_target(22.5)\nz = thermo.zone('north')\nz.describe(), thermo.target")
+    assert r.ok, r.error
+    assert r.value_repr == "('zone north at 22.5', 22.5)"
+    assert device.target == 22.5 and device.calls == 1
+    r = rt.execute("thermo.set_target(99)")
+    assert r.error.type == "RuntimeError" and "too hot" in r.error.message
+    r = rt.execute("thermo.target = 5")
+    assert not r.ok and device.target == 22.5
+    info = {i.name: i for i in rt.injected()}["thermo"]
+    assert info.kind == "object" and "set_target" in info.methods
+
+
+def test_remote_calls_can_reenter_the_runtime(rt: Runtime) -> None:
+    def peek(name: str):
+        return rt.retrieve(name)
+
+    rt.inject("peek", peek)
+    r = rt.execute("secret_number = 7\nstored = peek('counter')\nstored")
+    assert r.ok and r.value_repr == "42"
+
+
+def test_async_remote_function_runs_on_the_callers_loop() -> None:
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+
+        async def fetch(key: str) -> str:
+            assert asyncio.get_running_loop() is loop
+            await asyncio.sleep(0)
+            return key.upper()
+
+        async with Runtime() as local:
+            await local.ainject("fetch", fetch)
+            r = await local.aexecute("value = await fetch('abc')\nvalue")
+            assert r.ok, r.error
+            assert (await local.aretrieve("value")) == "ABC"
+            return (await local.avariables())[0].name
+
+    assert asyncio.run(main()) == "value"
+
+
+def test_retrieve_native_objects(rt: Runtime) -> None:
+    frame = pd.DataFrame({"region": ["n", "s", "n"], "amount": [1.5, 2.0, 3.5]})
+    rt.inject("sales", frame, description="three sales")
+    rt.execute("by_region = sales.groupby('region')['amount'].sum()\n"
+               "arr = np.arange(6).reshape(2, 3) if False else __import__ and None" if False else
+               "import numpy as np\nby_region = sales.groupby('region')['amount'].sum()\n"
+               "arr = np.arange(6).reshape(2, 3)\nnested = {'a': [1, (2, 3)], 'when': None}\n"
+               "import decimal, datetime\nmoney = decimal.Decimal('10.05')\n"
+               "day = datetime.date(2024, 2, 29)")
+    pd.testing.assert_series_equal(rt.retrieve("by_region"), frame.groupby("region")["amount"].sum())
+    assert np.array_equal(rt.retrieve("arr"), np.arange(6).reshape(2, 3))
+    assert rt.retrieve("nested") == {"a": [1, (2, 3)], "when": None}
+    assert rt.retrieve("money") == decimal.Decimal("10.05")
+    info = {v.name: v for v in rt.variables()}["sales"]
+    assert info.description == "three sales" and "3 rows x 2 columns" in info.summary
+
+
+def test_retrieve_refuses_cell_made_types_unless_trusted(rt: Runtime) -> None:
+    rt.execute("class Point:\n    def __init__(self, x):\n        self.x = x\npt = Point(3)")
+    with pytest.raises(UntrustedTypeError, match="trusted=True"):
+        rt.retrieve("pt")
+    assert rt.retrieve("pt", trusted=True).x == 3
+    assert rt.execute("pt.x").value_repr == "3"
+
+
+def test_injected_types_round_trip(rt: Runtime) -> None:
+    from dataclasses import dataclass
+
+    @dataclass
+    class Order:
+        id: int
+        amount: float
+
+    rt.inject_type(Order)
+    rt.execute("orders = [Order(i, i * 1.5) for i in range(3)]")
+    orders = rt.retrieve("orders")
+    assert orders == [Order(0, 0.0), Order(1, 1.5), Order(2, 3.0)]
+    assert type(orders[0]) is Order
+
+
+def test_unpicklable_values_give_clear_errors(rt: Runtime) -> None:
+    with pytest.raises(UnpicklableValueError):
+        rt.inject("lock", threading.Lock(), remote=False)
+    rt.execute("gen = (i for i in range(3))")
+    with pytest.raises(UnpicklableValueError, match="'gen'"):
+        rt.retrieve("gen")
+    assert rt.execute("next(gen)").value_repr == "0"
+
+
+def test_unknown_names_and_bad_names(rt: Runtime) -> None:
+    with pytest.raises(VariableNotFoundError):
+        rt.retrieve("does_not_exist")
+    with pytest.raises(VariableNotFoundError):
+        rt.delete("does_not_exist")
+    with pytest.raises(CaveUsageError):
+        rt.inject("not a name", 1)
+    with pytest.raises(CaveUsageError):
+        rt.inject("_getattr_", 1)
+
+
+def test_delete_and_reset(fresh_rt: Runtime) -> None:
+    fresh_rt.inject("ping", notify)
+    fresh_rt.execute("a = 1\nb = 2")
+    fresh_rt.delete("a")
+    assert [v.name for v in fresh_rt.variables()] == ["b"]
+    fresh_rt.reset()
+    assert fresh_rt.variables() == []
+    assert fresh_rt.execute("ping('x')").ok  # injected remotes survive a reset
+
+
+def test_environment_and_workdir_are_private(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAVELITE_SECRET_TOKEN", "do-not-leak")
+
+    def look() -> tuple[dict[str, str], str]:
+        import os
+
+        return dict(os.environ), os.getcwd()
+
+    with Runtime() as local:
+        local.inject("look", look, remote=False)
+        local.execute("env, cwd = look()")
+        env, cwd = local.retrieve("env"), local.retrieve("cwd")
+        assert env == {}
+        assert os.path.basename(cwd).startswith("cavelite-") and cwd != os.getcwd()
+        assert os.path.isdir(cwd)
+    assert not os.path.exists(cwd)
+
+
+def test_snapshot_round_trip() -> None:
+    with Runtime() as first:
+        first.inject("notify", notify)
+        first.execute("import pandas as pd\nframe = pd.DataFrame({'a': [1, 2]})\n"
+                      "def double(v):\n    return v * 2\n"
+                      "class Box:\n    def __init__(self, v):\n        self.v = v\nbox = Box(5)")
+        snap = first.snapshot()
+    data = snap.to_bytes()
+    with pytest.raises(CaveUsageError, match="notify"):
+        Runtime.restore(data)
+    with Runtime.restore(data, remotes={"notify": notify}) as second:
+        r = second.execute("double(box.v), frame['a'].sum(), notify('back')")
+        assert r.ok, r.error
+        assert r.value_repr == "(10, np.int64(3), \"sent 'back' at level 1\")"
+
+
+def test_many_runtimes_at_once_are_independent() -> None:
+    runtimes = [Runtime() for _ in range(20)]
+    try:
+        for i, each in enumerate(runtimes):
+            assert each.execute(f"me = {i}").ok
+        assert [each.execute("me").value_repr for each in runtimes] == [str(i) for i in range(20)]
+        assert len({each.pid for each in runtimes}) == 20
+    finally:
+        for each in runtimes:
+            each.close()
+
+
+def test_close_leaves_no_processes_or_descriptors() -> None:
+    from conftest import worker_pids
+
+    Runtime().close()  # the zygote and its imports are warm before counting
+    fds_before = set(os.listdir("/proc/self/fd"))
+    pids_before = worker_pids()
+    runtimes = [Runtime() for _ in range(4)]
+    runtimes[0].execute("while True:\n    pass", timeout=0.2)
+    runtimes[1].inject("boom", _abort, remote=False)
+    runtimes[1].execute("boom()")
+    for each in runtimes:
+        each.close()
+    each.close()  # twice is fine
+    with pytest.raises(RuntimeClosedError):
+        each.execute("1")
+    assert set(os.listdir("/proc/self/fd")) <= fds_before | {"3"}
+    import time
+
+    deadline = time.monotonic() + 5
+    while worker_pids() - pids_before and time.monotonic() < deadline:
+        time.sleep(0.02)  # checkpoints exit right after the pipe closes; bounded poll
+    assert not (worker_pids() - pids_before)
+
+
+def test_garbage_collected_runtime_is_cleaned_up() -> None:
+    import gc
+
+    from conftest import worker_pids
+
+    before = worker_pids()
+    local = Runtime()
+    local.execute("x = 1")
+    pid = local.pid
+    del local
+    gc.collect()
+    assert pid not in worker_pids() - before or not os.path.exists(f"/proc/{pid}/stat")
