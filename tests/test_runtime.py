@@ -511,3 +511,14 @@ def test_garbage_collected_runtime_is_cleaned_up() -> None:
     del local
     gc.collect()
     assert pid not in worker_pids() - before or not os.path.exists(f"/proc/{pid}/stat")
+
+
+def test_rollback_keeps_changes_made_between_cells(fresh_rt: Runtime) -> None:
+    fresh_rt.execute("a = 1")
+    fresh_rt.inject("b", 2)
+    fresh_rt.execute("c = 3")
+    fresh_rt.delete("a")
+    r = fresh_rt.execute("b = 99\nraise ValueError")
+    assert r.rolled_back
+    assert sorted(v.name for v in fresh_rt.variables()) == ["b", "c"]
+    assert fresh_rt.retrieve("b") == 2

@@ -30,6 +30,8 @@ from .cell import compile_cell, prepare_event_loop, run_cell, set_current_guard
 from .remote import RemoteObject, make_function_proxy, rebuild_exception
 
 OUTPUTS_NAME = "cell_outputs"
+# Requests that change the namespace outside a cell (so the checkpoint must be renewed).
+_MUTATING = frozenset(["inject", "delete", "reset", "restore"])
 _HIDDEN = frozenset([OUTPUTS_NAME])
 
 
@@ -110,6 +112,10 @@ class Worker:
             self.send("error", {"type": type(exc).__name__, "message": str(exc)})
             return
         self.send("done", reply)
+        if kind in _MUTATING and self.depth == 0:
+            # The checkpoint predates this change: retire it so the next cell's
+            # rollback point includes it (a fresh one is forked at the loop top).
+            self.commit()
 
     def send(self, kind: str, fields: dict[str, Any], payload: Any = None) -> None:
         body, buffers = protocol.encode((kind, fields))
