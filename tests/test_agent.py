@@ -205,6 +205,49 @@ def test_observation_output_limit_keeps_head_and_tail(agent_factory):
     assert len(seen) < 1500
 
 
+def _abort() -> None:
+    os.abort()
+
+
+def test_observation_crash_rolls_back(agent_factory):
+    model = ScriptedModel([py("survivor = {'a': 1}"), py("survivor['b'] = 2\nboom()"), "crashed"])
+    agent = agent_factory(model)
+    agent.inject("boom", _abort, remote=False)
+    reply = agent.chat("crash it")
+    assert reply.cells[1].result.error.kind == "crash"
+    seen = model.calls[2].messages[-1].content
+    assert "[cell failed: crash; the namespace is unchanged]" in seen
+    assert agent.retrieve("survivor") == {"a": 1}
+
+
+def test_observation_memory_blow_up(agent_factory):
+    with Runtime(memory_limit_mb=256) as small:
+        model = ScriptedModel([py("hog = bytearray(2 * 1024**3)"), "too big"])
+        agent = agent_factory(model, runtime=small)
+        reply = agent.chat("allocate")
+        assert reply.cells[0].result.error.kind == "memory"
+        assert "[cell failed: memory" in model.calls[1].messages[-1].content
+
+
+def test_observation_print_flood_hits_the_hard_output_limit(agent_factory):
+    with Runtime(hard_output_limit=100_000) as small:
+        model = ScriptedModel([py("while True:\n    print('spam' * 100)"), "flooded"])
+        agent = agent_factory(model, runtime=small)
+        reply = agent.chat("flood")
+        assert reply.cells[0].result.error.kind == "output_limit"
+        seen = model.calls[1].messages[-1].content
+        assert "[cell failed: output_limit" in seen
+        assert len(seen) < 6000
+
+
+def test_injected_data_survives_a_failed_first_cell(agent_factory):
+    model = ScriptedModel([py("total = budget * 2\nraise ValueError('not yet')"), "stop"])
+    agent = agent_factory(model)
+    agent.inject("budget", 21)
+    agent.chat("double it")
+    assert agent.retrieve("budget") == 21
+
+
 def test_unterminated_block_is_not_run_and_the_model_is_told(agent_factory):
     model = ScriptedModel(["```python\nx = 1\n", py("x = 2"), "x is 2"])
     agent = agent_factory(model)
