@@ -43,10 +43,11 @@ from cavelite.events import (
 )
 from cavelite.extract import Extraction, extract_code
 from cavelite.models.base import Message, Model, ModelReply, run_sync
-from cavelite.runtime.results import CellResult, VariableInfo
+from cavelite.runtime.results import CellResult, Injected, VariableInfo
 
 if TYPE_CHECKING:
     from cavelite.runtime import Runtime
+    from cavelite.security import Policy
 
 _END = object()
 
@@ -97,16 +98,14 @@ class CaveLite:
         instructions: str = "",
         max_steps: int = 20,
         runtime: Runtime | None = None,
-        policy: Any = None,
+        policy: Policy | None = None,
         cell_timeout: float = 30.0,
         max_output_chars: int = 4000,
         max_tokens_total: int | None = None,
         max_wall_s: float | None = None,
     ) -> None:
         if not isinstance(model, Model):
-            raise CaveUsageError(
-                f"model must be a cavelite.models.Model, not {type(model).__name__}"
-            )
+            raise CaveUsageError(f"model must be a cavelite.models.Model, not {type(model).__name__}")
         if max_steps < 1:
             raise CaveUsageError("max_steps must be at least 1")
         if runtime is not None and policy is not None:
@@ -122,11 +121,10 @@ class CaveLite:
         if runtime is None:
             from cavelite.runtime import Runtime  # here, so importing cavelite stays light
 
-            runtime = Runtime(
-                cell_timeout=cell_timeout, max_output_chars=max_output_chars, policy=policy
-            )
+            runtime = Runtime(cell_timeout=cell_timeout, max_output_chars=max_output_chars, policy=policy)
         self.runtime: Runtime = runtime
         self._history: list[Message] = []
+        self._injected_notes: dict[str, Injected] = {}
         self._busy = threading.Lock()  # one chat at a time: the history is a single thread of talk
         self._cancelled = threading.Event()
         self._wakers: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
@@ -140,15 +138,23 @@ class CaveLite:
         """Put ``value`` into the runtime as ``name`` (same rules as `Runtime.inject`)."""
         self._check_open()
         self.runtime.inject(name, value, description=description, remote=remote)
+        self._remember(name, value)
 
-    def inject_type(
-        self, cls: type, *, name: str | None = None, description: str | None = None
-    ) -> None:
+    def inject_type(self, cls: type, *, name: str | None = None, description: str | None = None) -> None:
         """Make a class available to the model's code (dataclass, enum, pydantic model...)."""
         if not isinstance(cls, type):
             raise CaveUsageError(f"inject_type expects a class, got {type(cls).__name__}")
         self._check_open()
         self.runtime.inject_type(cls, name=name, description=description)
+        self._remember(name or cls.__name__, cls)
+
+    def _remember(self, name: str, value: Any) -> None:
+        """Keep a richer description (signatures, fields) of what was just injected."""
+        for item in self.runtime.injected():
+            if item.name == name:
+                self._injected_notes[name] = prompt.enrich(item, value)
+                return
+        self._injected_notes.pop(name, None)  # plain data: listed with the variables
 
     def retrieve(self, name: str, *, trusted: bool = False) -> Any:
         """A variable's value, decoded safely (see `Runtime.retrieve`)."""
@@ -166,8 +172,16 @@ class CaveLite:
 
     def system_prompt(self) -> str:
         """The system prompt the model gets now: instructions plus what is injected."""
+        injected = []
+        for item in self.runtime.injected():
+            note = self._injected_notes.get(item.name)
+            same = note is not None and (note.kind, note.type_name) == (item.kind, item.type_name)
+            injected.append(note if same else item)
         return prompt.system_prompt(
-            self.instructions, self.runtime.injected(), max_output_chars=self.max_output_chars
+            self.instructions,
+            injected,
+            max_output_chars=self.max_output_chars,
+            modules=self.runtime.preload,
         )
 
     def reset(self, *, runtime: bool = True) -> None:
@@ -247,9 +261,7 @@ class CaveLite:
                 self._wakers.pop(loop, None)
             self._busy.release()
 
-    async def _steps(
-        self, run: _Chat, waker: asyncio.Event, pending_note: list[str]
-    ) -> AsyncIterator[Event]:
+    async def _steps(self, run: _Chat, waker: asyncio.Event, pending_note: list[str]) -> AsyncIterator[Event]:
         for step in range(1, self.max_steps + 1):
             if self._should_stop(run):
                 return
@@ -288,9 +300,7 @@ class CaveLite:
             yield CodeExtracted(step, extraction.code, extraction.ignored_blocks)
             pending_note[:] = [prompt.interrupted_note()]
             try:
-                result = await self.runtime.aexecute(
-                    extraction.code, timeout=self._cell_timeout(run)
-                )
+                result = await self.runtime.aexecute(extraction.code, timeout=self._cell_timeout(run))
             except CaveRuntimeError as exc:  # the runtime failed (or was closed), not the cell
                 run.stats.append(StepStats(step, reply.usage, model_s))
                 run.stop(StopReason.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}")
@@ -333,9 +343,7 @@ class CaveLite:
                     if wake in done:
                         run.stop(StopReason.CANCELLED, "cancelled while the model was replying")
                     else:
-                        run.stop(
-                            StopReason.BUDGET, f"wall-time budget of {self.max_wall_s}s used up"
-                        )
+                        run.stop(StopReason.BUDGET, f"wall-time budget of {self.max_wall_s}s used up")
                     return
                 item = getter.result()
                 if item is _END:
@@ -355,9 +363,7 @@ class CaveLite:
                 pump.cancel()
             await asyncio.gather(pump, wake, return_exceptions=True)
 
-    async def _pump(
-        self, system: str, messages: Sequence[Message], queue: asyncio.Queue[Any]
-    ) -> None:
+    async def _pump(self, system: str, messages: Sequence[Message], queue: asyncio.Queue[Any]) -> None:
         try:
             async for item in self.model.astream(system, messages):
                 queue.put_nowait(item)
@@ -433,9 +439,7 @@ class CaveLite:
         return f"CaveLite({self.model!r}, {state})"
 
 
-def _cell_event(
-    step: int, extraction: Extraction, result: CellResult, observation: str
-) -> CellFinished:
+def _cell_event(step: int, extraction: Extraction, result: CellResult, observation: str) -> CellFinished:
     if result.error is not None and result.error.kind == "policy":
         return PolicyViolated(step, extraction.code or "", result, observation)
     return CellFinished(step, extraction.code or "", result, observation)

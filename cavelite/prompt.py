@@ -10,8 +10,12 @@ bounded in size.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import inspect
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from cavelite.extract import Extraction
 from cavelite.runtime.results import CellResult, Injected, VariableInfo
@@ -36,8 +40,7 @@ message. Then decide the next step.
   {max_output_chars} characters (head and tail are kept).
 - The value of a block's last expression is shown, as in a notebook.
 - A block that fails changes nothing: read the error, fix the code, resend it.
-- Files, network, subprocesses and environment variables are not available.
-  numpy (np) and pandas (pd) can be imported.
+- Files, network, subprocesses and environment variables are not available.{modules}
 - Write one block per reply and stop after it: only the first block runs.
 - When the task is done, reply in plain text without any code block. That reply
   is your final answer. When asked to store a result in a variable, do so; the
@@ -45,14 +48,23 @@ message. Then decide the next step.
 
 
 def system_prompt(
-    instructions: str, injected: Sequence[Injected], *, max_output_chars: int = 4000
+    instructions: str,
+    injected: Sequence[Injected],
+    *,
+    max_output_chars: int = 4000,
+    modules: Sequence[str] = (),
 ) -> str:
-    """The byte-stable system prompt: instructions, how to work, what was injected."""
+    """The byte-stable system prompt: instructions, how to work, what was injected.
+
+    ``modules`` are the runtime's preloaded modules, named so the model imports
+    them rather than wondering what is available.
+    """
     parts = []
     if instructions.strip():
         parts.append(instructions.strip())
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    parts.append(_HOW_TO_WORK.format(version=version, max_output_chars=max_output_chars))
+    preloaded = f"\n  Preloaded, import them freely: {', '.join(modules)}." if modules else ""
+    parts.append(_HOW_TO_WORK.format(version=version, max_output_chars=max_output_chars, modules=preloaded))
     ordered = sorted(injected, key=lambda item: item.name)
     functions = [_describe_function(i) for i in ordered if i.kind == "function"]
     objects = [_describe_object(i) for i in ordered if i.kind == "object"]
@@ -95,9 +107,7 @@ def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -
         head = "[cell refused]"
     else:
         kind = result.error.kind if result.error else "error"
-        head = f"[cell failed: {kind}" + (
-            "; the namespace is unchanged]" if result.rolled_back else "]"
-        )
+        head = f"[cell failed: {kind}" + ("; the namespace is unchanged]" if result.rolled_back else "]")
     parts = [head]
     body = result.for_model()
     if body != "(no output)" or not (result.changed or result.deleted):
@@ -125,8 +135,7 @@ def ignored_blocks_note(count: int) -> str:
 
 
 UNTERMINATED_NOTE = (
-    "[not run] Your ```python block has no closing ``` fence, so nothing ran. "
-    "Resend the complete block."
+    "[not run] Your ```python block has no closing ``` fence, so nothing ran. Resend the complete block."
 )
 
 
@@ -179,14 +188,89 @@ def _describe_function(item: Injected) -> str:
 
 
 def _describe_object(item: Injected) -> str:
-    text = f"- {item.name}: {item.type_name}"
-    if item.methods:
+    text = f"- {item.name}: {item.type_name}" + _suffix(item)
+    if any("(" in method for method in item.methods):
+        text += "\n    methods:" + "".join(f"\n      {method}" for method in item.methods)
+    elif item.methods:
         text += "\n    methods: " + ", ".join(item.methods)
-    return text + _suffix(item)
+    return text
 
 
 def _describe_type(item: Injected) -> str:
-    text = f"- class {item.name}{item.signature}"
+    text = f"- class {item.name}{item.signature}" + _suffix(item)
     if item.methods:
         text += "\n    members: " + ", ".join(item.methods)
-    return text + _suffix(item)
+    return text
+
+
+def enrich(item: Injected, value: Any) -> Injected:
+    """Fill in what the model needs to use an injected class or object well.
+
+    For a class: its constructor signature (dataclass and pydantic fields show
+    there) and its members (enum members, public methods). For a remote object:
+    each method's signature and first doc line. Computed in the host from the
+    value the caller handed over; only strings are kept.
+    """
+    if item.kind == "type" and isinstance(value, type):
+        return dataclasses.replace(
+            item,
+            signature=item.signature or _class_signature(value),
+            methods=item.methods or _class_members(value),
+        )
+    if item.kind == "object":
+        return dataclasses.replace(item, methods=tuple(_method_line(value, name) for name in item.methods))
+    return item
+
+
+def _class_signature(cls: type) -> str:
+    if issubclass(cls, enum.Enum):
+        return ""
+    signature = _signature_of(cls)
+    return "" if signature == "(...)" else signature.removesuffix(" -> None")
+
+
+def _class_members(cls: type) -> tuple[str, ...]:
+    if issubclass(cls, enum.Enum):
+        return tuple(f"{member.name}={member.value!r}" for member in cls)
+    names = sorted(
+        name
+        for name, attr in vars(cls).items()
+        if not name.startswith("_") and (callable(attr) or isinstance(attr, property))
+    )
+    return tuple(
+        f"{name}{_signature_of(getattr(cls, name))}" if callable(getattr(cls, name)) else name
+        for name in names
+    )
+
+
+def _method_line(obj: Any, name: str) -> str:
+    method = getattr(obj, name, None)
+    if not callable(method):
+        return name
+    doc = _doc(inspect.getdoc(method) or "").split(". ")[0]
+    line = f"{name}{_signature_of(method)}"
+    return f"{line}: {doc}" if doc else line
+
+
+class _Annotation:
+    """Shows a string annotation bare: ``x: int``, not ``x: 'int'``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _signature_of(function: Any) -> str:
+    """``inspect.signature`` as text, with postponed (string) annotations unquoted."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return "(...)"
+
+    def bare(annotation: Any) -> Any:
+        return _Annotation(annotation) if isinstance(annotation, str) else annotation
+
+    parameters = [p.replace(annotation=bare(p.annotation)) for p in signature.parameters.values()]
+    return str(signature.replace(parameters=parameters, return_annotation=bare(signature.return_annotation)))
