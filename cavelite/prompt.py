@@ -237,10 +237,16 @@ def _class_members(cls: type) -> tuple[str, ...]:
         for name, attr in vars(cls).items()
         if not name.startswith("_") and (callable(attr) or isinstance(attr, property))
     )
-    return tuple(
-        f"{name}{_signature_of(getattr(cls, name))}" if callable(getattr(cls, name)) else name
-        for name in names
-    )
+    lines = []
+    for name in names:
+        attr = getattr(cls, name)
+        if not callable(attr):
+            lines.append(name)
+            continue
+        # A plain function on the class is a method: callers never pass ``self``.
+        is_method = inspect.isfunction(vars(cls)[name])
+        lines.append(f"{name}{_signature_of(attr, drop_first=is_method)}")
+    return tuple(lines)
 
 
 def _method_line(obj: Any, name: str) -> str:
@@ -262,7 +268,7 @@ class _Annotation:
         return self.text
 
 
-def _signature_of(function: Any) -> str:
+def _signature_of(function: Any, *, drop_first: bool = False) -> str:
     """``inspect.signature`` as text, with postponed (string) annotations unquoted."""
     try:
         signature = inspect.signature(function)
@@ -273,4 +279,6 @@ def _signature_of(function: Any) -> str:
         return _Annotation(annotation) if isinstance(annotation, str) else annotation
 
     parameters = [p.replace(annotation=bare(p.annotation)) for p in signature.parameters.values()]
+    if drop_first:
+        parameters = parameters[1:]
     return str(signature.replace(parameters=parameters, return_annotation=bare(signature.return_annotation)))
