@@ -248,11 +248,16 @@ class CaveLite:
         run = _Chat(started=time.monotonic())
         pending_note: list[str] = []  # the note owed to the model if the chat ends here
         try:
-            variables = await self.runtime.avariables()
-            self._history.append(Message("user", prompt.turn_message(message, variables)))
-            async with contextlib.aclosing(self._steps(run, waker, pending_note)) as steps:
-                async for event in steps:
-                    yield event
+            try:
+                variables = await self.runtime.avariables()
+            except CaveRuntimeError as exc:  # closed or dead: say so instead of raising
+                self._history.append(Message("user", message))
+                run.stop(StopReason.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}")
+            else:
+                self._history.append(Message("user", prompt.turn_message(message, variables)))
+                async with contextlib.aclosing(self._steps(run, waker, pending_note)) as steps:
+                    async for event in steps:
+                        yield event
             yield Stopped(run.reason or StopReason.COMPLETED, run.reply())
         finally:
             if pending_note:  # the model wrote code that never got an observation

@@ -455,6 +455,10 @@ def test_runtime_failure_is_a_runtime_error_stop(agent_factory):
     reply = agent.chat("go")
     assert reply.stop_reason is StopReason.RUNTIME_ERROR
     assert "[interrupted]" in agent.history[-1].content
+    later = agent.chat("still there?")
+    assert later.stop_reason is StopReason.RUNTIME_ERROR
+    assert "RuntimeClosedError" in later.detail
+    assert later.steps == 0
 
 
 def test_one_chat_at_a_time(agent_factory):
