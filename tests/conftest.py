@@ -37,11 +37,16 @@ def _descendants() -> set[int]:
 
 
 def worker_pids() -> set[int]:
-    """Live cave processes (workers and checkpoints), i.e. descendants that are not zygotes."""
-    from cavelite.runtime.zygote import Zygote
-
-    zygotes = {z.process.pid for z in Zygote._instances.values()}
-    return _descendants() - zygotes
+    """Live cave processes serving a session: workers and their checkpoints (not spares)."""
+    found = set()
+    for pid in _descendants():
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() in ("cave-worker", "cave-checkpoint"):
+                    found.add(pid)
+        except OSError:
+            continue
+    return found
 
 
 @pytest.fixture(autouse=True)

@@ -37,7 +37,7 @@ from ..security.transformer import is_reserved
 from . import protocol
 from .remote import HostPickler, RemoteRegistry, describe_callable, public_names
 from .results import CellError, CellResult, Injected, VariableInfo, Violation
-from .zygote import Zygote
+from .zygote import Zygote, track_session
 
 _FUNCTION_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
                    types.BuiltinMethodType)
@@ -125,6 +125,7 @@ class Runtime:
         self._state = {"sock": None, "pidfd": -1, "workdirs": set()}
         self._finalizer = weakref.finalize(self, _cleanup, self._state)
         self._start_worker()
+        track_session(self)
 
     # --- lifecycle ---------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from ..security import audit, limits
 from ..security.guards import Guard, ModuleView
 from ..security.transformer import is_reserved
 from . import protocol
-from .cell import compile_cell, prepare_event_loop, run_cell, set_current_guard
+from .cell import compile_cell, run_cell, set_current_guard
 from .remote import RemoteObject, make_function_proxy, rebuild_exception
 
 OUTPUTS_NAME = "cell_outputs"
@@ -147,7 +147,11 @@ class Worker:
         if pid == 0:
             os.close(write_end)
             faulthandler.disable()
+            with audit.trusted_section():
+                limits.set_process_name("cave-checkpoint")
             self.crash_info = _wait_for_parent(read_end)
+            with audit.trusted_section():
+                limits.set_process_name("cave-worker")
             os.close(read_end)
             self.backup = None
             return True
@@ -468,8 +472,8 @@ def _loads_injected(payload: bytes, buffers: list[Any], types: dict[str, type]) 
     return _Injected(io.BytesIO(payload), buffers=buffers).load()
 
 
-def start(sock: socket.socket, config: dict[str, Any]) -> None:
-    """Entry point in the freshly forked worker process (never returns)."""
+def prepare() -> None:
+    """Config-independent setup, done by the spare before it is handed a session."""
     try:
         os.setsid()  # own session: a Ctrl-C in the host's terminal does not reach cells
     except OSError:
@@ -479,12 +483,16 @@ def start(sock: socket.socket, config: dict[str, Any]) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # file-size limit -> EFBIG, not death
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    workdir = limits.private_workdir()
-    os.chdir(workdir)
+    limits.set_process_name("cave-spare")
+    os.chdir(limits.private_workdir())
     os.environ.clear()  # no host secrets, even in libraries that read the environment
+
+
+def start(sock: socket.socket, config: dict[str, Any]) -> None:
+    """Entry point in the worker process, after `prepare` (never returns)."""
+    limits.set_process_name("cave-worker")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
     worker = Worker(sock, config)
-    prepare_event_loop()
     limits.apply(memory_limit_mb=config["memory_limit_mb"],
                  max_file_bytes=config["max_file_bytes"])
     audit.install(extra_read_roots=config["policy"].readable_dirs,

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import weakref
 from typing import Any
 
 from ..errors import CaveRuntimeError
@@ -50,6 +51,11 @@ class Zygote:
         self.preload = preload
         host_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {k: v for k, v in os.environ.items() if k.startswith(_PASS_ENV_PREFIXES)}
+        # BLAS thread pools are shut down by their atfork handlers on every fork
+        # (the checkpoint of every atomic cell), and re-created on the next matrix
+        # product for ~20 ms. One thread avoids that; set the variables to override.
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(name, "1")
         package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         bootstrap = (
             "import sys; sys.path.insert(0, sys.argv[1]); "
@@ -80,7 +86,7 @@ class Zygote:
                 f"the zygote failed to start (preload={list(preload)}); "
                 "check that the preloaded modules import in a clean interpreter"
             )
-        atexit.register(self.close)
+        _register_exit_hook()
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -106,15 +112,42 @@ class Zygote:
 
     def close(self) -> None:
         try:
-            self.sock.close()  # EOF tells the zygote to exit
+            self.sock.close()  # EOF tells the zygote to exit once its workers are gone
         except OSError:
             pass
         if self.process.poll() is None:
             try:
-                self.process.wait(timeout=2)
+                self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+_SESSIONS: weakref.WeakSet[Any] = weakref.WeakSet()
+_HOOKED = False
+
+
+def track_session(runtime: Any) -> None:
+    """Remember a live runtime so that interpreter exit closes it before its zygote."""
+    _SESSIONS.add(runtime)
+
+
+def _register_exit_hook() -> None:
+    global _HOOKED
+    if not _HOOKED:
+        _HOOKED = True
+        atexit.register(_shutdown)
+
+
+def _shutdown() -> None:
+    # Sessions first (their workers exit and are reaped by the live zygote), then zygotes.
+    for runtime in list(_SESSIONS):
+        try:
+            runtime.close()
+        except Exception:
+            pass
+    for zygote in list(Zygote._instances.values()):
+        zygote.close()
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -144,29 +177,77 @@ def main() -> None:
     for name in preload:
         __import__(name)
     _warm_up(preload)
+    # Preloaded objects are permanent: keep the cyclic GC from touching (and so
+    # copying, after fork) their pages in every worker.
+    import gc
+
+    gc.collect()
+    gc.freeze()
     control.sendall(b"R")
+    spare = _fork_spare(control)
     while True:
         try:
             msg, fds, _flags, _addr = socket.recv_fds(control, 8, 4)
-        except OSError:
-            os._exit(0)
-        if not msg:
-            os._exit(0)
-        try:
+            if not msg:
+                raise EOFError
             size = int.from_bytes(msg + _recv_exact(control, 8 - len(msg)), "little")
-            config = pickle.loads(_recv_exact(control, size))
+            payload = _recv_exact(control, size)
         except (EOFError, OSError):
-            os._exit(0)
-        pid = os.fork()
-        if pid == 0:
-            control.close()
-            from . import worker
-
-            worker.start(socket.socket(fileno=fds[0]), config)
-            os._exit(0)
+            _exit_reaping(spare)
+        # Hand the request to the spare worker forked earlier, so the fork is
+        # not on the path of a new session; then fork the next spare.
+        try:
+            socket.send_fds(spare, [len(payload).to_bytes(8, "little") + payload], fds)
+        except OSError:
+            spare.close()
+            spare = _fork_spare(control)
+            socket.send_fds(spare, [len(payload).to_bytes(8, "little") + payload], fds)
+        spare.close()
         for fd in fds:
             os.close(fd)
         control.sendall(b"F")
+        spare = _fork_spare(control)
+
+
+def _exit_reaping(spare: socket.socket) -> None:
+    """The host is gone: let the spare go, and stay until every descendant has exited.
+
+    As the subreaper, the zygote adopts orphaned checkpoints; staying until they
+    are gone means none of them ends as a zombie under an init that does not reap.
+    """
+    spare.close()
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        except InterruptedError:
+            continue
+
+
+def _fork_spare(control: socket.socket) -> socket.socket:
+    """Fork an idle worker that waits for its socket and config; returns the zygote's end."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = os.fork()
+    if pid == 0:
+        control.close()
+        ours.close()
+        from . import worker
+
+        worker.prepare()
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(theirs, 8, 4)
+            if not msg or not fds:
+                os._exit(0)
+            size = int.from_bytes(msg + _recv_exact(theirs, 8 - len(msg)), "little")
+            config = pickle.loads(_recv_exact(theirs, size))
+        except (EOFError, OSError):
+            os._exit(0)
+        theirs.close()
+        worker.start(socket.socket(fileno=fds[0]), config)
+        os._exit(0)
+    theirs.close()
+    return ours
 
 
 def _warm_up(preload: list[str]) -> None:
@@ -178,7 +259,16 @@ def _warm_up(preload: list[str]) -> None:
     from ..security.policy import Policy
     from . import cell, worker  # noqa: F401
 
+    from ..security import audit
+
     cell.compile_cell("x = [i for i in range(3)]\nx", Policy.default(), "<warmup>")
+    audit.library_roots()  # cached for every worker
+    import tempfile
+
+    tempfile.gettempdir()
+    # The event loop for top-level await needs a socketpair, which the worker's
+    # audit hook refuses; workers inherit this one (each process runs its own loop).
+    cell.prepare_event_loop()
     if "pandas" in preload:
         import pandas as pd
 

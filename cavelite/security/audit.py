@@ -18,6 +18,7 @@ host and remote tools (which run in the host) are unaffected.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import sysconfig
@@ -76,7 +77,8 @@ class trusted_section:
         STATE.trusted -= 1
 
 
-def library_roots() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def library_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
     roots.update(p for p in sys.path if p and "site-packages" in p)
@@ -87,7 +89,7 @@ def library_roots() -> list[str]:
         roots.add(os.path.dirname(os.path.dirname(os.path.abspath(cavelite.__file__))) + "/cavelite")
     except Exception:
         pass
-    return sorted({os.path.realpath(r) for r in roots if r})
+    return tuple(sorted({os.path.realpath(r) for r in roots if r}))
 
 
 def _under(path: str, roots: Iterable[str]) -> bool:
