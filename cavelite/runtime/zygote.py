@@ -256,10 +256,9 @@ def _warm_up(preload: list[str]) -> None:
 
     import dill  # noqa: F401
 
+    from ..security import audit
     from ..security.policy import Policy
     from . import cell, worker  # noqa: F401
-
-    from ..security import audit
 
     cell.compile_cell("x = [i for i in range(3)]\nx", Policy.default(), "<warmup>")
     audit.library_roots()  # cached for every worker
