@@ -4,6 +4,7 @@ The model sees names, types, shapes and bounded summaries (the semantic
 stream); the real objects live in a worker process (the runtime stream).
 """
 
+from .agent import CaveLite
 from .errors import (
     CaveliteError,
     CaveRuntimeError,
@@ -18,11 +19,36 @@ from .errors import (
     VariableNotFoundError,
     WorkerDiedError,
 )
+from .events import (
+    CellFinished,
+    CodeExtracted,
+    Event,
+    FinalAnswer,
+    ModelReplied,
+    PolicyViolated,
+    Reply,
+    Stopped,
+    StopReason,
+    TextDelta,
+    Usage,
+)
 from .runtime import CellError, CellResult, Injected, Runtime, Snapshot, VariableInfo, Violation
 from .security import Policy
 
 __all__ = [
+    "CaveLite",
     "CaveRuntimeError",
+    "CellFinished",
+    "CodeExtracted",
+    "Event",
+    "FinalAnswer",
+    "ModelReplied",
+    "PolicyViolated",
+    "Reply",
+    "StopReason",
+    "Stopped",
+    "TextDelta",
+    "Usage",
     "CaveUsageError",
     "CaveliteError",
     "CellError",
