@@ -57,9 +57,7 @@ class HangingModel(Model):
     def __init__(self) -> None:
         self.started = threading.Event()
 
-    async def astream(
-        self, system: str, messages: Sequence[Message]
-    ) -> AsyncIterator[str | ModelReply]:
+    async def astream(self, system: str, messages: Sequence[Message]) -> AsyncIterator[str | ModelReply]:
         self.started.set()
         yield "thinking"
         await asyncio.Event().wait()  # never set
@@ -87,8 +85,7 @@ def agent_factory():
 def test_multi_step_analysis_on_a_dataframe(agent_factory):
     model = ScriptedModel(
         [
-            "First a look at the data.\n"
-            + py("orders.groupby(['region', 'year'])['amount'].sum()"),
+            "First a look at the data.\n" + py("orders.groupby(['region', 'year'])['amount'].sum()"),
             py(
                 "totals = orders.pivot_table(index='region', columns='year', values='amount',"
                 " aggfunc='sum')\n"
@@ -289,6 +286,25 @@ def test_stream_yields_typed_events_in_order_and_stopped_last(agent_factory):
     assert texts == "It is 42."
     stopped = events[-1]
     assert stopped.reason is StopReason.COMPLETED and stopped.reply.text == "It is 42."
+
+
+def test_leaving_the_stream_early_keeps_history_valid(agent_factory):
+    import contextlib
+
+    model = ScriptedModel([py("never_run = 1"), "answered"])
+    agent = agent_factory(model)
+
+    async def main() -> None:
+        async with contextlib.aclosing(agent.stream("go")) as events:
+            async for event in events:
+                if isinstance(event, CodeExtracted):
+                    break
+
+    asyncio.run(main())
+    assert "never_run" not in {v.name for v in agent.variables()}
+    assert "[not run]" in agent.history[-1].content
+    assert_alternates(agent.history)
+    assert agent.chat("go on").text == "answered"
 
 
 def test_achat_and_per_step_usage(agent_factory):
