@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from cavelite.events import Reply
+from cavelite import Reply
 from cavelite.models import AnthropicModel, Model, OpenAIModel, ScriptedModel
 from cavelite.models.scripted import Script
 

@@ -14,7 +14,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from _common import pick_model, py, show
 
-from cavelite.agent import CaveLite
+from cavelite import CaveLite
 from cavelite.models import Model
 
 
@@ -32,8 +32,7 @@ TURNS = [
     "on 2024-01-01. Keep a helper `balance()` that sums it.",
     "On 2024-01-03 I bought three coffees at 3.10 each (three entries) and got a refund "
     "of 0.30 for one of them.",
-    "On 2024-01-31 apply 1.25% monthly interest on the current balance, rounded half-even to "
-    "the cent.",
+    "On 2024-01-31 apply 1.25% monthly interest on the current balance, rounded half-even to the cent.",
     "On 2024-02-01 the rent of 1234.57 is split three ways. Record my share, rounding down to "
     "the cent; I pay the leftover cents too, so the three shares add up to the rent exactly.",
     "What is my balance now? Answer with the exact figure.",

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from _common import pick_model, py, show
 
-from cavelite.agent import CaveLite
+from cavelite import CaveLite
 from cavelite.models import Model
 
 QUESTION = (
@@ -24,8 +24,7 @@ QUESTION = (
 )
 
 SCRIPT = [
-    "Let me look at the table first.\n"
-    + py("print(orders.shape)\nprint(orders.dtypes)\norders.head(3)"),
+    "Let me look at the table first.\n" + py("print(orders.shape)\nprint(orders.dtypes)\norders.head(3)"),
     py(
         """
 import pandas as pd

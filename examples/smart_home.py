@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from _common import pick_model, py, show
 
-from cavelite.agent import CaveLite
+from cavelite import CaveLite
 from cavelite.models import Model
 
 REQUEST = (

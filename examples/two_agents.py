@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 from _common import pick_model, py, show
 
-from cavelite.agent import CaveLite
+from cavelite import CaveLite, Runtime
 from cavelite.models import Model
-from cavelite.runtime import Runtime
 
 COLLECT = (
     "`raw` holds sensor readings. Build `clean`: drop rows with a missing or negative "

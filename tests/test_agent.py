@@ -10,15 +10,17 @@ from collections.abc import AsyncIterator, Sequence
 import pandas as pd
 import pytest
 
-from cavelite.agent import CaveLite
-from cavelite.errors import CaveUsageError, ModelError
-from cavelite.events import (
+from cavelite import (
+    CaveLite,
+    CaveUsageError,
     CellFinished,
     CodeExtracted,
     FinalAnswer,
+    ModelError,
     ModelReplied,
     PolicyViolated,
     Reply,
+    Runtime,
     Stopped,
     StopReason,
     TextDelta,
@@ -32,7 +34,6 @@ from cavelite.models import (
     OpenAIModel,
     ScriptedModel,
 )
-from cavelite.runtime import Runtime
 
 
 def py(code: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cavelite.events import StopReason
+from cavelite import StopReason
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

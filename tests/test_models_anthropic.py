@@ -7,8 +7,7 @@ import asyncio
 import anthropic
 import pytest
 
-from cavelite.errors import ModelError
-from cavelite.events import Usage
+from cavelite import CaveLite, ModelError, StopReason, Usage
 from cavelite.models import AnthropicModel, Message, ModelReply
 from cavelite.models.base import RetryPolicy
 
@@ -77,9 +76,7 @@ def test_request_caches_the_system_prompt_and_the_newest_message(messages_api):
     assert last["text"] == "second\n\nthird"
     assert last["cache_control"] == {"type": "ephemeral"}
     assert "cache_control" not in body["messages"][0]["content"][0]
-    assert "test-key" in (
-        request.headers.get("x-api-key", "") + request.headers.get("authorization", "")
-    )
+    assert "test-key" in (request.headers.get("x-api-key", "") + request.headers.get("authorization", ""))
 
 
 def test_plain_json_replies_when_streaming_is_off(messages_api):
@@ -232,9 +229,6 @@ def test_retry_policy_honours_retry_after_within_the_cap():
 
 
 def test_agent_through_the_sdk_keeps_the_system_prompt_byte_stable(messages_api):
-    from cavelite.agent import CaveLite
-    from cavelite.events import StopReason
-
     messages_api.reply(
         "```python\ntotal = sum(range(10))\ntotal\n```",
         input_tokens=500,
@@ -262,16 +256,12 @@ def test_agent_through_the_sdk_keeps_the_system_prompt_byte_stable(messages_api)
     assert "[value] 45" in observation and "total: int" in observation
     # Earlier turns are sent unchanged, so the cached prefix stays valid.
     assert (
-        second.body["messages"][0]["content"][0]["text"]
-        == (first.body["messages"][0]["content"][0]["text"])
+        second.body["messages"][0]["content"][0]["text"] == (first.body["messages"][0]["content"][0]["text"])
     )
     assert len(third.body["messages"]) == 5
 
 
 def test_agent_stops_with_model_error_and_keeps_the_runtime(messages_api):
-    from cavelite.agent import CaveLite
-    from cavelite.events import StopReason
-
     messages_api.reply("```python\nkept = [1, 2, 3]\n```")
     messages_api.error(401, "invalid x-api-key")
     with CaveLite(model_for(messages_api)) as agent:

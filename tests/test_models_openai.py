@@ -7,8 +7,7 @@ import asyncio
 import openai
 import pytest
 
-from cavelite.errors import ModelError
-from cavelite.events import Usage
+from cavelite import CaveLite, ModelError, Usage
 from cavelite.models import Message, ModelReply, OpenAIModel
 
 FAST = {"max_backoff_s": 0.001, "initial_backoff_s": 0.001}
@@ -118,8 +117,6 @@ def test_sync_complete_across_event_loops(openai_api):
 
 
 def test_agent_through_a_compatible_endpoint(openai_api):
-    from cavelite.agent import CaveLite
-
     openai_api.reply("```python\nwords = 'to be or not to be'.split()\nlen(words)\n```")
     openai_api.reply("There are 6 words.", input_tokens=50, output_tokens=6, cache_read_tokens=900)
     with CaveLite(model_for(openai_api)) as agent:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 import cavelite.models
-from cavelite.errors import ModelError
+from cavelite import ModelError, Usage
 from cavelite.models import Message, Model, ModelReply, ScriptedModel
 from cavelite.models.base import alternating, run_sync
 
@@ -87,8 +87,6 @@ def test_a_custom_model_needs_only_astream():
         name = "echo"
 
         async def astream(self, system: str, messages: Sequence[Message]) -> AsyncIterator[str | ModelReply]:
-            from cavelite.events import Usage
-
             yield messages[-1].content
             yield ModelReply(messages[-1].content, Usage(1, 1))
 
