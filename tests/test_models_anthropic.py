@@ -269,3 +269,14 @@ def test_agent_stops_with_model_error_and_keeps_the_runtime(messages_api):
         assert reply.stop_reason is StopReason.MODEL_ERROR
         assert "401" in reply.detail and "invalid x-api-key" in reply.detail
         assert agent.retrieve("kept") == [1, 2, 3]
+
+
+def test_retry_after_header_is_read_from_the_sdk_error(messages_api):
+    from cavelite.models.base import retry_after_of
+
+    messages_api.error(429, "slow down", retry_after="7")
+    messages_api.error(429, "slow down", headers={"retry-after-ms": "1500", "retry-after": "9"})
+    for expected in (7.0, 1.5):
+        with pytest.raises(ModelError) as info:
+            collect(model_for(messages_api, max_retries=0))
+        assert retry_after_of(info.value.__cause__) == expected

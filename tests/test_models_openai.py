@@ -126,3 +126,11 @@ def test_agent_through_a_compatible_endpoint(openai_api):
     second = openai_api.requests[1].body["messages"]
     assert second[0]["role"] == "system"
     assert "[value] 6" in second[-1]["content"]
+
+
+def test_missing_openai_package_is_a_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openai", None)  # forces the ImportError path
+    with pytest.raises(ModelError, match=r"pip install 'cavelite\[openai\]'"):
+        OpenAIModel("any", base_url="http://127.0.0.1:9").complete("sys", [Message("user", "hi")])
