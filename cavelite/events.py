@@ -56,12 +56,7 @@ class Usage:
     @property
     def total_tokens(self) -> int:
         """Every token the provider processed: what a token budget is measured in."""
-        return (
-            self.input_tokens
-            + self.output_tokens
-            + self.cache_read_tokens
-            + self.cache_write_tokens
-        )
+        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
 
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):

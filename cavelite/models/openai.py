@@ -117,9 +117,7 @@ class OpenAIModel(Model):
             if text:
                 yield text
             finish = choice.finish_reason if choice else None
-            yield ModelReply(
-                text, _usage(completion.usage, request, text), finish, completion.model
-            )
+            yield ModelReply(text, _usage(completion.usage, request, text), finish, completion.model)
             return
         parts: list[str] = []
         usage: Any = None
@@ -163,9 +161,7 @@ def map_error(exc: BaseException) -> ModelError | None:
     if isinstance(exc, openai.APIConnectionError):
         return ModelError(f"cannot reach the chat-completions API: {exc.message}", retryable=True)
     if isinstance(exc, httpx2.TransportError):  # a stream cut mid-body surfaces raw
-        return ModelError(
-            f"the connection to the chat-completions API broke: {exc}", retryable=True
-        )
+        return ModelError(f"the connection to the chat-completions API broke: {exc}", retryable=True)
     if isinstance(exc, openai.OpenAIError):
         return ModelError(f"OpenAI SDK error: {exc}")
     return None

@@ -56,16 +56,12 @@ class ScriptedModel(Model):
             return self._script(messages)
         with self._lock:
             if self._next >= len(self._script):
-                raise ModelError(
-                    f"ScriptedModel ran out of replies after {len(self._script)} call(s)"
-                )
+                raise ModelError(f"ScriptedModel ran out of replies after {len(self._script)} call(s)")
             item = self._script[self._next]
             self._next += 1
             return item
 
-    async def astream(
-        self, system: str, messages: Sequence[Message]
-    ) -> AsyncIterator[str | ModelReply]:
+    async def astream(self, system: str, messages: Sequence[Message]) -> AsyncIterator[str | ModelReply]:
         conversation = tuple(messages)
         self.calls.append(ScriptedCall(system, conversation))
         item = self._take(conversation)

@@ -166,15 +166,11 @@ class LoopbackServer:
                     return
                 streaming = isinstance(body, dict) and body.get("stream") is True
                 if isinstance(item, CutStream) or streaming:
-                    self._send_events(
-                        server.render_events(item, body), cut=isinstance(item, CutStream)
-                    )
+                    self._send_events(server.render_events(item, body), cut=isinstance(item, CutStream))
                 else:
                     self._send_json(200, server.render_json(item, body))
 
-            def _send_json(
-                self, status: int, payload: Any, headers: dict[str, str] | None = None
-            ) -> None:
+            def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
