@@ -79,6 +79,14 @@ def test_request_caches_the_system_prompt_and_the_newest_message(messages_api):
     assert "test-key" in (request.headers.get("x-api-key", "") + request.headers.get("authorization", ""))
 
 
+def test_an_empty_reply_in_the_history_is_sent_as_a_placeholder(messages_api):
+    messages_api.reply("ok")
+    history = [Message("user", "hi"), Message("assistant", ""), Message("user", "again")]
+    collect(model_for(messages_api), "sys", history)
+    sent = messages_api.requests[0].body["messages"]
+    assert sent[1]["content"][0]["text"] == "(empty)"
+
+
 def test_plain_json_replies_when_streaming_is_off(messages_api):
     messages_api.reply("A whole reply at once.", input_tokens=3, output_tokens=4)
     items = collect(model_for(messages_api, stream=False))

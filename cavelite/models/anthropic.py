@@ -93,7 +93,8 @@ class AnthropicModel(Model):
             system_block["cache_control"] = {"type": "ephemeral"}
         wire: list[dict[str, Any]] = []
         for message in alternating(messages):
-            block: dict[str, Any] = {"type": "text", "text": message.content}
+            # The API refuses empty text blocks; an empty reply must not poison the history.
+            block: dict[str, Any] = {"type": "text", "text": message.content or "(empty)"}
             wire.append({"role": message.role, "content": [block]})
         if self.cache and wire:
             wire[-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
