@@ -454,6 +454,33 @@ def test_asyncio_task_cancellation_keeps_the_agent_usable(agent_factory):
     assert_alternates(agent.history)
 
 
+def test_task_cancelled_while_a_cell_runs_leaves_a_usable_agent(agent_factory):
+    model = ScriptedModel([py("spin = 0\nwhile True:\n    spin += 1"), py("after = 1"), "ok"])
+    agent = agent_factory(model, cell_timeout=0.5)
+
+    async def main() -> None:
+        started = asyncio.Event()
+
+        async def consume() -> None:
+            async for event in agent.stream("spin"):
+                if isinstance(event, CodeExtracted):
+                    started.set()
+
+        task = asyncio.create_task(consume())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert "[interrupted]" in agent.history[-1].content
+    assert_alternates(agent.history)
+    reply = agent.chat("again")  # waits for the abandoned cell's timeout, then goes on
+    assert reply.completed
+    assert agent.retrieve("after") == 1
+    assert "spin" not in {v.name for v in agent.variables()}
+
+
 def test_cancel_without_a_chat_does_nothing(agent_factory):
     agent = agent_factory(["hi"])
     agent.cancel()
