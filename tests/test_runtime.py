@@ -161,12 +161,31 @@ def test_non_atomic_mode_keeps_partial_effects() -> None:
         assert loose.execute("items").value_repr == "[1]"
 
 
-def test_non_atomic_timeout_restarts_the_worker() -> None:
+def test_non_atomic_timeout_interrupts_python_code_and_keeps_state() -> None:
     with Runtime(atomic=False) as loose:
         loose.execute("x = 1")
-        r = loose.execute("while True:\n    pass", timeout=0.3)
+        r = loose.execute("x = 2\nwhile True:\n    pass", timeout=0.3)
+        assert r.error.kind == "timeout" and "partial effects were kept" in r.error.message
+        assert loose.execute("x").value_repr == "2"
+
+
+def _deaf() -> None:
+    """Stands in for a C call that never checks for signals."""
+    import signal
+    import time
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    while True:
+        time.sleep(1)
+
+
+def test_non_atomic_timeout_kills_code_deaf_to_interrupts_and_restarts() -> None:
+    with Runtime(atomic=False) as loose:
+        loose.inject("deaf", _deaf, remote=False)
+        loose.execute("x = 1")
+        r = loose.execute("deaf()", timeout=0.3)
         assert r.error.kind == "timeout" and "variables were lost" in r.error.message
-        assert loose.execute("x = 2\nx").value_repr == "2"
+        assert loose.execute("'x' in dir()").value_repr == "False"
 
 
 # --- classes and the code models write ------------------------------------------------------
@@ -522,3 +541,36 @@ def test_rollback_keeps_changes_made_between_cells(fresh_rt: Runtime) -> None:
     assert r.rolled_back
     assert sorted(v.name for v in fresh_rt.variables()) == ["b", "c"]
     assert fresh_rt.retrieve("b") == 2
+
+
+def _forge_host_message(kind: str) -> None:
+    """Runs in the worker (copied in): writes a forged message straight onto the host socket."""
+    import os
+    import pickle
+    import stat
+    import struct
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch /tmp/cavelite-forged-canary",))
+
+    body = pickle.dumps(Evil()) if kind == "pickle" else b"\x00garbage" * 10
+    for fd in range(3, 64):
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.write(fd, struct.pack("<QI", len(body), 0) + body)
+        except OSError:
+            pass
+
+
+@pytest.mark.parametrize("kind", ["pickle", "garbage"])
+def test_forged_worker_messages_are_refused_and_the_runtime_recovers(kind: str) -> None:
+    canary = "/tmp/cavelite-forged-canary"
+    if os.path.exists(canary):
+        os.remove(canary)
+    with Runtime() as local:
+        local.inject("forge", _forge_host_message, remote=False)
+        r = local.execute(f"forge({kind!r})")
+        assert not r.ok and r.error.type == "ProtocolError"
+        assert not os.path.exists(canary)
+        assert local.execute("1 + 1").value_repr == "2"

@@ -42,6 +42,7 @@ from .zygote import Zygote, track_session
 _FUNCTION_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
                    types.BuiltinMethodType)
 _TAKEOVER_WAIT_S = 30.0
+_INTERRUPT_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,11 @@ class Runtime:
                 return self._after_kill("timeout", limit, started)
             except _WorkerDied as died:
                 return self._after_kill("crash", limit, started, died)
+            except ProtocolError as exc:
+                self._restart(kill=True)
+                error = CellError("crash", "ProtocolError", f"{exc}. The worker was killed and "
+                                  "restarted: variables were lost.")
+                return CellResult(ok=False, error=error, duration_s=time.perf_counter() - started)
             if kind == "error":
                 raise CaveRuntimeError(f"{fields['type']}: {fields['message']}")
             result = _cell_result(fields, time.perf_counter() - started)
@@ -306,7 +312,14 @@ class Runtime:
         with self._lock:
             self._check_open()
             self._send("retrieve", {"name": name, "trusted": trusted})
-            kind, fields = self._serve_until_reply()
+            try:
+                kind, fields = self._serve_until_reply()
+            except _WorkerDied as died:
+                self._recover(died)
+                raise WorkerDiedError(f"the worker died while sending {name!r}") from None
+            except ProtocolError:
+                self._restart(kill=True)
+                raise
             if kind == "error":
                 self._raise_request_error(name, fields)
             head, buffers = fields
@@ -439,7 +452,11 @@ class Runtime:
         try:
             reply_kind, reply = self._serve_until_reply()
         except _WorkerDied as died:
+            self._recover(died)
             raise WorkerDiedError("the worker died during a request", exitcode=died.exitcode) from None
+        except ProtocolError:
+            self._restart(kill=True)
+            raise
         if reply_kind == "error":
             self._raise_request_error(missing, reply)
         return reply
@@ -543,6 +560,10 @@ class Runtime:
     def _after_kill(self, why: str, limit: float | None, started: float,
                     died: _WorkerDied | None = None) -> CellResult:
         """The cell overran or the worker died: recover the pre-cell state from the backup."""
+        if why == "timeout" and not self.atomic:
+            interrupted = self._interrupt(limit, started)
+            if interrupted is not None:
+                return interrupted
         if why == "timeout" and self._pidfd >= 0:
             try:
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
@@ -575,6 +596,27 @@ class Runtime:
             error = CellError(kind, "WorkerCrash", message, traceback=_crash_traceback(crash))  # type: ignore[arg-type]
         return CellResult(ok=False, error=error, duration_s=duration, rolled_back=not lost)
 
+    def _interrupt(self, limit: float | None, started: float) -> CellResult | None:
+        """Non-atomic mode has no checkpoint: try SIGINT (KeyboardInterrupt) before a kill.
+
+        Pure-Python loops and sleeps stop at once and the namespace is kept; a
+        long C call does not, and is killed after a short grace period.
+        """
+        try:
+            signal.pidfd_send_signal(self._pidfd, signal.SIGINT)
+            kind, fields = self._serve_until_reply(deadline_s=_INTERRUPT_GRACE_S)
+        except (_CellTimeout, _WorkerDied, ProcessLookupError):
+            return None
+        if kind != "done":
+            return None
+        result = _cell_result(fields, time.perf_counter() - started)
+        error = CellError("timeout", "Timeout", f"the cell ran longer than {limit:g} s and was "
+                          "interrupted; its partial effects were kept (atomic=False).",
+                          traceback=result.error.traceback if result.error else "")
+        return CellResult(ok=False, stdout=result.stdout, stderr=result.stderr, error=error,
+                          duration_s=time.perf_counter() - started, changed=result.changed,
+                          deleted=result.deleted)
+
     def _await_takeover(self) -> str:
         """Wait for the backup's ready message; returns the crash report it carries."""
         deadline = time.monotonic() + _TAKEOVER_WAIT_S
@@ -593,8 +635,25 @@ class Runtime:
                 return str(fields.get("crash", ""))
             # a result the killed worker sent at the last moment: the cell is rolled back anyway
 
-    def _restart(self) -> None:
+    def _recover(self, died: _WorkerDied) -> None:
+        """After a death outside a cell: let the checkpoint take over, or start afresh."""
+        if died.adopted:
+            return
+        try:
+            if not self.atomic:
+                raise WorkerDiedError("no checkpoint in non-atomic mode")
+            self._await_takeover()
+        except WorkerDiedError:
+            self._restart()
+
+    def _restart(self, kill: bool = False) -> None:
         """Replace a lost worker with a fresh one and re-bind what the host injected."""
+        if kill and self._pidfd >= 0:
+            # The stream can no longer be trusted: the process goes, whatever it was doing.
+            try:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         _cleanup({"sock": self._sock, "pidfd": self._pidfd, "workdirs": set()})
         self._pidfd = -1
         self._start_worker()
