@@ -10,7 +10,16 @@ door of every file, socket, process and native-code operation. It refuses:
   ``fork`` except the runtime's own checkpoint fork), signals to others;
 - ``ctypes``, ``mmap`` (except the runtime's sealed memfd buffers),
   frame access (``sys._getframe``), tracing, ``code.__new__``,
-  environment and file-system changes, unpickling except by the runtime.
+  environment and file-system changes, unpickling except by the runtime;
+- ``compile`` of source text whose expression reaches underscore or
+  interpreter-internal attributes (``typing`` evaluates string annotations
+  with ``eval``: ``def f(x: "().__class__...")`` must not become a way
+  around the compile-time guards).
+
+The hook is a closure made by `install`: the read roots, the fork code and
+the host socket it decides with are not module attributes a cell could
+reach and change. `install` also applies the kernel confinement
+(`limits.confine`), which holds even if this hook is subverted.
 
 A hook cannot be removed once added, and it lives in the worker only: the
 host and remote tools (which run in the host) are unaffected.
@@ -18,6 +27,7 @@ host and remote tools (which run in the host) are unaffected.
 
 from __future__ import annotations
 
+import ast
 import functools
 import os
 import sys
@@ -26,10 +36,9 @@ from collections.abc import Iterable
 from typing import Any
 
 _ALWAYS = frozenset(
-    """import exec compile marshal.loads marshal.load marshal.dumps array.__new__ id
-    object.__getattr__ builtins.id os.listdir os.scandir time.sleep
-    sys.getrecursionlimit gc.get_referrers_denied""".split()
-) - {"os.listdir", "os.scandir", "gc.get_referrers_denied"}
+    """import exec marshal.loads marshal.load marshal.dumps array.__new__ id
+    object.__getattr__ builtins.id time.sleep sys.getrecursionlimit""".split()
+)
 
 _REFUSED_PREFIXES = (
     "socket.", "subprocess.", "ctypes.", "os.exec", "os.spawn", "os.posix_spawn", "os.system",
@@ -46,7 +55,29 @@ _REFUSED_PREFIXES = (
     "_posixsubprocess.", "os.fork", "mmap.", "pickle.find_class", "sqlite3.", "syslog.",
     "fcntl.", "os.getxattr", "os.listxattr", "tempfile.", "shelve.", "dbm.", "zipimport.",
     "ensurepip.", "sys.set_asyncgen_hooks", "setopencodehook", "os.setpgid", "os.setsid",
-    "os.walk_denied",
+)
+
+# Never allowed, not even while the runtime unpickles host data (why: these leave the
+# process; dill rebuilding an injected function never needs them).
+_NEVER = ("socket.", "subprocess.", "os.system", "os.exec", "os.spawn", "os.posix_spawn",
+          "os.fork", "os.kill", "os.killpg", "_posixsubprocess.", "os.putenv", "os.pidfd",
+          "signal.pthread_kill", "pty.", "webbrowser.", "urllib.", "http.")
+
+# What to tell the model instead of an event name.
+_HINTS = (
+    (("open", "os.listdir", "os.scandir", "glob."),
+     "files are not reachable from a cell; work on data already in the namespace or ask the "
+     "user to inject it"),
+    (("socket.", "urllib.", "http.", "ftplib.", "smtplib."),
+     "there is no network in the cave; ask the user for a remote tool"),
+    (("subprocess.", "os.system", "os.exec", "os.spawn", "os.posix_spawn", "os.fork", "pty."),
+     "processes cannot be started from a cell; use Python and the allowed modules"),
+    (("sys._getframe",),
+     "frame inspection is off limits (pandas' eval/query need it: use boolean masks, "
+     "df[df.a > 1], instead)"),
+    (("pickle.",), "unpickling is off limits; ask the user to inject the object"),
+    (("compile",), "evaluating text as code is off limits (string annotations too): "
+                   "write the expression as code"),
 )
 
 
@@ -56,19 +87,21 @@ class AuditRefusal(PermissionError):
 
 class _State:
     def __init__(self) -> None:
-        self.in_hook = False
         self.trusted = 0  # >0 while the runtime itself unpickles host data
-        self.read_roots: tuple[str, ...] = ()
-        self.fork_code: frozenset[Any] = frozenset()
-        self.host_socket: Any = None
         self.refusals = 0
+        self.installed = False
 
 
 STATE = _State()
 
 
 class trusted_section:
-    """Marks the runtime's own unpickling of host messages (not reachable from cells)."""
+    """Marks the runtime's own unpickling of host messages (not reachable from cells).
+
+    Code that escaped layer 2 could enter it too; what it unlocks is limited
+    (no sockets, processes, forks or writes), and the kernel confinement
+    (`limits.confine`) does not depend on it at all.
+    """
 
     def __enter__(self) -> None:
         STATE.trusted += 1
@@ -99,70 +132,146 @@ def _under(path: str, roots: Iterable[str]) -> bool:
     return False
 
 
-def _readable(path: Any, mode: Any, flags: Any) -> bool:
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _read_only(mode: Any, flags: Any) -> bool:
+    if isinstance(mode, str) and any(c in mode for c in "wax+"):
+        return False
+    return not (isinstance(flags, int) and flags & _WRITE_FLAGS)
+
+
+def _path_under(path: Any, roots: tuple[str, ...]) -> bool:
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     if not isinstance(path, str):
         return False  # opening a raw descriptor is never needed by a cell
-    if isinstance(mode, str) and any(c in mode for c in "wax+"):
-        return False
-    if isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND):
-        return False
-    real = os.path.realpath(path)
-    return _under(real, STATE.read_roots)
+    return _under(os.path.realpath(path), roots)
 
 
-def _hook(event: str, args: tuple[Any, ...]) -> None:
-    state = STATE
-    if state.in_hook or event in _ALWAYS:
-        return
-    state.in_hook = True
+_UNSAFE_NAMES = frozenset(["format", "format_map", "vformat", "attrgetter", "methodcaller",
+                           "f_globals", "f_locals", "f_builtins", "f_back", "f_code", "gi_frame",
+                           "cr_frame", "ag_frame", "tb_frame", "tb_next", "gi_code", "co_code"])
+
+
+def unsafe_source(source: Any) -> str | None:
+    """Why evaluating this text would reach what cells may not (None if it is harmless).
+
+    Used for ``compile`` of text by libraries (typing's forward references).
+    """
+    if isinstance(source, bytes):
+        source = source.decode("utf-8", "replace")
+    if not isinstance(source, str):
+        return None  # an AST: the runtime's own, already checked and guarded
+    if "_" not in source and "format" not in source and "getter" not in source \
+            and "caller" not in source:
+        return None  # the common case (forward references like "int", "Point")
     try:
-        if _allowed(event, args, state):
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError:
+        return None  # it will not compile either
+    for node in ast.walk(tree):
+        name = node.attr if isinstance(node, ast.Attribute) else \
+            node.id if isinstance(node, ast.Name) else None
+        if name and (name.startswith("_") or name in _UNSAFE_NAMES):
+            return name
+    return None
+
+
+def _hint(event: str) -> str:
+    for prefixes, hint in _HINTS:
+        if event.startswith(prefixes):
+            return hint
+    return "this operation is off limits in the cave; use plain Python and the allowed modules"
+
+
+# Modules whose own generated code (dataclass methods, namedtuples) is compiled from text.
+_GENERATORS = ("/dataclasses.py", "/collections/__init__.py", "/enum.py")
+# Stdlib modules that call sys._getframe only to learn their caller's module name.
+_FRAME_READERS = ("/collections/__init__.py", "/enum.py", "/typing.py")
+
+
+def _make_hook(read_roots: tuple[str, ...], fork_code: frozenset[Any], host_socket: Any,
+               import_roots: tuple[str, ...]) -> Any:
+    """The hook, with its decision data held in the closure (not reachable from a module)."""
+    busy = [False]  # re-entrancy: the hook's own helpers may raise events
+    state = STATE
+    getframe = sys._getframe
+    realpath = os.path.realpath
+    readlink = os.readlink
+
+    def allowed(event: str, args: tuple[Any, ...]) -> bool:
+        if event == "compile":
+            if not args or unsafe_source(args[0]) is None:
+                return True
+            # frame 0 is this function, 1 the hook, 2 whoever compiled the text
+            caller = getframe(2).f_code.co_filename
+            if caller.endswith("/ast.py"):
+                return True  # ast.parse only parses (the runtime parsing a cell's text)
+            return caller.endswith(_GENERATORS) and realpath(caller).startswith(import_roots)
+        if event == "sys._getframe":
+            # namedtuple, Enum and typing read their caller's module name from its frame
+            # (what they get is never handed to the cell); pandas' eval would read its locals.
+            caller = getframe(2).f_code.co_filename
+            return caller.endswith(_FRAME_READERS) and realpath(caller).startswith(import_roots)
+        if event == "open":
+            path = args[0] if args else None
+            mode = args[1] if len(args) > 1 else "r"
+            flags = args[2] if len(args) > 2 else 0
+            if not _read_only(mode, flags):
+                return False  # no writes, ever (why: the cave has no files of its own)
+            roots = import_roots if state.trusted > 0 else read_roots
+            return _path_under(path, roots)
+        if event in ("os.listdir", "os.scandir"):
+            path = args[0] if args and args[0] is not None else "."
+            roots = import_roots if state.trusted > 0 else read_roots
+            return isinstance(path, (str, bytes)) and _under(realpath(os.fsdecode(path)), roots)
+        if event == "os.fork":
+            # The checkpoint fork is made by one runtime function; nothing else may fork.
+            return getframe(2).f_code in fork_code
+        if event == "socket.sendmsg":
+            return host_socket is not None and bool(args) and args[0] is host_socket
+        if event == "mmap.__new__":
+            fileno = args[0] if args else -1
+            if fileno == -1:
+                return True  # anonymous memory is just memory
+            try:
+                return readlink(f"/proc/self/fd/{fileno}").startswith("/memfd:cavelite-buffer")
+            except OSError:
+                return False
+        if event.startswith(_NEVER):
+            return False
+        if state.trusted > 0:
+            # The runtime is unpickling the host's own data (dill rebuilds code objects).
+            return True
+        if event == "fcntl.fcntl":
+            # The runtime seals and checks its memfd buffers; nothing else is needed.
+            return len(args) >= 2 and args[1] in (1033, 1034)  # F_ADD_SEALS, F_GET_SEALS
+        if event == "pickle.find_class":
+            return _safe_class(args)
+        if event in ("object.__setattr__", "object.__delattr__"):
+            target = args[0] if args else None
+            if isinstance(target, type) and getattr(target, "__module__", "") == "builtins":
+                return False  # builtin types are shared by everything in the process
+            # function.__code__ / __defaults__ / __closure__ swaps rewrite trusted functions
+            return not (len(args) > 1 and args[1] in ("__code__", "__defaults__",
+                                                      "__kwdefaults__", "__globals__"))
+        return not event.startswith(_REFUSED_PREFIXES)
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if busy[0] or event in _ALWAYS:
             return
-    finally:
-        state.in_hook = False
-    state.refusals += 1
-    raise AuditRefusal(f"operation not permitted in the cave: {event}")
-
-
-def _allowed(event: str, args: tuple[Any, ...], state: _State) -> bool:
-    if state.trusted > 0 and not event.startswith(("socket.", "subprocess.", "os.system", "os.exec")):
-        # The runtime is unpickling the host's own data (dill rebuilds code objects).
-        return True
-    if event == "open":
-        return _readable(*args[:3]) if len(args) >= 3 else _readable(args[0], "r", 0)
-    if event in ("os.listdir", "os.scandir"):
-        path = args[0] if args else "."
-        return isinstance(path, (str, bytes)) and _under(os.path.realpath(os.fsdecode(path)), state.read_roots)
-    if event == "os.fork":
-        # The checkpoint fork is made by one runtime function; nothing else may fork.
-        caller = sys._getframe(2)
-        return caller.f_code in state.fork_code
-    if event == "socket.sendmsg":
-        return state.host_socket is not None and args and args[0] is state.host_socket
-    if event == "mmap.__new__":
-        fileno = args[0] if args else -1
-        if fileno == -1:
-            return True  # anonymous memory is just memory
+        busy[0] = True
         try:
-            return os.readlink(f"/proc/self/fd/{fileno}").startswith("/memfd:cavelite-buffer")
-        except OSError:
-            return False
-    if event == "fcntl.fcntl":
-        # The runtime seals and checks its memfd buffers; nothing else is needed.
-        import fcntl
+            ok = allowed(event, args)
+        finally:
+            busy[0] = False
+        if ok:
+            return
+        state.refusals += 1
+        raise AuditRefusal(f"operation not permitted in the cave: {event} ({_hint(event)})")
 
-        return len(args) >= 2 and args[1] in (fcntl.F_GET_SEALS, fcntl.F_ADD_SEALS)
-    if event == "pickle.find_class":
-        return state.trusted > 0 or _safe_class(args)
-    if event == "object.__setattr__" or event == "object.__delattr__":
-        target = args[0] if args else None
-        return not (isinstance(target, type) and getattr(target, "__module__", "") == "builtins")
-    for prefix in _REFUSED_PREFIXES:
-        if event.startswith(prefix):
-            return False
-    return True
+    return hook
 
 
 def _safe_class(args: tuple[Any, ...]) -> bool:
@@ -174,9 +283,16 @@ def _safe_class(args: tuple[Any, ...]) -> bool:
 
 
 def install(*, extra_read_roots: Iterable[str] = (), fork_functions: Iterable[Any] = (),
-            host_socket: Any = None) -> None:
-    """Install the hook (once per worker; it cannot be removed)."""
-    STATE.read_roots = tuple(library_roots()) + tuple(os.path.realpath(r) for r in extra_read_roots)
-    STATE.fork_code = frozenset(getattr(f, "__code__", f) for f in fork_functions)
-    STATE.host_socket = host_socket
-    sys.addaudithook(_hook)
+            host_socket: Any = None, confine: bool = True) -> None:
+    """Install the hook (once per worker; it cannot be removed), then confine the process."""
+    from . import decode, limits  # noqa: F401  (imported now: the hook must not import later)
+
+    read_roots = tuple(library_roots()) + tuple(os.path.realpath(r) for r in extra_read_roots)
+    # While the runtime unpickles host data it may import the host's modules by name.
+    import_roots = tuple(dict.fromkeys(
+        [*read_roots, *(os.path.realpath(p) for p in sys.path if p and os.path.isdir(p))]))
+    if confine:
+        limits.confine(import_roots)
+    fork_code = frozenset(getattr(f, "__code__", f) for f in fork_functions)
+    STATE.installed = True
+    sys.addaudithook(_make_hook(read_roots, fork_code, host_socket, import_roots))

@@ -66,7 +66,8 @@ class ModuleView:
         if name.startswith("_") and name not in ("__name__", "__doc__", "__version__", "__all__"):
             raise AccessDenied(f"'{modname}.{name}' is private to the module")
         if guard.policy.module_attribute_denied(modname, name):
-            raise AccessDenied(f"'{modname}.{name}' is not available in the cave")
+            raise AccessDenied(f"'{modname}.{name}' is not available in the cave"
+                               f"{_module_hint(modname, name)}")
         try:
             value = getattr(module, name)
         except AttributeError:
@@ -76,8 +77,16 @@ class ModuleView:
         replacement = _REPLACEMENTS.get((modname, name))
         if replacement is not None:
             value = replacement
+        elif guard.denied_object(value):
+            # The same function re-exported under another module's name is still refused.
+            raise AccessDenied(f"'{modname}.{name}' is not available in the cave"
+                               f"{_module_hint(modname, name)}")
         elif isinstance(value, type) and issubclass(value, string.Formatter):
             raise AccessDenied(f"'{modname}.{name}' is not available in the cave")
+        elif type(value) in _MUTABLE_CONTAINERS:
+            # Module-level tables are shared by the whole process (json's escape table,
+            # numpy's type dicts): cells get read-only views, never the table itself.
+            value = _MUTABLE_CONTAINERS[type(value)](value)
         self.__dict__[name] = value
         return value
 
@@ -112,6 +121,14 @@ class Guard:
         self.policy = policy
         self._views: dict[str, ModuleView] = {}
         self.remote_types: tuple[type, ...] = ()
+        self._denied_names = policy.attributes.denied
+        self._denied_ids: frozenset[int] | None = None
+
+    def denied_object(self, value: Any) -> bool:
+        """Whether ``value`` is one of the policy's denied functions, under any module name."""
+        if self._denied_ids is None:
+            self._denied_ids = frozenset(id(v) for v in _resolve_all(self.policy))
+        return id(value) in self._denied_ids
 
     # --- modules ---------------------------------------------------------------------
 
@@ -162,6 +179,9 @@ class Guard:
                     )
         elif name in REFUSED_ATTRIBUTES:
             raise AccessDenied(f"'{name}' is an interpreter internal")
+        if name in self._denied_names:
+            # Names the policy refuses in source text are refused when built at run time too.
+            raise AccessDenied(f"attribute '{name}' is not allowed by the policy")
         if type(obj) is ModuleView:
             value = obj.__getattr__(name) if default is _MISSING else getattr(obj, name, default)
             return value
@@ -173,6 +193,8 @@ class Guard:
             raise
         if type(value) is _ModuleType:
             return self.view(value)
+        if value is type:
+            return CaveType  # obj.__class__ of a class: the checked type(), not the raw one
         if name in SENSITIVE_ATTRIBUTES:
             return _sensitive(obj, name, value)
         return value
@@ -220,6 +242,8 @@ class Guard:
             "_getitem_": operator.getitem,
             "_apply_": _apply,
             "_inplacevar_": _inplacevar,
+            "_cave_getattr_": guard_getattr_hook,
+            "_cave_getstate_": guard_getstate_hook,
             "__name__": CELL_MODULE,
             "__builtins__": self.builtins(),
         }
@@ -232,6 +256,7 @@ class Guard:
             __name__="builtins",
             getattr=self.getattr,
             hasattr=self.hasattr,
+            type=CaveType,
             setattr=self.setattr,
             delattr=self.delattr,
         )
@@ -331,8 +356,9 @@ def _checked_name(name: Any) -> str:
     if type(name) is not str:
         raise AccessDenied("attribute names must be plain strings")
     for part in name.split("."):
-        if part.startswith("_") or part in REFUSED_ATTRIBUTES:
-            raise AccessDenied(f"'{name}' reaches a protected attribute")
+        # format/format_map would hand out the unguarded str.format (field access by text).
+        if part.startswith("_") or part in REFUSED_ATTRIBUTES or part in SENSITIVE_ATTRIBUTES:
+            raise AccessDenied(f"'{name}' reaches a protected attribute; call it directly")
     return name
 
 
@@ -358,3 +384,118 @@ dict dir divmod enumerate filter float format frozenset hash hex id int isinstan
 iter len list map max min next object oct ord pow print property range repr reversed round set
 slice sorted staticmethod str sum super tuple type zip Ellipsis NotImplemented None True False
 """.split()
+
+
+# --- objects with raw-memory and file doors, refused by identity ----------------------------
+
+_MUTABLE_CONTAINERS: dict[type, Callable[[Any], Any]] = {
+    dict: types.MappingProxyType, list: tuple, set: frozenset,
+}
+
+
+def _module_hint(module: str, name: str) -> str:
+    from .policy import attribute_hint
+
+    hint = attribute_hint(module, name)
+    return f" ({hint})" if hint else ""
+
+
+def _resolve_all(policy: Policy) -> list[Any]:
+    """The objects behind the policy's denied module attributes and functions."""
+    import importlib
+    import sys
+
+    found = []
+    pairs = [(mod, name) for mod, names in policy.denied_module_attributes for name in names]
+    pairs += [tuple(f.rsplit(".", 1)) for f in policy.functions.denied if "." in f]
+    for mod, name in pairs:
+        module = sys.modules.get(mod)
+        if module is None:
+            try:
+                module = importlib.import_module(mod)
+            except Exception:
+                continue  # not installed here: nothing to refuse
+        value = getattr(module, name, None)
+        # Only callables and classes: shared constants (None, True, 0) must stay usable.
+        if value is not None and (callable(value) and not isinstance(value, _ModuleType)):
+            found.append(value)
+    return found
+
+
+# --- class creation: no raw dunders through type(name, bases, dict) ----------------------------
+
+from .transformer import DEFINABLE_DUNDERS, is_reserved  # noqa: E402
+
+# Dunders a dict-made class may carry (what a class statement could define).
+_TYPE_DICT_DUNDERS = (DEFINABLE_DUNDERS | frozenset(
+    ["__module__", "__qualname__", "__doc__", "__slots__", "__annotations__", "__dict__",
+     "__weakref__", "__orig_bases__", "__firstlineno__", "__static_attributes__"]
+)) - frozenset(["__getattr__", "__getstate__"])
+
+
+class _CaveTypeMeta(type):
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, type)
+
+    def __subclasscheck__(cls, sub: Any) -> bool:
+        return issubclass(sub, type)
+
+
+class CaveType(metaclass=_CaveTypeMeta):
+    """``type`` for cells: ``type(x)`` as usual; ``type(name, bases, dict)`` checks the dict.
+
+    A dict-made class could otherwise carry attributes no class statement may
+    define (``__array_interface__`` hands numpy a raw memory address, ``__reduce__``
+    runs code wherever the object is unpickled).
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        if len(args) == 1 and not kwargs:
+            found = type(args[0])
+            return CaveType if found is type or found is _CaveTypeMeta else found
+        if len(args) != 3 or not isinstance(args[2], dict):
+            raise TypeError("type() takes 1 or 3 arguments")
+        for key in args[2]:
+            if type(key) is not str:
+                raise AccessDenied("class attribute names must be plain strings")
+            if is_reserved(key) and key not in _TYPE_DICT_DUNDERS:
+                raise AccessDenied(f"type(): a class may not define '{key}'; "
+                                   "use a class statement with ordinary methods")
+        return type(*args, **kwargs)
+
+
+def guard_getattr_hook(method: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    """Wraps a cell class's ``__getattr__``: dunder lookups never reach it.
+
+    Libraries probe objects for protocol attributes with getattr
+    (numpy's ``__array_interface__`` takes a raw memory address); a cell's
+    catch-all ``__getattr__`` must not be able to answer those.
+    """
+
+    def __getattr__(self: Any, name: str) -> Any:
+        if name[:2] == "__" and name[-2:] == "__":
+            raise AttributeError(name)
+        return method(self, name)
+
+    __getattr__.__qualname__ = getattr(method, "__qualname__", "__getattr__")
+    return __getattr__
+
+
+def guard_getstate_hook(method: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Wraps a cell class's ``__getstate__``: copies may not gain dunder attributes.
+
+    copy.copy() puts the state into the new object's ``__dict__``; a state
+    with ``__array_interface__`` would give numpy a raw address.
+    """
+
+    def __getstate__(self: Any) -> Any:
+        state = method(self)
+        for part in state if isinstance(state, tuple) else (state,):
+            if isinstance(part, dict):
+                for key in part:
+                    if type(key) is not str or (key[:1] == "_" and key[-1:] == "_"):
+                        raise AccessDenied(f"__getstate__ may not return the key {key!r}")
+        return state
+
+    __getstate__.__qualname__ = getattr(method, "__qualname__", "__getstate__")
+    return __getstate__

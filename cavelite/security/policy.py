@@ -13,6 +13,7 @@ import ast
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..runtime.results import Violation
 
@@ -28,7 +29,10 @@ DEFAULT_ALLOWED_IMPORTS = frozenset(
 DEFAULT_DENIED_IMPORTS = frozenset(
     """numpy.ctypeslib numpy.f2py numpy.distutils numpy.testing numpy.lib.npyio
     pandas.io.pickle pandas.io.clipboard pandas.io.clipboards pandas.util._tester
-    asyncio.subprocess asyncio.unix_events asyncio.windows_events asyncio.base_subprocess""".split()
+    asyncio.subprocess asyncio.unix_events asyncio.windows_events asyncio.base_subprocess
+    numpy.lib.format pandas.compat.pickle_compat pandas.io.pytables pandas.io.parquet
+    pandas.io.feather_format pandas.io.orc pandas.io.sql pandas.io.spss pandas.io.stata
+    pandas.io.sas pandas.io.formats.style pandas.plotting""".split()
 )
 
 # Module attributes refused at run time: the file, process and network doors
@@ -45,8 +49,17 @@ DEFAULT_DENIED_ATTRIBUTES: dict[str, frozenset[str]] = {
     "numpy": frozenset(["load", "save", "savez", "savez_compressed", "fromfile", "memmap",
                         "loadtxt", "savetxt", "genfromtxt", "tofile", "ctypeslib", "f2py",
                         "testing", "DataSource"]),
-    "pandas": frozenset(["read_pickle", "to_pickle", "read_csv_file"]),
+    # Readers backed by native code open files without the audit hook seeing it;
+    # eval would evaluate text with its own (unguarded) attribute access.
+    "pandas": frozenset(["read_pickle", "to_pickle", "read_csv_file", "read_parquet",
+                         "read_feather", "read_orc", "read_hdf", "HDFStore", "read_spss",
+                         "read_sas", "read_stata", "read_sql", "read_sql_query",
+                         "read_sql_table", "eval", "read_clipboard"]),
     "random": frozenset(["SystemRandom"]),
+    # as_strided/DummyArray build arrays over any address (unchecked strides or a raw
+    # __array_interface__): memory reads and writes anywhere in the worker.
+    "numpy.lib.stride_tricks": frozenset(["as_strided", "DummyArray"]),
+    "dataclasses": frozenset(["make_dataclass"]),
 }
 
 DEFAULT_DENIED_FUNCTIONS = frozenset(
@@ -67,7 +80,20 @@ _HINTS = {
     "importlib.import_module": "use an import statement for an allowed module",
     "numpy.load": "files are not reachable; ask the user to inject the array",
     "pandas.read_pickle": "pickles can run code; ask the user to inject the DataFrame",
+    "pandas.eval": "write the expression with operators: df.a + df.b, df[df.a > 1]",
+    "numpy.lib.stride_tricks.as_strided": "use numpy.lib.stride_tricks.sliding_window_view",
+    "dataclasses.make_dataclass": "write a @dataclass class statement",
 }
+
+
+def attribute_hint(module: str, name: str) -> str:
+    """What to use instead of a refused module attribute."""
+    full = f"{module}.{name}"
+    if full in _HINTS:
+        return _HINTS[full]
+    if name.startswith(("read_", "load", "save", "to_", "from")) or name in ("memmap", "HDFStore"):
+        return "files are not reachable from a cell; ask the user to inject the data"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -102,7 +128,11 @@ class AttributeRule:
         """__subclasses__ __globals__ __builtins__ __code__ __closure__ __func__ __self__
         __dict__ __bases__ __base__ __mro__ __getattribute__ __reduce__ __reduce_ex__
         __loader__ __spec__ __import__ gi_frame gi_code cr_frame cr_code ag_frame ag_code
-        tb_frame tb_next f_back f_globals f_locals f_builtins f_code co_code""".split()
+        tb_frame tb_next f_back f_globals f_locals f_builtins f_code co_code
+        get_stack print_stack subprocess_exec subprocess_shell run_in_executor
+        set_default_executor create_connection create_server create_unix_connection
+        create_unix_server create_datagram_endpoint add_reader add_writer sock_connect
+        to_pickle to_parquet to_feather to_hdf to_orc to_sql to_stata as_strided""".split()
     )
     name: str = "attribute"
 
@@ -186,6 +216,17 @@ class Policy:
         return sorted(found, key=lambda v: (v.line, v.col))
 
 
+def _tokens(source: str) -> Any:
+    try:
+        import asttokens
+    except ImportError:  # positions fall back to line numbers
+        return None
+    try:
+        return asttokens.ASTText(source)
+    except Exception:
+        return None
+
+
 def _line(source: str, lineno: int) -> str:
     lines = source.splitlines()
     return lines[lineno - 1] if 0 < lineno <= len(lines) else ""
@@ -198,20 +239,41 @@ class _Checker(ast.NodeVisitor):
         self.policy = policy
         self.source = source
         self.found: list[Violation] = []
+        self.nodes: list[ast.AST] = []
         self.aliases: dict[str, str] = {}  # local name -> qualified name
 
     def run(self, tree: ast.AST) -> list[Violation]:
         self.visit(tree)
-        return self.found
+        return self.locate()
 
     def report(self, node: ast.AST, rule: str, message: str, hint: str = "") -> None:
-        line = getattr(node, "lineno", 1)
-        col = getattr(node, "col_offset", 0)
-        self.found.append(Violation(rule, message, line, col, self.snippet(node), hint))
+        self.found.append(Violation(rule, message, getattr(node, "lineno", 1), 0, "", hint))
+        self.nodes.append(node)
 
-    def snippet(self, node: ast.AST) -> str:
-        text = ast.get_source_segment(self.source, node) or _line(self.source, getattr(node, "lineno", 1))
-        return text if len(text) <= 200 else text[:197] + "..."
+    def locate(self) -> list[Violation]:
+        """Exact columns and snippets, computed only when a cell is refused.
+
+        ast's col_offset counts UTF-8 bytes; asttokens gives character offsets, so
+        a column is right on lines with non-ASCII text too.
+        """
+        if not self.found:
+            return self.found
+        tokens = _tokens(self.source)
+        located = []
+        for violation, node in zip(self.found, self.nodes, strict=True):
+            line, col, text = violation.line, 0, ""
+            if tokens is not None and hasattr(node, "lineno"):
+                try:
+                    start, end = tokens.get_text_positions(node, padded=False)
+                    line, col = start
+                    text = tokens.get_text(node)
+                except Exception:
+                    text = ""
+            text = text or _line(self.source, line)
+            text = text if len(text) <= 200 else text[:197] + "..."
+            located.append(Violation(violation.rule, violation.message, line, col, text,
+                                     violation.hint))
+        return located
 
     def allowed_hint(self) -> str:
         mods = sorted(m for m in self.policy.imports.allowed if "." not in m)

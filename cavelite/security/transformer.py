@@ -67,6 +67,10 @@ REFUSED_ATTRIBUTES = INSPECT_ATTRIBUTES | frozenset(
 )
 
 
+# Class methods wrapped by a guard (guards.py) so that dunder names never reach them.
+_HOOKED_METHODS = {"__getattr__": "_cave_getattr_", "__getstate__": "_cave_getstate_"}
+
+
 def is_reserved(name: str) -> bool:
     """Guard-shaped names (``_getattr_``, ``__builtins__``) belong to the runtime."""
     return len(name) > 1 and name.startswith("_") and name.endswith("_")
@@ -171,6 +175,10 @@ class CaveTransformer(RestrictingNodeTransformer):
     def visit_With(self, node: ast.With) -> ast.AST:
         return self.node_contents_visit(node)
 
+    def visit_TryStar(self, node: ast.AST) -> ast.AST:
+        # except* is ordinary control flow; its handlers' names are checked like except's.
+        return self.node_contents_visit(node)
+
     # --- definitions -------------------------------------------------------------
 
     def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
@@ -186,6 +194,16 @@ class CaveTransformer(RestrictingNodeTransformer):
             self._class_names.pop()
         # No metaclass rewrite (unlike RestrictedPython): a class made by a cell
         # is recognised by its __module__ == "__main__", so Enum & co. just work.
+        for item in node.body:
+            hook = _HOOKED_METHODS.get(getattr(item, "name", "")) if isinstance(
+                item, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+            if hook is not None:
+                # Libraries probe objects with getattr/copy for protocol dunders
+                # (numpy's __array_interface__ takes a raw address): wrap the hooks
+                # a cell may write so that they can never answer for a dunder.
+                decorator = ast.Name(hook, ast.Load())
+                copy_locations(decorator, item)
+                item.decorator_list.append(decorator)
         return node
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
