@@ -8,6 +8,9 @@ import pytest
 
 from cavelite import Runtime
 
+# Loopback Messages-API and chat-completions servers (session-wide, with .url).
+pytest_plugins = ["fakes.fixtures"]
+
 
 def _descendants() -> set[int]:
     """Pids of every live process below this one (workers are grandchildren via the zygote)."""

@@ -529,7 +529,7 @@ def test_garbage_collected_runtime_is_cleaned_up() -> None:
     pid = local.pid
     del local
     gc.collect()
-    assert pid not in worker_pids() - before or not os.path.exists(f"/proc/{pid}/stat")
+    assert pid not in worker_pids() - before
 
 
 def test_rollback_keeps_changes_made_between_cells(fresh_rt: Runtime) -> None:
