@@ -397,6 +397,19 @@ def test_model_error_leaves_runtime_and_history_usable(agent_factory):
     assert agent.history[-2].role == "user" and "are you back?" in agent.history[-2].content
 
 
+def test_a_bug_in_a_model_propagates_and_the_agent_stays_usable(agent_factory):
+    def script(messages):
+        if len(messages) == 1:
+            raise TypeError("a bug in the model adapter")
+        return "recovered"
+
+    agent = agent_factory(ScriptedModel(script))
+    with pytest.raises(TypeError, match="a bug in the model adapter"):
+        agent.chat("first")
+    assert agent.chat("second").text == "recovered"
+    assert_alternates(agent.history)
+
+
 def test_script_running_out_is_a_model_error(agent_factory):
     reply = agent_factory([]).chat("hello")
     assert reply.stop_reason is StopReason.MODEL_ERROR
