@@ -574,3 +574,32 @@ def test_forged_worker_messages_are_refused_and_the_runtime_recovers(kind: str) 
         assert not r.ok and r.error.type == "ProtocolError"
         assert not os.path.exists(canary)
         assert local.execute("1 + 1").value_repr == "2"
+
+
+def test_an_interrupted_request_is_abandoned_cleanly(fresh_rt: Runtime) -> None:
+    class Stop(BaseException):
+        pass
+
+    def tool() -> None:
+        raise Stop  # like KeyboardInterrupt arriving while the host waits for a cell
+
+    fresh_rt.inject("tool", tool)
+    fresh_rt.execute("kept = 1")
+    with pytest.raises(Stop):
+        fresh_rt.execute("kept = 2\ntool()\nkept = 3")
+    assert fresh_rt.execute("kept").value_repr == "1"
+    assert fresh_rt.execute("kept + 1").value_repr == "2"
+
+
+def test_cancelling_an_async_execute_leaves_a_usable_runtime() -> None:
+    async def main() -> str | None:
+        async with Runtime() as local:
+            await local.aexecute("n = 1")
+            task = asyncio.ensure_future(local.aexecute("import time\ntime.sleep(0.5)\nn = 2"))
+            await asyncio.sleep(0)  # let the cell start
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return (await local.aexecute("n")).value_repr
+
+    assert asyncio.run(main()) in ("1", "2")

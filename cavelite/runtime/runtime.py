@@ -497,7 +497,31 @@ class Runtime:
         return kind, fields
 
     def _serve_until_reply(self, deadline_s: float | None = None, cell: bool = False) -> tuple[str, Any]:
-        """Read messages until the reply to our request, running remote calls meanwhile."""
+        """Read messages until the reply to our request, running remote calls meanwhile.
+
+        If the wait is interrupted (Ctrl-C, task cancellation, an error escaping a
+        remote tool), the request is abandoned: the serving process is killed and
+        the checkpoint takes over, so the next request does not read a stale reply.
+        """
+        try:
+            return self._serve(deadline_s)
+        except (_CellTimeout, _WorkerDied, ProtocolError):
+            raise
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        try:
+            if self._pidfd >= 0:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            if not self.atomic:
+                raise WorkerDiedError("no checkpoint in non-atomic mode")
+            self._await_takeover()
+        except (WorkerDiedError, ProtocolError, OSError):
+            self._restart()
+
+    def _serve(self, deadline_s: float | None) -> tuple[str, Any]:
         budget = deadline_s
         while True:
             started = time.perf_counter()
