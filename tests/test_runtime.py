@@ -419,8 +419,10 @@ def test_injected_types_round_trip(rt: Runtime) -> None:
 
 
 def test_unpicklable_values_give_clear_errors(rt: Runtime) -> None:
-    with pytest.raises(UnpicklableValueError):
+    with pytest.raises(UnpicklableValueError, match="'lock'.*remote=True"):
         rt.inject("lock", threading.Lock(), remote=False)
+    rt.inject("lock", threading.Lock(), remote=True)
+    assert rt.execute("lock.locked()").value_repr == "False"
     rt.execute("gen = (i for i in range(3))")
     with pytest.raises(UnpicklableValueError, match="'gen'"):
         rt.retrieve("gen")

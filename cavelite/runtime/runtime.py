@@ -276,8 +276,14 @@ class Runtime:
         if isinstance(value, type):
             self._types[name] = value
         others = {n: t for n, t in self._types.items() if t is not value}
-        body, buffers = _encode_for_worker(value, others, by_value=kind == "type"
-                                           or isinstance(value, types.FunctionType))
+        try:
+            body, buffers = _encode_for_worker(value, others, by_value=kind == "type"
+                                               or isinstance(value, types.FunctionType))
+        except UnpicklableValueError as exc:
+            raise UnpicklableValueError(
+                f"cannot inject {name!r} ({type(value).__name__}): {exc}; "
+                "pass remote=True to keep it in the host and use it by proxy"
+            ) from None
         try:
             self._call("inject", {"name": name, "kind": kind, "description": description,
                                   "payload": body, "buffers": buffers})
