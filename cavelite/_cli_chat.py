@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
+from rich.console import Console, Group
 from rich.panel import Panel
 from rich.pretty import Pretty
 from rich.table import Table
@@ -54,6 +54,10 @@ class ChatSession:
             "history": self.history, "help": self.help, "quit": self.quit, "exit": self.quit,
         }
 
+    def say(self, text: str, style: str = "") -> None:
+        """One message line, unwrapped (the terminal wraps it), so paths and names stay whole."""
+        self.console.print(Text(text, style=style), soft_wrap=True)
+
     def welcome(self) -> None:
         body = Text(f"model: {describe_model(self.agent.model)}\n")
         for item in self.files:
@@ -89,20 +93,19 @@ class ChatSession:
             self.console.print("[yellow]step interrupted[/]")
             return
         if reply.stop_reason is StopReason.MODEL_ERROR:
-            self.console.print(Text(f"model error: {model_failure(reply, self.agent.model)}",
-                                    style="bold red"))
+            self.say(f"model error: {model_failure(reply, self.agent.model)}", "bold red")
 
     def command(self, line: str) -> bool:
         """Run a slash command; False means leave the session."""
         name, *rest = line[1:].split()
         handler = self.commands.get(name.lower()) if name else None
         if handler is None:
-            self.console.print(Text(f"unknown command /{name}; /help lists them", style="yellow"))
+            self.say(f"unknown command /{name}; /help lists them", "yellow")
             return True
         try:
             return handler(rest)
         except (CaveliteError, OSError) as exc:
-            self.console.print(Text(f"/{name}: {exc}", style="red"))
+            self.say(f"/{name}: {exc}", "red")
             return True
 
     # -- commands ----------------------------------------------------------------
@@ -117,7 +120,7 @@ class ChatSession:
         variables = self.agent.variables()
         injected = self.agent.runtime.injected()
         if not variables and not injected:
-            self.console.print(Text("(no variables)", style="dim"))
+            self.say("(no variables)", "dim")
             return True
         table = Table("name", "type", "summary", title=f"{len(variables)} variable(s)", title_justify="left")
         for info in variables:
@@ -132,60 +135,73 @@ class ChatSession:
 
     def show(self, args: list[str]) -> bool:
         if len(args) != 1:
-            self.console.print(Text("usage: /show NAME", style="yellow"))
+            self.say("usage: /show NAME", "yellow")
             return True
         name = args[0]
         try:
             value = self.agent.retrieve(name)
         except VariableNotFoundError:
-            self.console.print(Text(f"no variable named {name!r}; /vars lists them", style="yellow"))
+            self.say(f"no variable named {name!r}; /vars lists them", "yellow")
             return True
         except TransferError as exc:  # cannot come back safely: show what the runtime says of it
             info = next((v for v in self.agent.variables() if v.name == name), None)
             self.console.print(Text(f"{name}: {info.type_name} = {info.summary}" if info else name))
-            self.console.print(Text(f"(not retrieved: {exc})", style="dim"))
+            self.say(f"(not retrieved: {exc})", "dim")
             return True
         self.console.print(bounded_view(name, value))
         return True
 
     def save(self, args: list[str]) -> bool:
         if len(args) != 2:
-            self.console.print(Text("usage: /save NAME PATH   (.csv, .parquet, .json, .pkl)", style="yellow"))
+            self.say("usage: /save NAME PATH   (.csv, .parquet, .json, .pkl)", "yellow")
             return True
         name, path = args
         try:
             value = self.agent.retrieve(name)
             written = save(value, path)
         except VariableNotFoundError:
-            self.console.print(Text(f"no variable named {name!r}; /vars lists them", style="yellow"))
+            self.say(f"no variable named {name!r}; /vars lists them", "yellow")
             return True
         except DataFileError as exc:
-            self.console.print(Text(str(exc), style="red"))
+            self.say(str(exc), "red")
             return True
-        self.console.print(Text(f"saved {name} ({type(value).__name__}) to {written}", style="green"))
+        self.say(f"saved {name} ({type(value).__name__}) to {written}", "green")
         return True
 
     def reset(self, args: list[str]) -> bool:
         self.agent.reset()
         inject_files(self.agent, self.files)
         loaded = ", ".join(item.name for item in self.files)
-        self.console.print(Text("conversation and variables cleared"
-                                + (f"; reloaded {loaded}" if loaded else ""), style="green"))
+        self.say("conversation and variables cleared"
+                                + (f"; reloaded {loaded}" if loaded else ""), "green")
         return True
 
     def history(self, args: list[str]) -> bool:
         messages = self.agent.history
         if not messages:
-            self.console.print(Text("(no messages yet)", style="dim"))
+            self.say("(no messages yet)", "dim")
             return True
         for i, message in enumerate(messages, 1):
-            first = message.content.strip().splitlines()[0] if message.content.strip() else ""
+            first = headline(message.content)
             line = Text(f"{i:3d} ", style="dim")
-            line.append(f"{message.role:9s}", style="cyan" if message.role == "user" else "green")
+            line.append(f"{message.role:10s}", style="cyan" if message.role == "user" else "green")
             line.append(first[:100] + ("…" if len(first) > 100 else ""))
             line.append(f"  ({len(message.content):,} chars)", style="dim")
             self.console.print(line)
         return True
+
+
+def headline(content: str) -> str:
+    """One line that says what a history message is: the question, the prose, or the code's size."""
+    if content.startswith("[runtime state]") and "\n\n" in content:
+        content = content.split("\n\n", 1)[1]  # past the variable list: what the user typed
+    lines = [line.strip() for line in content.strip().splitlines()]
+    code = sum(1 for line in lines if line.startswith("```"))
+    prose = next((line for line in lines if line and not line.startswith("```")), "")
+    if code and (not prose or lines[0].startswith("```")):
+        body = len(lines) - code
+        return f"(python, {body} line{'s' if body != 1 else ''})"
+    return prose
 
 
 def bounded_view(name: str, value: Any) -> Any:
@@ -195,7 +211,8 @@ def bounded_view(name: str, value: Any) -> Any:
     if isinstance(value, pd.DataFrame):
         rows, cols = value.shape
         shown = value.iloc[:_SHOW_ROWS, :_SHOW_COLS]
-        table = Table(title=f"{name}: DataFrame {rows:,} × {cols}", title_justify="left")
+        header = Text(f"{name}: DataFrame {rows:,} rows × {cols} columns", style="bold")
+        table = Table()
         named_index = not isinstance(value.index, pd.RangeIndex)
         if named_index:
             table.add_column(str(value.index.name or ""), style="bold")
@@ -211,7 +228,7 @@ def bounded_view(name: str, value: Any) -> Any:
             more.append(f"{cols - _SHOW_COLS} more columns")
         if more:
             table.caption = " · ".join(more)
-        return table
+        return Group(header, table)
     if isinstance(value, np.ndarray):
         return Text(f"{name}: ndarray {value.shape} {value.dtype}\n"
                     + np.array2string(value, threshold=200, edgeitems=4))

@@ -137,7 +137,7 @@ def _printed(observation: str) -> str:
     lines = observation.splitlines()[1:]
     kept = []
     for line in lines:
-        if line.startswith("[value]") or line.startswith("[variables"):
+        if line.startswith(("[value]", "[variables")):
             break
         kept.append(line)
     return "\n".join(kept).strip()

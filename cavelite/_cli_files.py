@@ -40,8 +40,7 @@ class DataFile:
 
     @property
     def description(self) -> str:
-        rows, cols = self.frame.shape
-        return f"loaded from {self.path.name}: {rows} rows x {cols} columns"
+        return f"loaded from the file {self.path.name}"
 
 
 def variable_name(path: Path) -> str:

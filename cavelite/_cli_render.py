@@ -202,8 +202,10 @@ def cell_renderables(result: CellResult, *, policy: bool = False) -> list[Any]:
             body.append(f"    {v.snippet.strip()}\n")
             if v.hint:
                 body.append(f"    hint: {v.hint}\n", style="dim")
-        out.append(Panel(body.rstrip() or Text(error.message), title="policy violation: not run",
-                         title_align="left", border_style="magenta"))
+        body.rstrip()
+        out.append(Panel(body if body.plain else Text(error.message, style="magenta"),
+                         title="policy violation: the cell did not run", title_align="left",
+                         border_style="magenta"))
     elif error is not None:
         title = f"{error.kind}: {error.type}"
         if result.rolled_back:
@@ -211,7 +213,9 @@ def cell_renderables(result: CellResult, *, policy: bool = False) -> list[Any]:
         out.append(Panel(Text(_clip(error.for_model()), style="red"), title=title, title_align="left",
                          border_style="red"))
     status = Text("  cell ", style="dim")
-    status.append("ok" if result.ok else "failed", style="green" if result.ok else "red")
+    refused = error is not None and error.kind == "policy"
+    outcome = "ok" if result.ok else "refused" if refused else "failed"
+    status.append(outcome, style="green" if result.ok else "magenta" if refused else "red")
     status.append(f" {format_seconds(result.duration_s)}", style="dim")
     if result.changed:
         names = ", ".join(f"{v.name}: {v.type_name}" for v in result.changed[:12])

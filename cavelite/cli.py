@@ -206,7 +206,7 @@ def report(console: Any, exc: BaseException) -> int:
         code, what = EXIT_USAGE, "usage error"
     else:
         code, what = EXIT_RUNTIME, "error"
-    console.print(Text(f"cavelite: {what}: {exc}", style="bold red"))
+    console.print(Text(f"cavelite: {what}: {exc}", style="bold red"), soft_wrap=True)
     return code
 
 
@@ -293,10 +293,10 @@ def _run(args: argparse.Namespace, err: Any) -> int:
         Console(soft_wrap=True).print(reply.text, markup=False, highlight=False)
     if code == EXIT_MODEL:
         err.print(f"cavelite: model error: {model_failure(reply, agent.model)}", style="bold red",
-                  markup=False, highlight=False)
+                  markup=False, highlight=False, soft_wrap=True)
     elif code != EXIT_OK:
         err.print(f"cavelite: no answer: {reply.stop_reason.value}: {reply.detail}", style="yellow",
-                  markup=False, highlight=False)
+                  markup=False, highlight=False, soft_wrap=True)
     return code
 
 
