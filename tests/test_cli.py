@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fakes.fixtures import openai_api, openai_server  # noqa: F401  (fixtures)
+from fakes import fixtures as loopback
 from rich.console import Console
 
 from cavelite import CaveLite, StopReason
@@ -35,6 +35,10 @@ from cavelite.cli import (
 from cavelite.models import Message, ScriptedModel
 
 PYTHON = sys.executable
+
+# The loopback chat-completions server (a real HTTP server on 127.0.0.1), as fixtures here.
+openai_server = loopback.openai_server
+openai_api = loopback.openai_api
 
 
 def py(code: str) -> str:
