@@ -497,7 +497,7 @@ def test_many_runtimes_at_once_are_independent() -> None:
 
 
 def test_close_leaves_no_processes_or_descriptors() -> None:
-    from conftest import worker_pids
+    from fakes.processes import worker_pids
 
     Runtime().close()  # the zygote and its imports are warm before counting
     fds_before = set(os.listdir("/proc/self/fd"))
@@ -523,7 +523,7 @@ def test_close_leaves_no_processes_or_descriptors() -> None:
 def test_garbage_collected_runtime_is_cleaned_up() -> None:
     import gc
 
-    from conftest import worker_pids
+    from fakes.processes import worker_pids
 
     before = worker_pids()
     local = Runtime()
