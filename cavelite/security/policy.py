@@ -345,14 +345,26 @@ class _Checker(ast.NodeVisitor):
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if node.attr in self.policy.attributes.denied:
             self.report(node, self.policy.attributes.name,
-                        f"attribute '{node.attr}' is not allowed",
-                        "interpreter internals are off limits; use public APIs")
+                        f"attribute '{node.attr}' is not allowed", _attribute_name_hint(node.attr))
         self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> None:
         if node.id in ("__builtins__", "__import__", "__loader__", "__spec__"):
             self.report(node, self.policy.attributes.name, f"name '{node.id}' is not allowed",
                         "interpreter internals are off limits")
+
+
+def _attribute_name_hint(name: str) -> str:
+    if name == "as_strided":
+        return "use numpy.lib.stride_tricks.sliding_window_view"
+    if name.startswith("to_"):
+        return "files are not reachable from a cell; keep the data in a variable (or to_csv() "\
+               "without a path returns the text)"
+    if name.startswith(("get_stack", "print_stack")):
+        return "frames are off limits; let the exception's message and traceback speak"
+    if name.startswith(("subprocess", "create_", "sock_", "add_", "run_in", "set_default")):
+        return "processes, sockets and threads are off limits in the cave"
+    return "interpreter internals are off limits; use public APIs"
 
 
 def merge_violations(*groups: Iterable[Violation]) -> list[Violation]:
