@@ -21,6 +21,7 @@ from .errors import (
 )
 from .events import (
     CellFinished,
+    CellRecord,
     CodeExtracted,
     Event,
     FinalAnswer,
@@ -39,12 +40,14 @@ __all__ = [
     "CaveLite",
     "CaveRuntimeError",
     "CellFinished",
+    "CellRecord",
     "CodeExtracted",
     "Event",
     "FinalAnswer",
     "ModelReplied",
     "PolicyViolated",
     "Reply",
+    "StepStats",
     "StopReason",
     "Stopped",
     "TextDelta",

@@ -8,9 +8,9 @@ import cavelite.security
 def test_cavelite_exports() -> None:
     assert sorted(cavelite.__all__) == sorted([
         "CaveLite", "CaveRuntimeError", "CaveUsageError", "CaveliteError", "CellError",
-        "CellFinished", "CellResult", "CodeExtracted", "Event", "FinalAnswer", "Injected",
+        "CellFinished", "CellRecord", "CellResult", "CodeExtracted", "Event", "FinalAnswer", "Injected",
         "ModelError", "ModelReplied", "Policy", "PolicyError", "PolicyViolated", "ProtocolError",
-        "Reply", "Runtime", "RuntimeClosedError", "Snapshot", "StopReason", "Stopped", "TextDelta",
+        "Reply", "Runtime", "RuntimeClosedError", "Snapshot", "StepStats", "StopReason", "Stopped", "TextDelta",
         "TransferError", "UnpicklableValueError", "UntrustedTypeError", "Usage", "VariableInfo",
         "VariableNotFoundError", "Violation", "WorkerDiedError",
     ])

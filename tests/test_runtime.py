@@ -605,3 +605,32 @@ def test_cancelling_an_async_execute_leaves_a_usable_runtime() -> None:
             return (await local.aexecute("n")).value_repr
 
     assert asyncio.run(main()) in ("1", "2")
+
+
+def test_injected_enums_and_type_descriptions(fresh_rt: Runtime) -> None:
+    import enum
+    from dataclasses import dataclass
+
+    class Tier(enum.IntEnum):
+        FREE = 0
+        PRO = 1
+
+    @dataclass
+    class Customer:
+        name: str
+        tier: Tier = Tier.FREE
+
+        def upgrade(self) -> None:
+            self.tier = Tier.PRO
+
+    fresh_rt.inject_type(Tier)
+    fresh_rt.inject_type(Customer, description="a customer")
+    r = fresh_rt.execute("c = Customer('ada')\nc.upgrade()\nbest = max(Tier)\nc.tier == Tier.PRO, int(best)")
+    assert r.value_repr == "(True, 1)"
+    assert fresh_rt.retrieve("best") is Tier.PRO
+    customer = fresh_rt.retrieve("c")
+    assert customer == Customer("ada", Tier.PRO) and customer.tier is Tier.PRO
+    info = {i.name: i for i in fresh_rt.injected()}
+    assert info["Customer"].kind == "type" and "name: str" in info["Customer"].signature
+    assert "upgrade" in info["Customer"].methods and info["Customer"].description == "a customer"
+    assert info["Tier"].methods == ("FREE", "PRO")

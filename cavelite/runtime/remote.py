@@ -135,10 +135,27 @@ def describe_callable(obj: Any) -> tuple[str, str, str, bool]:
         signature = str(inspect.signature(obj, eval_str=True))
     except Exception:  # unresolvable string annotations: fall back to their text
         try:
-            signature = str(inspect.signature(obj))
+            signature = str(_unquoted(inspect.signature(obj)))
         except (TypeError, ValueError):
             signature = "(...)"
     return name, doc, signature, inspect.iscoroutinefunction(obj)
+
+
+class _Annotation(str):
+    """A string annotation that prints without quotes."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _unquoted(sig: inspect.Signature) -> inspect.Signature:
+    params = [
+        p.replace(annotation=_Annotation(p.annotation)) if isinstance(p.annotation, str) else p
+        for p in sig.parameters.values()
+    ]
+    ret = sig.return_annotation
+    return sig.replace(parameters=params,
+                       return_annotation=_Annotation(ret) if isinstance(ret, str) else ret)
 
 
 def public_names(obj: Any) -> tuple[str, ...]:

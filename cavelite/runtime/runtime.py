@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import io
 import keyword
 import os
@@ -275,6 +276,10 @@ class Runtime:
         kind = "type" if isinstance(value, type) else "value"
         if isinstance(value, type):
             self._types[name] = value
+        if (isinstance(value, type) and issubclass(value, enum.Enum)
+                and not _worker_importable(value.__module__)):
+            self._inject_enum(name, value, description)
+            return
         others = {n: t for n, t in self._types.items() if t is not value}
         try:
             body, buffers = _encode_for_worker(value, others, by_value=kind == "type"
@@ -298,14 +303,27 @@ class Runtime:
                 raise TransferError(f"cannot inject {name!r}: {exc}") from exc
         self._remote_objects.pop(name, None)
         if kind == "type":
-            self._injected[name] = Injected(name, "type", value.__name__, "", _doc(value),
-                                            description)
+            _fname, _d, signature, _a = describe_callable(value)
+            methods = tuple(n for n in public_names(value) if callable(getattr(value, n, None)))
+            self._injected[name] = Injected(name, "type", value.__name__, signature, _doc(value),
+                                            description, False, methods)
         elif isinstance(value, types.FunctionType):
             fname, doc, sig, is_async = describe_callable(value)
             self._injected[name] = Injected(name, "function", "function", sig, doc, description,
                                             is_async)
         else:
             self._injected.pop(name, None)
+
+    def _inject_enum(self, name: str, cls: type[enum.Enum], description: str | None) -> None:
+        # dill cannot send Enum classes by value (they refer to themselves), so the
+        # worker rebuilds one with the functional API: same name, members and values.
+        bases = [b for b in (enum.IntFlag, enum.Flag, enum.IntEnum, enum.StrEnum) if issubclass(cls, b)]
+        members = [(m.name, m.value) for m in cls]
+        self._call("inject", {"name": name, "kind": "enum", "description": description,
+                              "enum_name": cls.__name__, "base": bases[0].__name__ if bases else "Enum",
+                              "members": members})
+        self._injected[name] = Injected(name, "type", cls.__name__, "", _doc(cls), description,
+                                        False, tuple(m for m, _ in members))
 
     def retrieve(self, name: str, *, trusted: bool = False) -> Any:
         """Copy a variable back into the host as a native object.

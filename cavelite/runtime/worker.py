@@ -285,6 +285,13 @@ class Worker:
             else:
                 value = RemoteObject(f["ref"], f["type_name"], tuple(f["names"]), self)
             self.remotes[name] = f
+        elif kind == "enum":
+            import enum
+
+            base = getattr(enum, f["base"])
+            value = base(f["enum_name"], [tuple(m) for m in f["members"]], module="__main__")
+            self.types[name] = value
+            kind = "type"
         else:
             with audit.trusted_section():
                 value = _loads_injected(f["payload"], f.get("buffers", []), self.types)
