@@ -28,6 +28,7 @@ from .events import (
     ModelReplied,
     PolicyViolated,
     Reply,
+    StepStats,
     Stopped,
     StopReason,
     TextDelta,

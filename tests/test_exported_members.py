@@ -10,7 +10,8 @@ def test_cavelite_exports() -> None:
         "CaveLite", "CaveRuntimeError", "CaveUsageError", "CaveliteError", "CellError",
         "CellFinished", "CellRecord", "CellResult", "CodeExtracted", "Event", "FinalAnswer", "Injected",
         "ModelError", "ModelReplied", "Policy", "PolicyError", "PolicyViolated", "ProtocolError",
-        "Reply", "Runtime", "RuntimeClosedError", "Snapshot", "StepStats", "StopReason", "Stopped", "TextDelta",
+        "Reply", "Runtime", "RuntimeClosedError", "Snapshot", "StepStats", "StopReason", "Stopped",
+        "TextDelta",
         "TransferError", "UnpicklableValueError", "UntrustedTypeError", "Usage", "VariableInfo",
         "VariableNotFoundError", "Violation", "WorkerDiedError",
     ])
