@@ -311,6 +311,9 @@ class CaveLite:
                 run.stop(StopReason.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}")
                 return
             observation = prompt.observation(result, extraction, max_chars=self.max_output_chars)
+            if run.cells and run.cells[-1].code.strip() == extraction.code.strip():
+                # Small models loop on the same cell; say so, so they move on or answer.
+                observation += "\n" + prompt.REPEAT_NOTE
             self._history.append(Message("user", observation))
             pending_note.clear()
             run.cells.append(CellRecord(step, extraction.code, result))

@@ -11,6 +11,7 @@ string, so code such as ``doc = \"\"\"\\n```\\n\"\"\"`` survives.
 
 from __future__ import annotations
 
+import ast
 import io
 import re
 import tokenize
@@ -41,11 +42,41 @@ class Extraction:
 
 
 def extract_code(text: str) -> Extraction:
-    """Return the first complete python block of ``text`` and what else was there."""
+    """Return the first complete python block of ``text`` and what else was there.
+
+    Small models often drop the language tag (a bare fence) or the fences
+    altogether; a bare-fenced block, or a whole reply, that parses as Python
+    and does something (assigns, imports, calls...) counts as code. A reply
+    that is just a name or a number (``North``, ``42``) stays an answer.
+    """
     blocks, open_block = _scan(text)
     if not blocks:
+        if not open_block and looks_like_code(text):
+            return Extraction(text.strip("\n"), 0, False)
         return Extraction(None, 0, unterminated=open_block)
     return Extraction(blocks[0], len(blocks) - 1 + (1 if open_block else 0), False)
+
+
+_ACTIONS = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Import, ast.ImportFrom, ast.For,
+            ast.While, ast.If, ast.With, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+            ast.Try, ast.Delete)
+
+
+def looks_like_code(text: str) -> bool:
+    """True if ``text`` is valid Python with at least one statement that acts."""
+    stripped = text.strip()
+    if not stripped or "\n" not in stripped and " " not in stripped and "(" not in stripped:
+        return False
+    try:
+        tree = ast.parse(stripped)
+    except (SyntaxError, ValueError):
+        return False
+    for node in tree.body:
+        if isinstance(node, _ACTIONS):
+            return True
+        if isinstance(node, ast.Expr) and isinstance(node.value, (ast.Call, ast.Await)):
+            return True
+    return False
 
 
 class CodeWatcher:
@@ -91,7 +122,9 @@ def _scan(text: str) -> tuple[list[str], bool]:
             i += 1
             continue
         fence = opening.group("fence")
-        is_python = opening.group("info").split(" ")[0].lower() in _PYTHON
+        info = opening.group("info").split(" ")[0].lower()
+        is_python = info in _PYTHON
+        bare = info == ""
         body: list[str] = []
         i += 1
         closed = False
@@ -105,7 +138,7 @@ def _scan(text: str) -> tuple[list[str], bool]:
             i += 1
         if not closed:
             return blocks, is_python or _has_python_fence(body)
-        if is_python:
+        if is_python or (bare and looks_like_code("\n".join(body))):
             blocks.append("\n".join(body))
         i += 1
     return blocks, False

@@ -134,6 +134,12 @@ def ignored_blocks_note(count: int) -> str:
     )
 
 
+REPEAT_NOTE = (
+    "[note] You sent the same code as in your previous step and got the same result. If it "
+    "answers the question, reply with the answer in plain text, without code; otherwise try "
+    "something different."
+)
+
 UNTERMINATED_NOTE = (
     "[not run] Your ```python block has no closing ``` fence, so nothing ran. Resend the complete block."
 )

@@ -666,3 +666,12 @@ def test_a_real_model_works_the_runtime(agent_factory):
     assert agent.retrieve("top_region") == "North"
     assert "North" in reply.text
     assert reply.usage.output_tokens > 0 and reply.usage.total_tokens > 0
+
+
+def test_a_repeated_cell_is_pointed_out(agent_factory):
+    block = "```python\nx = 1\nprint(x)\n```"
+    agent = agent_factory(ScriptedModel([block, block, "x is 1"]))
+    reply = agent.chat("what is x?")
+    assert reply.stop_reason is StopReason.COMPLETED
+    observations = [m.content for m in agent.history if m.role == "user"]
+    assert "same code" not in observations[1] and "same code" in observations[2]

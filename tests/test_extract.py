@@ -110,3 +110,15 @@ def test_watcher_ignores_fence_lookalikes_in_strings():
     watcher = CodeWatcher()
     found = [c for c in (watcher.feed(ch) for ch in text) if c is not None]
     assert found == [code]
+
+
+def test_bare_fences_and_unfenced_code_from_small_models() -> None:
+    from cavelite.extract import extract_code
+
+    bare = "Let me look.\n```\ntotal = orders['amount'].sum()\nprint(total)\n```"
+    assert extract_code(bare).code == "total = orders['amount'].sum()\nprint(total)"
+    unfenced = "top = orders.groupby('region')['amount'].sum().idxmax()"
+    assert extract_code(unfenced).code == unfenced
+    for answer in ("North", "42", "The top region is North.", "```\nNorth\n```", ""):
+        assert extract_code(answer).code is None, answer
+        assert extract_code(answer).is_final_answer
