@@ -14,6 +14,8 @@ import io
 import os
 import re
 import shlex
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 
 # CommonMark: a backtick fence's info string holds no backtick (so ```` ```python ```` is inline code).
-_FENCE = re.compile(r"^ {0,3}(?:(?P<b>`{3,})[ \t]*(?P<binfo>[^`\s]*)[^`]*|(?P<t>~{3,})[ \t]*(?P<tinfo>\S*).*)$")
+_FENCE = re.compile(
+    r"^ {0,3}(?:(?P<b>`{3,})[ \t]*(?P<binfo>[^`\s]*)[^`]*|(?P<t>~{3,})[ \t]*(?P<tinfo>\S*).*)$"
+)
 _NO_TEST = re.compile(r"<!--\s*no-test:\s*(?P<reason>.*?)\s*-->")
 
 # Blocks other sessions own that cannot run offline yet: (file, block number) -> why.
@@ -87,7 +91,7 @@ def python_blocks() -> list[Block]:
 
 
 BLOCKS = python_blocks()
-_namespaces: dict[Path, dict[str, object]] = {}
+_modules: dict[Path, types.ModuleType] = {}
 
 
 def _params() -> list[object]:
@@ -101,6 +105,20 @@ def _params() -> list[object]:
     return params
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _close_what_samples_left_open():
+    """A sample may leave a runtime open, as a reader's snippet would; close it after the file."""
+    yield
+    from cavelite import CaveLite, Runtime
+
+    for module in _modules.values():
+        for value in list(vars(module).values()):
+            if isinstance(value, CaveLite | Runtime):
+                value.close()
+        sys.modules.pop(module.__name__, None)
+    _modules.clear()
+
+
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("docs")
@@ -111,11 +129,15 @@ def test_python_block_runs(block: Block, scratch: Path, monkeypatch: pytest.Monk
     if block.skip_reason is not None:
         assert block.skip_reason, f"{block.id}: a no-test marker needs a reason"
         pytest.skip(f"no-test: {block.skip_reason}")
-    namespace = _namespaces.setdefault(block.file, {"__name__": f"docs_{block.file.stem}"})
+    module = _modules.get(block.file)
+    if module is None:
+        # A real module, so classes defined in a sample work with dataclasses and pickle.
+        module = types.ModuleType(f"_docs_{block.file.stem}")
+        _modules[block.file] = sys.modules[module.__name__] = module
     monkeypatch.chdir(scratch)
     code = compile(block.code, f"{block.id}", "exec")
     with contextlib.redirect_stdout(io.StringIO()):
-        exec(code, namespace)
+        exec(code, module.__dict__)
 
 
 def test_every_doc_file_is_scanned() -> None:
