@@ -72,6 +72,8 @@ def looks_like_code(text: str) -> bool:
     except (SyntaxError, ValueError):
         return False
     for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and node.value is None:
+            continue  # "Answer: 42" parses as an annotation; it is prose
         if isinstance(node, _ACTIONS):
             return True
         if isinstance(node, ast.Expr) and isinstance(node.value, (ast.Call, ast.Await)):

@@ -34,10 +34,7 @@ _NO_TEST = re.compile(r"<!--\s*no-test:\s*(?P<reason>.*?)\s*-->")
 
 # Blocks other sessions own that cannot run offline yet: (file, block number) -> why.
 # xfail(strict=True): once the owner fixes or marks the block, this entry must go.
-KNOWN_BROKEN: dict[tuple[str, int], str] = {
-    ("docs/agent.md", 1): "uses AnthropicModel and an undefined `df`: needs offline data and a "
-    "ScriptedModel, or a `<!-- no-test: needs ANTHROPIC_API_KEY -->` marker (agent docs' owner)",
-}
+KNOWN_BROKEN: dict[tuple[str, int], str] = {}
 
 
 @dataclass(frozen=True)

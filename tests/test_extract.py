@@ -119,6 +119,7 @@ def test_bare_fences_and_unfenced_code_from_small_models() -> None:
     assert extract_code(bare).code == "total = orders['amount'].sum()\nprint(total)"
     unfenced = "top = orders.groupby('region')['amount'].sum().idxmax()"
     assert extract_code(unfenced).code == unfenced
-    for answer in ("North", "42", "The top region is North.", "```\nNorth\n```", ""):
+    for answer in ("North", "42", "The top region is North.", "```\nNorth\n```", "",
+                   "Answer: 42", "Computed: 42\nNote: rounded"):
         assert extract_code(answer).code is None, answer
         assert extract_code(answer).is_final_answer
