@@ -74,6 +74,21 @@ for p in pts:
     acc += p.x * p.y + p.norm()
 """
 
+PRIVATE_ATTR_CELL = """
+class Account:
+    def __init__(self, balance):
+        self._balance = balance
+        self._history = []
+    def deposit(self, amount):
+        self._balance += amount
+        self._history.append(amount)
+        return self._balance
+accounts = [Account(i) for i in range(20_000)]
+total = 0
+for a in accounts:
+    total += a.deposit(5) + a._balance
+"""
+
 NUMPY_CELL = "import numpy as np\nm = np.ones((300, 300))\nfor _ in range(5):\n    r = m @ m"
 
 
@@ -204,7 +219,8 @@ def bench_cells(n: int) -> None:
 
 def bench_guards(n: int) -> None:
     with Runtime() as rt:
-        for name, code in (("loop-heavy cell", LOOP_CELL), ("attribute-heavy cell", ATTR_CELL)):
+        for name, code in (("loop-heavy cell", LOOP_CELL), ("attribute-heavy cell", ATTR_CELL),
+                           ("private-attribute cell (self._x)", PRIVATE_ATTR_CELL)):
             plain = plain_exec(code, n)
             cave = cell_time(rt, code, n)
             ratio = stats(cave)[0] / stats(plain)[0]

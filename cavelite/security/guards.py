@@ -43,6 +43,17 @@ def is_cell_made(obj: Any) -> bool:
     return getattr(type(obj), "__module__", None) == CELL_MODULE
 
 
+def check_self(obj: Any) -> None:
+    """Entry check of a cell method that reads its own _private attributes natively."""
+    if type(obj).__module__ == CELL_MODULE:
+        return  # the common case, kept to one attribute read: this runs on every call
+    if not is_cell_made(obj):
+        raise AccessDenied(
+            f"this method reads private attributes, and {type(obj).__name__} objects are not "
+            "made by a cell"
+        )
+
+
 class ModuleView:
     """What a cell gets instead of a module: attribute reads are policed.
 
@@ -238,6 +249,7 @@ class Guard:
             "_getattr_": self.getattr,
             "_write_": self.write,
             "_write_private_": self.write_private,
+            "_check_self_": check_self,
             "_getiter_": iter,
             "_getitem_": operator.getitem,
             "_apply_": _apply,

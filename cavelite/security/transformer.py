@@ -83,6 +83,7 @@ class CaveTransformer(RestrictingNodeTransformer):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._class_depth = 0
         self._class_names: list[str] = []
+        self._self_name: str | None = None
 
     # --- names ---------------------------------------------------------------
 
@@ -138,6 +139,9 @@ class CaveTransformer(RestrictingNodeTransformer):
             # guarded form passes the name as a string, which is never mangled.
             name = node.attr = f"_{self._class_names[-1]}{name}"
         node = self.node_contents_visit(node)
+        if (self._self_name and name.startswith("_") and not dunder
+                and isinstance(node.value, ast.Name) and node.value.id == self._self_name):
+            return node  # self._x in a method whose self was checked on entry
         if isinstance(node.ctx, ast.Load):
             if not name.startswith("_") and name not in SENSITIVE_ATTRIBUTES:
                 return node  # native access: the fast path
@@ -209,11 +213,52 @@ class CaveTransformer(RestrictingNodeTransformer):
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
         self.check_name(node, node.name, allow_magic_methods=True)
         self.check_function_argument_names(node)
+        trusted_self = self._trusted_self(node) if self._class_depth else None
         depth, self._class_depth = self._class_depth, 0
+        outer_self, self._self_name = self._self_name, trusted_self or self._self_name
         try:
-            return self.node_contents_visit(node)
+            node = self.node_contents_visit(node)
         finally:
             self._class_depth = depth
+            self._self_name = outer_self
+        if trusted_self:
+            # One check per call instead of one per attribute: a method whose
+            # first argument is never rebound reads its own _private attributes
+            # natively once that argument is known to be cell-made.
+            check = ast.Expr(ast.Call(ast.Name("_check_self_", ast.Load()),
+                                      [ast.Name(trusted_self, ast.Load())], []))
+            copy_locations(check, node.body[0])
+            ast.copy_location(check.value, node.body[0])
+            ast.fix_missing_locations(check)
+            node.body.insert(0, check)
+        return node
+
+    def _trusted_self(self, node: ast.FunctionDef) -> str | None:
+        """The first argument's name if the fast path for its _private attributes is safe."""
+        args = [*node.args.posonlyargs, *node.args.args]
+        if not args or any(isinstance(d, ast.Name) and d.id == "staticmethod"
+                           for d in node.decorator_list):
+            return None
+        name = args[0].arg
+        uses_private = False
+        for sub in ast.walk(ast.Module(body=node.body, type_ignores=[])):
+            if isinstance(sub, ast.Name) and sub.id == name and not isinstance(sub.ctx, ast.Load):
+                return None  # rebound: what it names later is unknown
+            if isinstance(sub, ast.arg) and sub.arg == name:
+                return None  # shadowed in a nested function or lambda
+            if isinstance(sub, (ast.Global, ast.Nonlocal)) and name in sub.names:
+                return None
+            if isinstance(sub, ast.ExceptHandler) and sub.name == name:
+                return None
+            if isinstance(sub, (ast.MatchAs, ast.MatchStar)) and sub.name == name:
+                return None
+            if isinstance(sub, ast.alias) and (sub.asname or sub.name) == name:
+                return None
+            if (isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name)
+                    and sub.value.id == name and sub.attr.startswith("_")
+                    and not sub.attr.endswith("__")):
+                uses_private = True
+        return name if uses_private else None
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:
         return self.visit_FunctionDef(node)  # type: ignore[arg-type]

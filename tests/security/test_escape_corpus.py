@@ -217,6 +217,18 @@ ATTACKS: dict[str, str] = {
     "monkeypatch_class": "import json\njson.JSONEncoder.default = lambda self, o: 'ESCAPED'",
     "monkeypatch_module_table": "import json\njson.encoder.ESCAPE_DCT['a'] = 'ESCAPED'",
     "monkeypatch_builtin_type": "int.__add__ = lambda a, b: 0",
+    # --- the native self._x fast path in cell methods ---------------------------------------
+    "method_self_foreign_object": "import random\nclass Q:\n    def peek(self):\n"
+                                  "        return self._os\nprint(Q.peek(random.Random()))",
+    "method_self_rebound": "import random\nclass Q:\n    def peek(self, other):\n"
+                           "        self = other\n        return self._inst\n"
+                           "print(Q().peek(random))",
+    "method_self_shadowed_in_lambda": "import random\nclass Q:\n    def peek(self):\n"
+                                      "        f = lambda self: self._inst\n"
+                                      "        return f(random)\nprint(Q().peek())",
+    "method_staticmethod_first_arg": "import random\nclass Q:\n    @staticmethod\n"
+                                     "    def peek(self):\n        return self._inst\n"
+                                     "print(Q.peek(random))",
 }
 
 
