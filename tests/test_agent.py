@@ -675,3 +675,18 @@ def test_a_repeated_cell_is_pointed_out(agent_factory):
     assert reply.stop_reason is StopReason.COMPLETED
     observations = [m.content for m in agent.history if m.role == "user"]
     assert "same code" not in observations[1] and "same code" in observations[2]
+
+
+def test_an_agent_can_call_another_agent_that_shares_its_runtime(agent_factory):
+    analyst = agent_factory(ScriptedModel(["```python\nshared_total = 40 + 2\n```", "Stored 42."]))
+    boss = agent_factory(
+        ScriptedModel([
+            "```python\nanswer = analyst.chat('compute the total')\n```",
+            "The analyst said so.",
+        ]),
+        runtime=analyst.runtime,
+    )
+    boss.inject("analyst", analyst, remote=True)
+    reply = boss.chat("ask the analyst")
+    assert reply.stop_reason is StopReason.COMPLETED, reply.detail
+    assert boss.retrieve("shared_total") == 42

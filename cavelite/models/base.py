@@ -10,6 +10,7 @@ never sees (or imports) a provider SDK.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import threading
 from abc import ABC, abstractmethod
@@ -186,10 +187,11 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     except RuntimeError:
         return asyncio.run(coro)
     box: dict[str, object] = {}
+    context = contextvars.copy_context()  # e.g. the runtime's "nested in my remote call" mark
 
     def target() -> None:
         try:
-            box["value"] = asyncio.run(coro)
+            box["value"] = context.run(asyncio.run, coro)
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
 

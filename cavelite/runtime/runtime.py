@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import enum
 import io
 import keyword
@@ -43,6 +45,10 @@ from .zygote import Zygote, track_session
 _FUNCTION_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType,
                    types.BuiltinMethodType)
 _TAKEOVER_WAIT_S = 30.0
+# Runtimes (by id) whose remote call is running in this context: see Runtime._exclusive.
+_NESTED: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "cavelite_nested", default=frozenset()
+)
 _INTERRUPT_GRACE_S = 1.0
 
 
@@ -162,7 +168,7 @@ class Runtime:
 
     def close(self) -> None:
         """Stop the worker and remove its private directory. Safe to call twice."""
-        with self._lock:
+        with self._exclusive():
             if self._closed:
                 return
             self._closed = True
@@ -204,7 +210,7 @@ class Runtime:
         if not isinstance(code, str):
             raise CaveUsageError("code must be a str")
         limit = timeout if timeout is not None else self.cell_timeout
-        with self._lock:
+        with self._exclusive():
             self._check_open()
             started = time.perf_counter()
             self._send("exec", {"code": code})
@@ -240,7 +246,7 @@ class Runtime:
         _check_name(name)
         if remote is None:
             remote = isinstance(value, _FUNCTION_TYPES)
-        with self._lock:
+        with self._exclusive():
             self._check_open()
             if remote:
                 self._inject_remote(name, value, description)
@@ -333,7 +339,7 @@ class Runtime:
         ``trusted=True`` (which lets the worker's pickle run code here).
         """
         _check_name(name)
-        with self._lock:
+        with self._exclusive():
             self._check_open()
             self._send("retrieve", {"name": name, "trusted": trusted})
             try:
@@ -357,7 +363,7 @@ class Runtime:
 
     def variables(self) -> list[VariableInfo]:
         """The namespace's variables, each with its type and a bounded summary."""
-        with self._lock:
+        with self._exclusive():
             self._check_open()
             fields = self._call("variables", {})
         return [VariableInfo(**v) for v in fields["variables"]]
@@ -369,7 +375,7 @@ class Runtime:
     def delete(self, name: str) -> None:
         """Remove a variable from the namespace."""
         _check_name(name)
-        with self._lock:
+        with self._exclusive():
             self._check_open()
             self._call("delete", {"name": name}, missing=name)
             self._injected.pop(name, None)
@@ -378,13 +384,13 @@ class Runtime:
 
     def reset(self) -> None:
         """Forget every variable the cells made; injected remotes and types stay."""
-        with self._lock:
+        with self._exclusive():
             self._check_open()
             self._call("reset", {})
 
     def snapshot(self) -> Snapshot:
         """Park the namespace (remote objects are recorded by name, not copied)."""
-        with self._lock:
+        with self._exclusive():
             self._check_open()
             try:
                 fields = self._call("snapshot", {})
@@ -455,6 +461,18 @@ class Runtime:
         return await asyncio.to_thread(run)
 
     # --- plumbing -----------------------------------------------------------------------------------
+
+    def _exclusive(self) -> Any:
+        """The runtime's lock, unless this call is nested inside one of its remote calls.
+
+        A remote tool may use the runtime whose cell called it (an agent sharing
+        the runtime, a tool that retrieves a variable). The outer request holds
+        the lock and is blocked until the tool returns, so the nested request
+        runs without it, whichever thread the tool hops to (the context follows).
+        """
+        if id(self) in _NESTED.get():
+            return contextlib.nullcontext()
+        return self._lock
 
     def _check_open(self) -> None:
         if self._closed:
@@ -584,8 +602,12 @@ class Runtime:
             args, kwargs = decode.loads_value(head["body"], buffers, types=self._types,
                                               refs=self._registry.objects)
             loop = getattr(self._loop, "value", None)
-            result = self._registry.resolve(head["op"], head["ref"], head["name"], args, kwargs,
-                                            loop=loop)
+            token = _NESTED.set(_NESTED.get() | {id(self)})
+            try:
+                result = self._registry.resolve(head["op"], head["ref"], head["name"], args, kwargs,
+                                                loop=loop)
+            finally:
+                _NESTED.reset(token)
             bio = io.BytesIO()
             out_buffers: list[Any] = []
             HostPickler(bio, self._registry, self._types,
