@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 
-def _descendants() -> set[int]:
-    """Pids of every live process below this one (workers are grandchildren via the zygote)."""
-    me = os.getpid()
+def descendants() -> dict[int, str]:
+    """Every live process below this one, with its command name (/proc/PID/comm)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -21,25 +20,20 @@ def _descendants() -> set[int]:
         if fields[0] == "Z":
             continue
         children.setdefault(int(fields[1]), []).append(int(entry))
-    found: set[int] = set()
-    todo = [me]
+    found: dict[int, str] = {}
+    todo = [os.getpid()]
     while todo:
-        pid = todo.pop()
-        for child in children.get(pid, []):
+        for child in children.get(todo.pop(), []):
             if child not in found:
-                found.add(child)
+                try:
+                    with open(f"/proc/{child}/comm") as f:
+                        found[child] = f.read().strip()
+                except OSError:
+                    continue
                 todo.append(child)
     return found
 
 
 def worker_pids() -> set[int]:
     """Live cave processes serving a session: workers and their checkpoints (not spares)."""
-    found = set()
-    for pid in _descendants():
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() in ("cave-worker", "cave-checkpoint"):
-                    found.add(pid)
-        except OSError:
-            continue
-    return found
+    return {pid for pid, name in descendants().items() if name in ("cave-worker", "cave-checkpoint")}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fakes.processes import descendants
 
 from cavelite import Runtime
 
@@ -23,35 +24,6 @@ ENV_SECRET = "CANARY-ENV-51be02"
 os.environ["CAVELITE_CANARY"] = ENV_SECRET
 
 _CAVE_NAMES = ("cave-", "python")
-
-
-def descendants() -> dict[int, str]:
-    """Every live process below this one, with its command name."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if fields[0] == "Z":
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    found: dict[int, str] = {}
-    todo = [os.getpid()]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                try:
-                    with open(f"/proc/{child}/comm") as f:
-                        found[child] = f.read().strip()
-                except OSError:
-                    continue
-                todo.append(child)
-    return found
 
 
 def socket_count(pid: int) -> int:
