@@ -12,9 +12,7 @@ cannot be taken back); it surfaces as a retryable `ModelError`.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -22,9 +20,8 @@ from cavelite.errors import ModelError
 from cavelite.events import Usage
 from cavelite.models.base import (
     Message,
-    Model,
     ModelReply,
-    RetryPolicy,
+    SDKModel,
     alternating,
     retrying_stream,
 )
@@ -32,7 +29,7 @@ from cavelite.models.base import (
 _RETRYABLE_STATUS = {408, 409, 429}
 
 
-class AnthropicModel(Model):
+class AnthropicModel(SDKModel):
     """A Claude model. ``options`` (temperature, top_p, stop_sequences...) go to the API as is.
 
     ``api_key``/``base_url`` default, like the SDK, to ``ANTHROPIC_API_KEY`` and
@@ -54,37 +51,19 @@ class AnthropicModel(Model):
         timeout: float = 600.0,
         **options: Any,
     ) -> None:
-        self.name = model
-        self.api_key = api_key
-        self.base_url = base_url
-        self.max_tokens = max_tokens
-        self.stream = stream
+        super().__init__(
+            model, api_key=api_key, base_url=base_url, max_tokens=max_tokens, stream=stream,
+            max_retries=max_retries, initial_backoff_s=initial_backoff_s,
+            max_backoff_s=max_backoff_s, timeout=timeout, options=options,
+        )
         self.cache = cache
-        self.timeout = timeout
-        self.options = options
-        self.retry = RetryPolicy(max_retries, initial_backoff_s, max_backoff_s)
-        self._client: Any = None
-        self._client_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
-    def _client_for_this_loop(self) -> Any:
-        """An SDK client bound to the running loop (async HTTP pools cannot change loops)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is None or self._client_loop() is not loop:
-            import anthropic  # imported here: importing cavelite stays fast
+    def _new_client(self) -> Any:
+        import anthropic  # imported here: importing cavelite stays fast
 
-            self._client = anthropic.AsyncAnthropic(
-                api_key=self.api_key,
-                base_url=self.base_url,
-                max_retries=0,  # retried below, where the policy is ours and testable
-                timeout=self.timeout,
-            )
-            self._client_loop = weakref.ref(loop)
-        return self._client
-
-    async def aclose(self) -> None:
-        client, self._client, self._client_loop = self._client, None, None
-        if client is not None:
-            await client.close()
+        return anthropic.AsyncAnthropic(
+            api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout
+        )
 
     def request(self, system: str, messages: Sequence[Message]) -> dict[str, Any]:
         """The keyword arguments for ``messages.create``/``messages.stream``."""

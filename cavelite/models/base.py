@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import random
 import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
@@ -83,6 +84,58 @@ class Model(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+class SDKModel(Model):
+    """Shared plumbing of the SDK-backed models: settings, one client per event loop.
+
+    Async HTTP connection pools belong to the loop that made them, and `chat()`
+    may run each call on a fresh loop, so the client is rebuilt when the loop
+    changes. SDK retries are off (``max_retries=0`` in `_new_client`): our
+    `RetryPolicy` retries, where it is testable.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        max_tokens: int | None,
+        stream: bool,
+        max_retries: int,
+        initial_backoff_s: float,
+        max_backoff_s: float,
+        timeout: float,
+        options: dict[str, Any],
+    ) -> None:
+        self.name = model
+        self.api_key = api_key
+        self.base_url = base_url
+        self.max_tokens = max_tokens
+        self.stream = stream
+        self.timeout = timeout
+        self.options = options
+        self.retry = RetryPolicy(max_retries, initial_backoff_s, max_backoff_s)
+        self._client: Any = None
+        self._client_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+
+    @abstractmethod
+    def _new_client(self) -> Any:
+        """A new async SDK client for the running loop."""
+
+    def _client_for_this_loop(self) -> Any:
+        """An SDK client bound to the running loop (async HTTP pools cannot change loops)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is None or self._client_loop() is not loop:
+            self._client = self._new_client()
+            self._client_loop = weakref.ref(loop)
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client, self._client_loop = self._client, None, None
+        if client is not None:
+            await client.close()
 
 
 def alternating(messages: Iterable[Message]) -> list[Message]:

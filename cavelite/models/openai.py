@@ -10,9 +10,7 @@ Usage comes from the final stream chunk (``stream_options.include_usage``);
 
 from __future__ import annotations
 
-import asyncio
 import os
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -20,9 +18,8 @@ from cavelite.errors import ModelError
 from cavelite.events import Usage
 from cavelite.models.base import (
     Message,
-    Model,
     ModelReply,
-    RetryPolicy,
+    SDKModel,
     alternating,
     estimate_tokens,
     retrying_stream,
@@ -41,7 +38,7 @@ def _import_openai() -> Any:
     return openai
 
 
-class OpenAIModel(Model):
+class OpenAIModel(SDKModel):
     """A chat-completions model. ``options`` (temperature, top_p, seed...) go to the API as is.
 
     ``api_key`` defaults to ``OPENAI_API_KEY``; local servers that need no key
@@ -62,35 +59,18 @@ class OpenAIModel(Model):
         timeout: float = 600.0,
         **options: Any,
     ) -> None:
-        self.name = model
-        self.base_url = base_url
-        self.api_key = api_key
-        self.max_tokens = max_tokens
-        self.stream = stream
-        self.timeout = timeout
-        self.options = options
-        self.retry = RetryPolicy(max_retries, initial_backoff_s, max_backoff_s)
-        self._client: Any = None
-        self._client_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        super().__init__(
+            model, api_key=api_key, base_url=base_url, max_tokens=max_tokens, stream=stream,
+            max_retries=max_retries, initial_backoff_s=initial_backoff_s,
+            max_backoff_s=max_backoff_s, timeout=timeout, options=options,
+        )
 
-    def _client_for_this_loop(self) -> Any:
-        """An SDK client bound to the running loop (async HTTP pools cannot change loops)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is None or self._client_loop() is not loop:
-            openai = _import_openai()
-            self._client = openai.AsyncOpenAI(
-                api_key=self.api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
-                base_url=self.base_url,
-                max_retries=0,  # retried by retrying_stream, with our policy
-                timeout=self.timeout,
-            )
-            self._client_loop = weakref.ref(loop)
-        return self._client
-
-    async def aclose(self) -> None:
-        client, self._client, self._client_loop = self._client, None, None
-        if client is not None:
-            await client.close()
+    def _new_client(self) -> Any:
+        openai = _import_openai()
+        return openai.AsyncOpenAI(
+            api_key=self.api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
+            base_url=self.base_url, max_retries=0, timeout=self.timeout,
+        )
 
     def request(self, system: str, messages: Sequence[Message]) -> dict[str, Any]:
         """The keyword arguments for ``chat.completions.create``."""
