@@ -634,3 +634,11 @@ def test_injected_enums_and_type_descriptions(fresh_rt: Runtime) -> None:
     assert info["Customer"].kind == "type" and "name: str" in info["Customer"].signature
     assert "upgrade" in info["Customer"].methods and info["Customer"].description == "a customer"
     assert info["Tier"].methods == ("FREE", "PRO")
+
+
+def test_the_worker_reports_its_confinement(rt: Runtime) -> None:
+    assert {"rlimits", "audit-hook"} <= set(rt.confinement)
+    from cavelite.security import limits
+
+    if limits.landlock_abi() > 0:  # the kernel supports it: it must have been applied
+        assert "landlock" in rt.confinement

@@ -130,6 +130,7 @@ class Runtime:
         self._pidfd = -1
         self._pid = 0
         self._workdir = ""
+        self._confinement: tuple[str, ...] = ()
         self._state = {"sock": None, "pidfd": -1, "workdirs": set()}
         self._finalizer = weakref.finalize(self, _cleanup, self._state)
         self._start_worker()
@@ -155,11 +156,19 @@ class Runtime:
         self._pidfd = os.pidfd_open(self._pid)
         self._state["pidfd"] = self._pidfd
         self._workdir = str(fields["workdir"])
+        if "confinement" in fields:
+            self._confinement = tuple(str(c) for c in fields["confinement"])
         self._state["workdirs"].add(self._workdir)
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def confinement(self) -> tuple[str, ...]:
+        """The containment layers the worker applied: rlimits, audit-hook, and (when the
+        kernel allows) landlock and seccomp. A host can refuse to run without them."""
+        return self._confinement
 
     @property
     def pid(self) -> int:

@@ -85,7 +85,8 @@ class Worker:
 
     def serve(self) -> None:
         self.send("ready", {"pid": os.getpid(), "workdir": os.getcwd(), "takeover": False,
-                            "crash": ""})
+                            "crash": "", "confinement": ["rlimits", "audit-hook",
+                                                         *limits.CONFINEMENT]})
         while True:
             if self.atomic and self.backup is None:
                 if self.fork_backup():

@@ -119,11 +119,18 @@ _SYS_LANDLOCK_CREATE_RULESET, _SYS_LANDLOCK_ADD_RULE, _SYS_LANDLOCK_RESTRICT_SEL
 _LL_READ_FILE, _LL_READ_DIR = 1 << 2, 1 << 3
 
 
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version (0 when it has none)."""
+    if _LIBC is None:
+        return 0
+    return max(int(_LIBC.syscall(_SYS_LANDLOCK_CREATE_RULESET, None, 0, 1)), 0)  # 1 = ..._VERSION
+
+
 def _landlock(roots: Iterable[str]) -> bool:
     libc = _LIBC
     if libc is None:
         return False
-    abi = libc.syscall(_SYS_LANDLOCK_CREATE_RULESET, None, 0, 1)  # 1 = ..._VERSION
+    abi = landlock_abi()
     if abi < 1:
         return False  # no Landlock in this kernel: the audit hook still refuses opens
     fs = (1 << 13) - 1
