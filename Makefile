@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cavelite tests benchmarks examples
+	$(VENV)/bin/mypy
 
 test: lint
 	$(PY) -m pytest -q

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -176,7 +176,7 @@ class CaveLite:
         for item in self.runtime.injected():
             note = self._injected_notes.get(item.name)
             same = note is not None and (note.kind, note.type_name) == (item.kind, item.type_name)
-            injected.append(note if same else item)
+            injected.append(note if same and note is not None else item)
         return prompt.system_prompt(
             self.instructions,
             injected,
@@ -235,7 +235,7 @@ class CaveLite:
             except RuntimeError:  # that loop has just closed: its chat is over
                 pass
 
-    async def stream(self, message: str) -> AsyncIterator[Event]:
+    async def stream(self, message: str) -> AsyncGenerator[Event, None]:
         """Chat, yielding `Event`s as they happen; the last one is always `Stopped`."""
         self._check_open()
         if not self._busy.acquire(blocking=False):
@@ -266,7 +266,9 @@ class CaveLite:
                 self._wakers.pop(loop, None)
             self._busy.release()
 
-    async def _steps(self, run: _Chat, waker: asyncio.Event, pending_note: list[str]) -> AsyncIterator[Event]:
+    async def _steps(
+        self, run: _Chat, waker: asyncio.Event, pending_note: list[str]
+    ) -> AsyncGenerator[Event, None]:
         for step in range(1, self.max_steps + 1):
             if self._should_stop(run):
                 return
@@ -328,7 +330,7 @@ class CaveLite:
         run: _Chat,
         waker: asyncio.Event,
         out: list[ModelReply],
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Stream one model call, abandoning it on cancel or when the wall budget ends.
 
         The call runs in its own task feeding a queue, so waiting on it can race

@@ -101,7 +101,7 @@ class OpenAIModel(SDKModel):
             return
         parts: list[str] = []
         usage: Any = None
-        finish: str | None = None
+        finish = None
         model = self.name
         stream = await client.chat.completions.create(**request)
         async for chunk in stream:

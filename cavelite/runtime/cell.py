@@ -181,7 +181,7 @@ def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
     old_out, old_err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
     started = time.perf_counter()
-    error = None
+    error: dict[str, Any] | None = None
     value_repr = None
     interrupted = False
     try:

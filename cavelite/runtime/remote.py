@@ -111,12 +111,13 @@ class _MethodMarker:
 def make_function_proxy(channel: Any, ref: int, method: str | None, name: str, doc: str,
                         signature: str, is_async: bool) -> Callable[..., Any]:
     """A real function object with the remote's name, docstring and signature."""
-    if is_async:
-        async def proxy(*args: Any, **kwargs: Any) -> Any:
-            return channel.remote("call", ref, method, args, kwargs)
-    else:
-        def proxy(*args: Any, **kwargs: Any) -> Any:
-            return channel.remote("call", ref, method, args, kwargs)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return channel.remote("call", ref, method, args, kwargs)
+
+    async def acall(*args: Any, **kwargs: Any) -> Any:
+        return channel.remote("call", ref, method, args, kwargs)
+
+    proxy: Callable[..., Any] = acall if is_async else call
     proxy.__name__ = proxy.__qualname__ = name
     proxy.__doc__ = doc or None
     proxy.__module__ = "cavelite.remote"

@@ -131,7 +131,7 @@ class Runtime:
         self._pid = 0
         self._workdir = ""
         self._confinement: tuple[str, ...] = ()
-        self._state = {"sock": None, "pidfd": -1, "workdirs": set()}
+        self._state: dict[str, Any] = {"sock": None, "pidfd": -1, "workdirs": set()}
         self._finalizer = weakref.finalize(self, _cleanup, self._state)
         self._start_worker()
         track_session(self)
@@ -276,7 +276,8 @@ class Runtime:
             fname, doc, sig, is_async = describe_callable(value)
             fields = {"kind": "function", "ref": ref, "fname": fname, "doc": doc,
                       "signature": sig, "is_async": is_async}
-            info = Injected(name, "function", type(value).__name__, sig, doc, description, is_async)
+            info = Injected(name, "function", str(type(value).__name__), sig, doc, description,
+                            is_async)
         else:
             names = public_names(value)
             methods = tuple(n for n in names if callable(getattr(value, n, None)))
@@ -581,6 +582,7 @@ class Runtime:
                 budget -= time.perf_counter() - started
             if ready == "dead":
                 # Drain a reply the worker may have sent just before dying.
+                assert self._sock is not None
                 r, _, _ = select.select([self._sock], [], [], 0)
                 if not r:
                     raise _WorkerDied(None)
@@ -601,10 +603,11 @@ class Runtime:
             if r:
                 return "sock"
             raise _CellTimeout()
-        r, _, _ = select.select([self._sock, self._pidfd], [], [], timeout)
+        waitables: list[Any] = [self._sock.fileno(), self._pidfd]
+        r, _, _ = select.select(waitables, [], [], timeout)
         if not r:
             raise _CellTimeout()
-        return "sock" if self._sock in r else "dead"
+        return "sock" if self._sock.fileno() in r else "dead"
 
     def _run_remote_call(self, head: dict[str, Any], buffers: list[Any]) -> None:
         try:

@@ -419,7 +419,7 @@ def _resolve_all(policy: Policy) -> list[Any]:
 
     found = []
     pairs = [(mod, name) for mod, names in policy.denied_module_attributes for name in names]
-    pairs += [tuple(f.rsplit(".", 1)) for f in policy.functions.denied if "." in f]
+    pairs += [(f.rsplit(".", 1)[0], f.rsplit(".", 1)[1]) for f in policy.functions.denied if "." in f]
     for mod, name in pairs:
         module = sys.modules.get(mod)
         if module is None:

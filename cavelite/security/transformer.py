@@ -199,8 +199,9 @@ class CaveTransformer(RestrictingNodeTransformer):
         # No metaclass rewrite (unlike RestrictedPython): a class made by a cell
         # is recognised by its __module__ == "__main__", so Enum & co. just work.
         for item in node.body:
-            hook = _HOOKED_METHODS.get(getattr(item, "name", "")) if isinstance(
-                item, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+            if not isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            hook = _HOOKED_METHODS.get(item.name)
             if hook is not None:
                 # Libraries probe objects with getattr/copy for protocol dunders
                 # (numpy's __array_interface__ takes a raw address): wrap the hooks
