@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fakes.processes import worker_pids
+from fakes.processes import wait_gone, worker_pids
 
 from cavelite import Runtime
 
@@ -44,12 +44,7 @@ def _no_leftover_processes():
     """At the end of the session, every worker and checkpoint is gone."""
     yield
     import gc
-    import time
 
     gc.collect()
-    deadline = time.monotonic() + 5
-    left = worker_pids()
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)  # processes exiting asynchronously after close(); bounded
-        left = worker_pids()
+    left = wait_gone(worker_pids())
     assert not left, f"cave processes left behind: {sorted(left)}"

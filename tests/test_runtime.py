@@ -512,12 +512,9 @@ def test_close_leaves_no_processes_or_descriptors() -> None:
     with pytest.raises(RuntimeClosedError):
         each.execute("1")
     assert set(os.listdir("/proc/self/fd")) <= fds_before | {"3"}
-    import time
+    from fakes.processes import wait_gone
 
-    deadline = time.monotonic() + 5
-    while worker_pids() - pids_before and time.monotonic() < deadline:
-        time.sleep(0.02)  # checkpoints exit right after the pipe closes; bounded poll
-    assert not (worker_pids() - pids_before)
+    assert not wait_gone(worker_pids() - pids_before)
 
 
 def test_garbage_collected_runtime_is_cleaned_up() -> None:

@@ -37,3 +37,25 @@ def descendants() -> dict[int, str]:
 def worker_pids() -> set[int]:
     """Live cave processes serving a session: workers and their checkpoints (not spares)."""
     return {pid for pid, name in descendants().items() if name in ("cave-worker", "cave-checkpoint")}
+
+
+def wait_gone(pids: set[int], timeout: float = 5.0) -> set[int]:
+    """Block until these processes have exited (pidfd readiness, no polling); returns survivors."""
+    import select
+    import time
+
+    deadline = time.monotonic() + timeout
+    left = set()
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue  # already gone
+        try:
+            remaining = max(deadline - time.monotonic(), 0)
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                left.add(pid)
+        finally:
+            os.close(fd)
+    return left
