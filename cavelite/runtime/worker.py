@@ -494,6 +494,15 @@ def prepare() -> None:
     limits.set_process_name("cave-spare")
     os.chdir(limits.private_workdir())
     os.environ.clear()  # no host secrets, even in libraries that read the environment
+    # A fresh fork pays a copy-on-write fault for every page it first writes;
+    # take those for the common paths now, while the spare is idle, not when
+    # a session is waiting for it.
+    from ..security.policy import Policy
+
+    guard = Guard(Policy.default())
+    guard.namespace_globals()
+    compile_cell("x = [i for i in range(2)]\nx", guard.policy, "<spare>")
+    protocol.encode(("ready", {"pid": 0, "workdir": "", "crash": ""}))
 
 
 def start(sock: socket.socket, config: dict[str, Any]) -> None:
