@@ -54,6 +54,31 @@ def check_self(obj: Any) -> None:
         )
 
 
+class _CellTypes(dict):  # type: ignore[type-arg]
+    """``_cell_types_[type(self)]``: the entry check of a cell method, at C speed on a hit.
+
+    A hit is a dict lookup; a miss decides once (and remembers cell-made classes).
+    Only the runtime's guards can reach this object: its name is reserved.
+    """
+
+    def __reduce__(self) -> str:
+        # dill follows a method's globals when it copies cell code (snapshots,
+        # trusted retrieve): the table travels as a reference, not with its classes.
+        return "CELL_TYPES"
+
+    def __missing__(self, cls: Any) -> bool:
+        if getattr(cls, "__module__", None) == CELL_MODULE:
+            self[cls] = True
+            return True
+        raise AccessDenied(
+            f"this method uses attributes of its first argument directly, and {cls.__name__} "
+            "objects are not made by a cell"
+        )
+
+
+CELL_TYPES = _CellTypes()
+
+
 class ModuleView:
     """What a cell gets instead of a module: attribute reads are policed.
 
@@ -250,6 +275,8 @@ class Guard:
             "_write_": self.write,
             "_write_private_": self.write_private,
             "_check_self_": check_self,
+            "_cell_types_": CELL_TYPES,
+            "_type_": type,
             "_getiter_": iter,
             "_getitem_": operator.getitem,
             "_apply_": _apply,

@@ -139,9 +139,12 @@ class CaveTransformer(RestrictingNodeTransformer):
             # guarded form passes the name as a string, which is never mangled.
             name = node.attr = f"_{self._class_names[-1]}{name}"
         node = self.node_contents_visit(node)
-        if (self._self_name and name.startswith("_") and not dunder
-                and isinstance(node.value, ast.Name) and node.value.id == self._self_name):
-            return node  # self._x in a method whose self was checked on entry
+        if (self._self_name and not dunder and isinstance(node.value, ast.Name)
+                and node.value.id == self._self_name
+                and (name.startswith("_") or not isinstance(node.ctx, ast.Load))):
+            # self._x, self.x = v: the method checked on entry that self is cell-made,
+            # which is all that _getattr_/_write_ would check for these.
+            return node
         if isinstance(node.ctx, ast.Load):
             if not name.startswith("_") and name not in SENSITIVE_ATTRIBUTES:
                 return node  # native access: the fast path
@@ -226,8 +229,15 @@ class CaveTransformer(RestrictingNodeTransformer):
             # One check per call instead of one per attribute: a method whose
             # first argument is never rebound reads its own _private attributes
             # natively once that argument is known to be cell-made.
-            check = ast.Expr(ast.Call(ast.Name("_check_self_", ast.Load()),
-                                      [ast.Name(trusted_self, ast.Load())], []))
+            is_classmethod = any(isinstance(d, ast.Name) and d.id == "classmethod"
+                                 for d in node.decorator_list)
+            subject = ast.Name(trusted_self, ast.Load())
+            if is_classmethod:
+                check = ast.Expr(ast.Call(ast.Name("_check_self_", ast.Load()), [subject], []))
+            else:  # a dict lookup keyed by the class: no Python-level call on the hot path
+                check = ast.Expr(ast.Subscript(
+                    ast.Name("_cell_types_", ast.Load()),
+                    ast.Call(ast.Name("_type_", ast.Load()), [subject], []), ast.Load()))
             copy_locations(check, node.body[0])
             ast.copy_location(check.value, node.body[0])
             ast.fix_missing_locations(check)
@@ -235,7 +245,7 @@ class CaveTransformer(RestrictingNodeTransformer):
         return node
 
     def _trusted_self(self, node: ast.FunctionDef) -> str | None:
-        """The first argument's name if the fast path for its _private attributes is safe."""
+        """The first argument's name if the fast path for its attributes is safe and useful."""
         args = [*node.args.posonlyargs, *node.args.args]
         if not args or any(isinstance(d, ast.Name) and d.id == "staticmethod"
                            for d in node.decorator_list):
@@ -256,9 +266,9 @@ class CaveTransformer(RestrictingNodeTransformer):
             if isinstance(sub, ast.alias) and (sub.asname or sub.name) == name:
                 return None
             if (isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name)
-                    and sub.value.id == name and sub.attr.startswith("_")
-                    and not sub.attr.endswith("__")):
-                uses_private = True
+                    and sub.value.id == name and not sub.attr.endswith("__")
+                    and (sub.attr.startswith("_") or not isinstance(sub.ctx, ast.Load))):
+                uses_private = True  # self._x reads, or self.x = ... writes
         return name if uses_private else None
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:
