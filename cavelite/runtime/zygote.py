@@ -262,6 +262,9 @@ def _warm_up(preload: list[str]) -> None:
 
     cell.compile_cell("x = [i for i in range(3)]\nx", Policy.default(), "<warmup>")
     audit.library_roots()  # cached for every worker
+    from ..security import limits
+
+    limits.seccomp_program()  # likewise: workers only install it
     import tempfile
 
     tempfile.gettempdir()

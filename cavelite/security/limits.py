@@ -21,6 +21,7 @@ Both are inherited by the checkpoint forks and cannot be lifted.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import resource
@@ -189,10 +190,12 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def _seccomp() -> bool:
+@functools.lru_cache(maxsize=1)
+def seccomp_program() -> bytes | None:
+    """The filter, built once (in the zygote): a worker only has to install it."""
     table = _SECCOMP_DENIED.get(platform.machine())
     if table is None:
-        return False  # unknown architecture: Landlock and the audit hook still hold
+        return None  # unknown architecture: Landlock and the audit hook still hold
     arch, numbers = table
 
     def op(code: int, jt: int, jf: int, k: int) -> bytes:
@@ -210,6 +213,13 @@ def _seccomp() -> bool:
     for nr in numbers:
         prog += [op(jeq_k, 0, 1, nr), op(ret_k, 0, 0, _RET_EPERM)]
     prog.append(op(ret_k, 0, 0, _RET_ALLOW))
-    code = ctypes.create_string_buffer(b"".join(prog))
-    fprog = _SockFprog(len(prog), ctypes.cast(code, ctypes.c_void_p))
+    return b"".join(prog)
+
+
+def _seccomp() -> bool:
+    program = seccomp_program()
+    if program is None:
+        return False
+    code = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(code, ctypes.c_void_p))
     return _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog))
