@@ -639,3 +639,20 @@ def test_the_worker_reports_its_confinement(rt: Runtime) -> None:
 
     if limits.landlock_abi() > 0:  # the kernel supports it: it must have been applied
         assert "landlock" in rt.confinement
+
+
+def test_a_killed_zygote_is_replaced_and_live_sessions_go_on(fresh_rt: Runtime) -> None:
+    import signal
+
+    from cavelite.runtime.zygote import Zygote
+
+    fresh_rt.execute("alive = 'yes'")
+    zygote = Zygote.shared(fresh_rt.preload)
+    zygote.process.send_signal(signal.SIGKILL)
+    zygote.process.wait()
+    with Runtime() as newcomer:  # a new zygote is started for it
+        assert newcomer.execute("1 + 1").value_repr == "2"
+    assert Zygote.shared(fresh_rt.preload) is not zygote
+    assert fresh_rt.execute("alive").value_repr == "'yes'"
+    r = fresh_rt.execute("alive = 'changed'\nraise ValueError")  # checkpoints still work
+    assert r.rolled_back and fresh_rt.execute("alive").value_repr == "'yes'"
