@@ -470,7 +470,7 @@ def test_environment_and_workdir_are_private(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_snapshot_round_trip() -> None:
     with Runtime() as first:
-        first.inject("notify", notify)
+        first.inject("notify", notify, description="pages the on-call engineer")
         first.execute("import pandas as pd\nframe = pd.DataFrame({'a': [1, 2]})\n"
                       "def double(v):\n    return v * 2\n"
                       "class Box:\n    def __init__(self, v):\n        self.v = v\nbox = Box(5)")
@@ -478,7 +478,10 @@ def test_snapshot_round_trip() -> None:
     data = snap.to_bytes()
     with pytest.raises(CaveUsageError, match="notify"):
         Runtime.restore(data)
+    with pytest.raises(CaveUsageError, match="not a cavelite snapshot"):
+        Runtime.restore(b"garbage")
     with Runtime.restore(data, remotes={"notify": notify}) as second:
+        assert {i.name: i.description for i in second.injected()}["notify"] == "pages the on-call engineer"
         r = second.execute("double(box.v), frame['a'].sum(), notify('back')")
         assert r.ok, r.error
         assert r.value_repr == "(10, np.int64(3), \"sent 'back' at level 1\")"

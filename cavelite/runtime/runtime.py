@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import enum
 import io
+import json
 import keyword
 import os
 import pickle
@@ -58,21 +59,29 @@ class Snapshot:
 
     blob: bytes
     remotes: tuple[str, ...] = ()
+    descriptions: tuple[tuple[str, str], ...] = ()  # of the remote objects, by name
 
-    _MAGIC = b"CAVESNAP1"
+    _MAGIC = b"CAVESNAP2"
 
     def to_bytes(self) -> bytes:
-        names = "\n".join(self.remotes).encode()
-        return self._MAGIC + len(names).to_bytes(4, "little") + names + self.blob
+        # The host-side header is JSON: a host never unpickles anything of a snapshot.
+        header = json.dumps({"remotes": list(self.remotes),
+                             "descriptions": dict(self.descriptions)}).encode()
+        return self._MAGIC + len(header).to_bytes(4, "little") + header + self.blob
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Snapshot:
         if not data.startswith(cls._MAGIC):
-            raise CaveUsageError("not a cavelite snapshot")
+            raise CaveUsageError("not a cavelite snapshot (or one from another version)")
         start = len(cls._MAGIC)
         size = int.from_bytes(data[start:start + 4], "little")
-        names = data[start + 4:start + 4 + size].decode()
-        return cls(data[start + 4 + size:], tuple(n for n in names.split("\n") if n))
+        try:
+            header = json.loads(data[start + 4:start + 4 + size])
+            remotes = tuple(str(n) for n in header["remotes"])
+            descriptions = tuple((str(k), str(v)) for k, v in header["descriptions"].items())
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CaveUsageError(f"corrupt snapshot header: {exc}") from None
+        return cls(data[start + 4 + size:], remotes, descriptions)
 
 
 class Runtime:
@@ -406,7 +415,10 @@ class Runtime:
                 fields = self._call("snapshot", {})
             except CaveRuntimeError as exc:
                 raise UnpicklableValueError(str(exc)) from None
-        return Snapshot(fields["blob"], tuple(fields["remotes"]))
+        remotes = tuple(fields["remotes"])
+        descriptions = tuple((n, self._injected[n].description or "") for n in remotes
+                             if n in self._injected and self._injected[n].description)
+        return Snapshot(fields["blob"], remotes, descriptions)
 
     @classmethod
     def restore(cls, snapshot: Snapshot | bytes, *, remotes: Mapping[str, Any] | None = None,
@@ -423,8 +435,10 @@ class Runtime:
         try:
             with rt._lock:
                 rt._call("restore", {"blob": snap.blob})
+            described = dict(snap.descriptions)
             for name, obj in (remotes or {}).items():
-                rt.inject(name, obj, remote=True if not isinstance(obj, _FUNCTION_TYPES) else None)
+                rt.inject(name, obj, description=described.get(name),
+                          remote=True if not isinstance(obj, _FUNCTION_TYPES) else None)
         except BaseException:
             rt.close()
             raise
