@@ -659,3 +659,29 @@ def test_a_killed_zygote_is_replaced_and_live_sessions_go_on(fresh_rt: Runtime) 
     assert fresh_rt.execute("alive").value_repr == "'yes'"
     r = fresh_rt.execute("alive = 'changed'\nraise ValueError")  # checkpoints still work
     assert r.rolled_back and fresh_rt.execute("alive").value_repr == "'yes'"
+
+
+def test_host_objects_handed_to_cells_are_released_when_dropped(fresh_rt: Runtime) -> None:
+    import gc
+    import weakref
+
+    handed: list[weakref.ref[Zone]] = []
+    device = Thermostat()
+
+    def reading(i: int) -> Zone:
+        zone = Zone(f"z{i}", device)  # a new host object each call: sent as a reference
+        handed.append(weakref.ref(zone))
+        return zone
+
+    fresh_rt.inject("reading", reading)
+    r = fresh_rt.execute("kept = reading(-1)\nfor i in range(3000):\n    reading(i).describe()")
+    assert r.ok, r.error
+    fresh_rt.execute("kept.describe()")  # a later request carries the last releases
+    gc.collect()
+    alive = [ref for ref in handed if ref() is not None]
+    assert len(alive) <= 2 and handed[0]() is not None  # `kept` is still held by the cell
+    r = fresh_rt.execute("del kept\nboom = reading(0)\nraise ValueError")  # rolled back
+    fresh_rt.execute("1")
+    gc.collect()
+    assert handed[0]() is not None  # the checkpoint still holds `kept`
+    assert fresh_rt.execute("kept.describe()").value_repr == "'zone z-1 at 20.0'"

@@ -59,7 +59,8 @@ def rebuild_exception(type_name: str, message: str) -> BaseException:
 class RemoteObject:
     """A host object seen from a cell: public attributes and methods are forwarded."""
 
-    __slots__ = ("_cave_ref", "_cave_type", "_cave_names", "_cave_channel", "_cave_methods")
+    __slots__ = ("_cave_ref", "_cave_type", "_cave_names", "_cave_channel", "_cave_methods",
+                 "__weakref__")
 
     def __init__(self, ref: int, type_name: str, names: tuple[str, ...], channel: Any):
         object.__setattr__(self, "_cave_ref", ref)
@@ -172,6 +173,15 @@ class RemoteRegistry:
         self.objects: dict[int, Any] = {}
         self._ids: dict[int, int] = {}
         self._next = 1
+
+    def release(self, refs: list[int], pinned: set[int]) -> None:
+        """Forget objects no cell holds a proxy to any more (never the injected ones)."""
+        for ref in refs:
+            if ref in pinned:
+                continue
+            obj = self.objects.pop(ref, None)
+            if obj is not None and self._ids.get(id(obj)) == ref:
+                del self._ids[id(obj)]
 
     def register(self, obj: Any) -> int:
         key = id(obj)

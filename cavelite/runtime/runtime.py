@@ -130,6 +130,8 @@ class Runtime:
         }
         self._lock = threading.RLock()
         self._registry = RemoteRegistry()
+        self._pinned: set[int] = set()  # references of injected remote objects
+        self._releases: list[int] = []  # released by the running cell: applied if it commits
         self._types: dict[str, type] = {}  # injected classes, by the name cells know them
         self._injected: dict[str, Injected] = {}
         self._remote_objects: dict[str, Any] = {}
@@ -247,7 +249,10 @@ class Runtime:
                 raise CaveRuntimeError(f"{fields['type']}: {fields['message']}")
             result = _cell_result(fields, time.perf_counter() - started)
             if result.rolled_back:
+                self._releases.clear()  # the checkpoint still holds those proxies
                 self._await_takeover()
+            else:
+                self._apply_releases()
             return result
 
     def inject(self, name: str, value: Any, *, description: str | None = None,
@@ -279,6 +284,7 @@ class Runtime:
 
     def _inject_remote(self, name: str, value: Any, description: str | None) -> None:
         ref = self._registry.register(value)
+        self._pinned.add(ref)
         self._remote_objects[name] = value
         if isinstance(value, _FUNCTION_TYPES) or (callable(value) and not isinstance(value, type)
                                                   and not public_names(value)):
@@ -525,7 +531,13 @@ class Runtime:
             raise
         if reply_kind == "error":
             self._raise_request_error(missing, reply)
+        self._apply_releases()
         return reply
+
+    def _apply_releases(self) -> None:
+        if self._releases:
+            self._registry.release(self._releases, self._pinned)
+            self._releases.clear()
 
     def _raise_request_error(self, name: str | None, fields: Mapping[str, Any]) -> None:
         etype, message = fields.get("type"), fields.get("message", "")
@@ -602,8 +614,11 @@ class Runtime:
                     raise _WorkerDied(None)
             kind, fields = self._read_message()
             if kind == "call":
+                self._releases += fields[0].get("released") or []
                 self._run_remote_call(*fields)  # time in the host does not count
                 continue
+            if kind == "done" and isinstance(fields, dict):
+                self._releases += fields.get("released") or []
             if kind == "ready":
                 # The checkpoint took over: the process serving our request died.
                 self._adopt(fields)
@@ -656,6 +671,7 @@ class Runtime:
     def _after_kill(self, why: str, limit: float | None, started: float,
                     died: _WorkerDied | None = None) -> CellResult:
         """The cell overran or the worker died: recover the pre-cell state from the backup."""
+        self._releases.clear()  # whatever the cell let go of, the checkpoint still holds
         if why == "timeout" and not self.atomic:
             interrupted = self._interrupt(limit, started)
             if interrupted is not None:

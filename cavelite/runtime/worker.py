@@ -19,6 +19,7 @@ import pickle
 import signal
 import socket
 import sys
+import weakref
 from typing import Any
 
 from ..describe import summarize, type_name
@@ -56,6 +57,10 @@ class Worker:
         self.cell_counter = 0
         self.summaries: dict[str, tuple[int, str]] = {}
         self.crash_info = ""
+        # Host objects handed to cells by remote calls: proxies alive per reference,
+        # and references whose last proxy died (told to the host with the next reply).
+        self.proxy_counts: dict[int, int] = {}
+        self.released: list[int] = []
         self.ns: dict[str, Any] = {}
         self.fresh_namespace()
 
@@ -119,6 +124,8 @@ class Worker:
             self.commit()
 
     def send(self, kind: str, fields: dict[str, Any], payload: Any = None) -> None:
+        if kind == "done" and self.released:
+            fields = dict(fields, released=self.take_released())
         body, buffers = protocol.encode((kind, fields))
         protocol.send(self.sock, body, buffers)
 
@@ -134,6 +141,23 @@ class Worker:
         # Out-of-band buffers belong to the value pickled inside the message.
         fields["buffers"] = buffers
         return kind, fields
+
+    def track_proxy(self, proxy: Any, ref: int) -> Any:
+        self.proxy_counts[ref] = self.proxy_counts.get(ref, 0) + 1
+        weakref.finalize(proxy, self._proxy_died, ref)
+        return proxy
+
+    def _proxy_died(self, ref: int) -> None:
+        left = self.proxy_counts.get(ref, 1) - 1
+        if left > 0:
+            self.proxy_counts[ref] = left
+        else:
+            self.proxy_counts.pop(ref, None)
+            self.released.append(ref)
+
+    def take_released(self) -> list[int]:
+        released, self.released = self.released, []
+        return released
 
     def exit(self, code: int) -> None:
         self.commit()
@@ -369,7 +393,8 @@ class Worker:
         except Exception as exc:
             raise TypeError(f"arguments cannot be sent to the host: {exc}") from None
         head, _ = protocol.encode(("call", {"op": op, "ref": ref, "name": name,
-                                            "nbytes": len(body)}))
+                                            "nbytes": len(body),
+                                            "released": self.take_released()}))
         protocol.send(self.sock, head + body, buffers)
         self.depth += 1
         try:
@@ -457,10 +482,11 @@ class _ResultUnpickler(pickle.Unpickler):
             return self.worker.types[pid[1]]
         if tag == "function":
             _, ref, name, doc, sig, is_async = pid
-            return make_function_proxy(self.worker, ref, None, name, doc, sig, is_async)
+            proxy = make_function_proxy(self.worker, ref, None, name, doc, sig, is_async)
+            return self.worker.track_proxy(proxy, ref)
         if tag == "object":
             _, ref, tname, names = pid
-            return RemoteObject(ref, tname, tuple(names), self.worker)
+            return self.worker.track_proxy(RemoteObject(ref, tname, tuple(names), self.worker), ref)
         raise pickle.UnpicklingError(f"unknown reference {pid!r}")
 
 
