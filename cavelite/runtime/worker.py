@@ -529,6 +529,7 @@ def prepare() -> None:
     guard.namespace_globals()
     compile_cell("x = [i for i in range(2)]\nx", guard.policy, "<spare>")
     protocol.encode(("ready", {"pid": 0, "workdir": "", "crash": ""}))
+    limits.confine_early()
 
 
 def start(sock: socket.socket, config: dict[str, Any]) -> None:

@@ -262,6 +262,7 @@ def _warm_up(preload: list[str]) -> None:
 
     cell.compile_cell("x = [i for i in range(3)]\nx", Policy.default(), "<warmup>")
     audit.library_roots()  # cached for every worker
+    audit.path_roots()
     from ..security import limits
 
     limits.seccomp_program()  # likewise: workers only install it

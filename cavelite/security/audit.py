@@ -111,6 +111,12 @@ class trusted_section:
 
 
 @functools.lru_cache(maxsize=1)
+def path_roots() -> tuple[str, ...]:
+    """The import path's directories, resolved once (in the zygote)."""
+    return tuple(os.path.realpath(p) for p in sys.path if p and os.path.isdir(p))
+
+
+@functools.lru_cache(maxsize=1)
 def library_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
@@ -289,8 +295,7 @@ def install(*, extra_read_roots: Iterable[str] = (), fork_functions: Iterable[An
 
     read_roots = tuple(library_roots()) + tuple(os.path.realpath(r) for r in extra_read_roots)
     # While the runtime unpickles host data it may import the host's modules by name.
-    import_roots = tuple(dict.fromkeys(
-        [*read_roots, *(os.path.realpath(p) for p in sys.path if p and os.path.isdir(p))]))
+    import_roots = tuple(dict.fromkeys([*read_roots, *path_roots()]))
     if confine:
         limits.confine(import_roots)
     fork_code = frozenset(getattr(f, "__code__", f) for f in fork_functions)

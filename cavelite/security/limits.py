@@ -110,10 +110,21 @@ def confine(read_roots: Iterable[str]) -> list[str]:
     roots = [*read_roots, *_SYSTEM_READS]
     if _landlock(roots):
         applied.append("landlock")
-    if _seccomp():
+    if _SECCOMP_ON or _seccomp():
         applied.append("seccomp")
     CONFINEMENT[:] = applied
     return applied
+
+
+_SECCOMP_ON = False
+
+
+def confine_early() -> None:
+    """The config-independent part of `confine`, done by a spare before it has a session."""
+    global _SECCOMP_ON
+    # No privilege gains from here on; seccomp filters also require it of non-root users.
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    _SECCOMP_ON = _seccomp()
 
 
 _SYS_LANDLOCK_CREATE_RULESET, _SYS_LANDLOCK_ADD_RULE, _SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
