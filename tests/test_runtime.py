@@ -685,3 +685,24 @@ def test_host_objects_handed_to_cells_are_released_when_dropped(fresh_rt: Runtim
     gc.collect()
     assert handed[0]() is not None  # the checkpoint still holds `kept`
     assert fresh_rt.execute("kept.describe()").value_repr == "'zone z-1 at 20.0'"
+
+
+def test_a_directory_opted_in_is_readable_and_nothing_else(tmp_path) -> None:
+    from cavelite import Policy
+
+    data = tmp_path / "in" / "sales.csv"
+    data.parent.mkdir()
+    data.write_text("region,amount\nEast,3\nWest,4\n")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("CANARY-OPT-IN")
+    with Runtime(policy=Policy.default().allow_read_dirs(str(data.parent))) as opted:
+        r = opted.execute(f"import pandas as pd\nsales = pd.read_csv({str(data)!r})\nsales['amount'].sum()")
+        assert r.ok and r.value_repr == "np.int64(7)"
+        r = opted.execute(f"import pandas as pd\npd.read_csv({str(secret)!r})")
+        assert not r.ok and "CANARY" not in r.for_model()
+        from cavelite.security import limits
+
+        assert "landlock" in opted.confinement or limits.landlock_abi() == 0
+    with Runtime() as default:  # the spare path: no directory opted in
+        r = default.execute(f"import pandas as pd\npd.read_csv({str(data)!r})")
+        assert not r.ok and "East" not in r.for_model()

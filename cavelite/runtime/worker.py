@@ -506,7 +506,7 @@ def _loads_injected(payload: bytes, buffers: list[Any], types: dict[str, type]) 
     return _Injected(io.BytesIO(payload), buffers=buffers).load()
 
 
-def prepare() -> None:
+def prepare(*, landlock: bool = True) -> None:
     """Config-independent setup, done by the spare before it is handed a session."""
     try:
         os.setsid()  # own session: a Ctrl-C in the host's terminal does not reach cells
@@ -529,7 +529,7 @@ def prepare() -> None:
     guard.namespace_globals()
     compile_cell("x = [i for i in range(2)]\nx", guard.policy, "<spare>")
     protocol.encode(("ready", {"pid": 0, "workdir": "", "crash": ""}))
-    limits.confine_early()
+    limits.confine_early(audit.session_independent_roots() if landlock else None)
 
 
 def start(sock: socket.socket, config: dict[str, Any]) -> None:

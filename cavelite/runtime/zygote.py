@@ -194,6 +194,16 @@ def main() -> None:
             payload = _recv_exact(control, size)
         except (EOFError, OSError):
             _exit_reaping(spare)
+        if pickle.loads(payload)["policy"].readable_dirs:
+            # The spare is already confined to the library directories: a policy
+            # that opts more in gets a worker forked for it.
+            fresh = _fork_spare(control, landlock=False, inherited=(spare,))
+            socket.send_fds(fresh, [len(payload).to_bytes(8, "little") + payload], fds)
+            fresh.close()
+            for fd in fds:
+                os.close(fd)
+            control.sendall(b"F")
+            continue
         # Hand the request to the spare worker forked earlier, so the fork is
         # not on the path of a new session; then fork the next spare.
         try:
@@ -225,16 +235,23 @@ def _exit_reaping(spare: socket.socket) -> None:
             continue
 
 
-def _fork_spare(control: socket.socket) -> socket.socket:
-    """Fork an idle worker that waits for its socket and config; returns the zygote's end."""
+def _fork_spare(control: socket.socket, *, landlock: bool = True,
+                inherited: tuple[socket.socket, ...] = ()) -> socket.socket:
+    """Fork an idle worker that waits for its socket and config; returns the zygote's end.
+
+    ``landlock=False`` makes one for a policy with extra readable directories
+    (Landlock cannot be widened once applied, so such a worker is forked for it).
+    """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:
         control.close()
         ours.close()
+        for sock in inherited:
+            sock.close()  # another spare's line: it must see EOF when the zygote goes
         from . import worker
 
-        worker.prepare()
+        worker.prepare(landlock=landlock)
         try:
             msg, fds, _flags, _addr = socket.recv_fds(theirs, 8, 4)
             if not msg or not fds:

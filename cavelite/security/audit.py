@@ -288,6 +288,11 @@ def _safe_class(args: tuple[Any, ...]) -> bool:
     return len(args) >= 2 and (args[0], args[1]) in SAFE_GLOBALS
 
 
+def session_independent_roots() -> tuple[str, ...]:
+    """The directories every worker may read, whatever its policy (library and import path)."""
+    return tuple(dict.fromkeys([*library_roots(), *path_roots()]))
+
+
 def install(*, extra_read_roots: Iterable[str] = (), fork_functions: Iterable[Any] = (),
             host_socket: Any = None, confine: bool = True) -> None:
     """Install the hook (once per worker; it cannot be removed), then confine the process."""

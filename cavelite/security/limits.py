@@ -77,7 +77,8 @@ def apply(*, memory_limit_mb: int | None, max_file_bytes: int = 0, max_open_file
     resource.setrlimit(resource.RLIMIT_NOFILE, (cap, cap))
     if memory_limit_mb is None:
         return None
-    limit = address_space_in_use() + memory_limit_mb * 1024 * 1024
+    # The baseline is read before Landlock closes /proc to the worker (see confine_early).
+    limit = (_BASELINE or address_space_in_use()) + memory_limit_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     return limit
 
@@ -108,7 +109,9 @@ def confine(read_roots: Iterable[str]) -> list[str]:
     """Apply Landlock and seccomp (where the kernel supports them); returns what was applied."""
     applied = []
     roots = [*read_roots, *_SYSTEM_READS]
-    if _landlock(roots):
+    if _LANDLOCKED is not None and set(roots) <= _LANDLOCKED:
+        applied.append("landlock")  # done by the spare, for exactly these directories
+    elif _landlock(roots):
         applied.append("landlock")
     if _SECCOMP_ON or _seccomp():
         applied.append("seccomp")
@@ -117,14 +120,26 @@ def confine(read_roots: Iterable[str]) -> list[str]:
 
 
 _SECCOMP_ON = False
+_LANDLOCKED: set[str] | None = None
+_BASELINE = 0
 
 
-def confine_early() -> None:
-    """The config-independent part of `confine`, done by a spare before it has a session."""
-    global _SECCOMP_ON
+def confine_early(read_roots: Iterable[str] | None) -> None:
+    """What of `confine` does not depend on the session, done by a spare before it has one.
+
+    With ``read_roots`` (the library and import-path directories, i.e. a policy
+    without extra readable directories) Landlock is applied too; the zygote
+    sends sessions whose policy opts more directories in to a fresh worker.
+    """
+    global _SECCOMP_ON, _LANDLOCKED, _BASELINE
+    _BASELINE = address_space_in_use()
     # No privilege gains from here on; seccomp filters also require it of non-root users.
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     _SECCOMP_ON = _seccomp()
+    if read_roots is not None:
+        roots = [*read_roots, *_SYSTEM_READS]
+        if _landlock(roots):
+            _LANDLOCKED = set(roots)
 
 
 _SYS_LANDLOCK_CREATE_RULESET, _SYS_LANDLOCK_ADD_RULE, _SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
