@@ -706,3 +706,29 @@ def test_a_directory_opted_in_is_readable_and_nothing_else(tmp_path) -> None:
     with Runtime() as default:  # the spare path: no directory opted in
         r = default.execute(f"import pandas as pd\npd.read_csv({str(data)!r})")
         assert not r.ok and "East" not in r.for_model()
+
+
+def test_a_forked_host_leaves_the_parents_runtime_alone(fresh_rt: Runtime) -> None:
+    import gc
+
+    from cavelite.runtime import zygote
+
+    fresh_rt.execute("mine = 'parent'")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a pre-fork server's child: it must not use or stop the parent's worker
+        code = 0
+        try:
+            fresh_rt.execute("mine = 'child'")
+            code = 1
+        except CaveUsageError:
+            pass
+        zygote._shutdown()  # what its atexit would do
+        gc.collect()
+        os.write(write_end, bytes([code]))
+        os._exit(0)
+    os.close(write_end)
+    assert os.read(read_end, 1) == b"\x00"
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert fresh_rt.execute("mine").value_repr == "'parent'"

@@ -142,7 +142,8 @@ class Runtime:
         self._pid = 0
         self._workdir = ""
         self._confinement: tuple[str, ...] = ()
-        self._state: dict[str, Any] = {"sock": None, "pidfd": -1, "workdirs": set()}
+        self._state: dict[str, Any] = {"sock": None, "pidfd": -1, "workdirs": set(),
+                                       "owner": os.getpid()}
         self._finalizer = weakref.finalize(self, _cleanup, self._state)
         self._start_worker()
         track_session(self)
@@ -188,6 +189,9 @@ class Runtime:
 
     def close(self) -> None:
         """Stop the worker and remove its private directory. Safe to call twice."""
+        if self._state["owner"] != os.getpid():
+            self._closed = True  # in a forked copy of the host: forget it, leave the worker be
+            return
         with self._exclusive():
             if self._closed:
                 return
@@ -507,6 +511,11 @@ class Runtime:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeClosedError("this runtime was closed")
+        if self._state["owner"] != os.getpid():
+            raise CaveUsageError(
+                "this Runtime was created before the process forked; create a new one in this "
+                "process (its worker belongs to the parent)"
+            )
 
     def _send(self, kind: str, fields: dict[str, Any]) -> None:
         assert self._sock is not None
@@ -792,6 +801,8 @@ class _WorkerDied(Exception):
 
 
 def _cleanup(state: dict[str, Any]) -> None:
+    if state.get("owner", os.getpid()) != os.getpid():
+        return  # a forked copy of the host must not stop the parent's worker
     sock = state.get("sock")
     pidfd = state.get("pidfd", -1)
     if sock is not None:

@@ -41,14 +41,18 @@ class Zygote:
         key = tuple(sorted(set(preload)))
         with cls._lock:
             zygote = cls._instances.get(key)
-            if zygote is None or not zygote.alive():
-                if zygote is not None:
-                    zygote.close()
+            if zygote is not None and zygote.owner_pid != os.getpid():
+                zygote = None  # inherited through a fork of the host: never share it
+            elif zygote is not None and not zygote.alive():
+                zygote.close()
+                zygote = None
+            if zygote is None:
                 zygote = cls._instances[key] = cls(key)
             return zygote
 
     def __init__(self, preload: tuple[str, ...]):
         self.preload = preload
+        self.owner_pid = os.getpid()
         host_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {k: v for k, v in os.environ.items() if k.startswith(_PASS_ENV_PREFIXES)}
         # BLAS thread pools are shut down by their atfork handlers on every fork
@@ -89,7 +93,7 @@ class Zygote:
         _register_exit_hook()
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.owner_pid == os.getpid() and self.process.poll() is None
 
     def fork_worker(self, config: dict[str, Any]) -> socket.socket:
         """Fork a worker; returns the host's end of the worker's socket."""
@@ -111,6 +115,8 @@ class Zygote:
         return host_end
 
     def close(self) -> None:
+        if self.owner_pid != os.getpid():
+            return  # a forked copy of the host: the zygote is the parent's business
         try:
             self.sock.close()  # EOF tells the zygote to exit once its workers are gone
         except OSError:
