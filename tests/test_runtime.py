@@ -732,3 +732,12 @@ def test_a_forked_host_leaves_the_parents_runtime_alone(fresh_rt: Runtime) -> No
     os.close(read_end)
     os.waitpid(pid, 0)
     assert fresh_rt.execute("mine").value_repr == "'parent'"
+
+
+def test_a_preload_that_does_not_import_is_a_clear_error() -> None:
+    from cavelite import CaveRuntimeError
+
+    with pytest.raises(CaveRuntimeError, match="no_such_module_xyz"):
+        Runtime(preload=("numpy", "no_such_module_xyz"))
+    with Runtime(preload=()) as bare:  # no preload at all: numpy is imported on first use
+        assert bare.execute("import numpy as np\nint(np.arange(4).sum())").value_repr == "6"

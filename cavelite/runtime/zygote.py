@@ -84,6 +84,7 @@ class Zygote:
         except OSError:
             ready = b""
         if ready != b"R":
+            self.sock.close()
             self.process.kill()
             self.process.wait()
             raise CaveRuntimeError(

@@ -35,6 +35,9 @@ import sysconfig
 from collections.abc import Iterable
 from typing import Any
 
+# os.putenv/unsetenv are allowed: the worker's environment is empty and private,
+# nothing it could start would see it (exec is refused here and by seccomp), and
+# numpy's import sets variables for its own BLAS.
 _ALWAYS = frozenset(
     """import exec marshal.loads marshal.load marshal.dumps array.__new__ id
     object.__getattr__ builtins.id time.sleep sys.getrecursionlimit""".split()
@@ -42,7 +45,7 @@ _ALWAYS = frozenset(
 
 _REFUSED_PREFIXES = (
     "socket.", "subprocess.", "ctypes.", "os.exec", "os.spawn", "os.posix_spawn", "os.system",
-    "os.forkpty", "os.kill", "os.killpg", "os.putenv", "os.unsetenv", "os.chdir", "os.chmod",
+    "os.forkpty", "os.kill", "os.killpg", "os.chdir", "os.chmod",
     "os.chown", "os.chflags", "os.mkdir", "os.mkfifo", "os.mknod", "os.remove", "os.rename",
     "os.rmdir", "os.symlink", "os.link", "os.truncate", "os.utime", "os.setxattr",
     "os.removexattr", "os.add_dll_directory", "os.startfile", "os.pidfd", "shutil.", "pty.",
@@ -60,7 +63,7 @@ _REFUSED_PREFIXES = (
 # Never allowed, not even while the runtime unpickles host data (why: these leave the
 # process; dill rebuilding an injected function never needs them).
 _NEVER = ("socket.", "subprocess.", "os.system", "os.exec", "os.spawn", "os.posix_spawn",
-          "os.fork", "os.kill", "os.killpg", "_posixsubprocess.", "os.putenv", "os.pidfd",
+          "os.fork", "os.kill", "os.killpg", "_posixsubprocess.", "os.pidfd",
           "signal.pthread_kill", "pty.", "webbrowser.", "urllib.", "http.")
 
 # What to tell the model instead of an event name.
@@ -259,9 +262,13 @@ def _make_hook(read_roots: tuple[str, ...], fork_code: frozenset[Any], host_sock
             target = args[0] if args else None
             if isinstance(target, type) and getattr(target, "__module__", "") == "builtins":
                 return False  # builtin types are shared by everything in the process
-            # function.__code__ / __defaults__ / __closure__ swaps rewrite trusted functions
-            return not (len(args) > 1 and args[1] in ("__code__", "__defaults__",
-                                                      "__kwdefaults__", "__globals__"))
+            # function.__code__ / __defaults__ / __closure__ swaps rewrite trusted functions;
+            # namedtuple sets the defaults of the __new__ it generates (numpy's import does).
+            if len(args) > 1 and args[1] in ("__defaults__", "__kwdefaults__"):
+                caller = getframe(2).f_code.co_filename
+                return (caller.endswith(_GENERATORS)
+                        and realpath(caller).startswith(import_roots))
+            return not (len(args) > 1 and args[1] in ("__code__", "__globals__"))
         return not event.startswith(_REFUSED_PREFIXES)
 
     def hook(event: str, args: tuple[Any, ...]) -> None:

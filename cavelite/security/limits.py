@@ -100,7 +100,10 @@ def remove_workdir(path: str) -> None:
 
 # Non-secret system files that libraries read lazily (CPU count for BLAS threads, local time).
 _SYSTEM_READS = ("/proc/cpuinfo", "/sys/devices/system/cpu", "/etc/localtime", "/dev/null",
-                 "/dev/urandom", "/usr/share/zoneinfo")
+                 "/dev/urandom", "/usr/share/zoneinfo",
+                 # The dynamic loader: a module imported after the fork (not preloaded)
+                 # may dlopen shared libraries such as libstdc++ (public files, no secrets).
+                 "/etc/ld.so.cache", "/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib")
 
 CONFINEMENT: list[str] = []  # what `confine` managed to apply in this process (for tests/docs)
 
