@@ -188,6 +188,14 @@ class Guard:
                        fromlist: Any = (), level: int = 0) -> ModuleView:
         if level != 0 or type(name) is not str:
             raise ImportDenied("relative imports are not allowed")
+        if type(fromlist) is list and not fromlist:
+            # C code (datetime.strptime importing _strptime) imports through the builtins
+            # of the running frame, a cell's: CPython's PyImport_Import passes an empty
+            # *list* and then reads sys.modules itself, ignoring what we return. A cell's
+            # import statement passes None or a tuple, and cells cannot call __import__
+            # (a reserved name), so nothing reaches a cell from here.
+            builtins.__import__(name, None, None, fromlist, 0)
+            return None  # type: ignore[return-value]
         if not self.policy.imports.allows(name):
             raise ImportDenied(f"import of '{name}' is not allowed")
         for item in fromlist or ():

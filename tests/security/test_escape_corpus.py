@@ -217,6 +217,10 @@ ATTACKS: dict[str, str] = {
     "monkeypatch_class": "import json\njson.JSONEncoder.default = lambda self, o: 'ESCAPED'",
     "monkeypatch_module_table": "import json\njson.encoder.ESCAPE_DCT['a'] = 'ESCAPED'",
     "monkeypatch_builtin_type": "int.__add__ = lambda a, b: 0",
+    # --- the C-level import path (PyImport_Import passes an empty list) ---------------------
+    "import_with_list_fromlist": "m = __import__('os', {}, {}, [])\nprint(m.getcwd())",
+    "builtins_import_via_getattr": "f = getattr(print, '__self__').__import__\n"
+                                   "print(f('os', {}, {}, []).getcwd())",
     # --- the native self._x fast path in cell methods ---------------------------------------
     "method_self_foreign_object": "import random\nclass Q:\n    def peek(self):\n"
                                   "        return self._os\nprint(Q.peek(random.Random()))",

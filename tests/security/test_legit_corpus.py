@@ -8,6 +8,13 @@ from cavelite import Runtime
 
 # id -> (cell, expected value_repr of its last expression)
 LEGIT: dict[str, tuple[str, str]] = {
+    "datetime_strptime": ("import datetime, time\n"
+                          "d = datetime.datetime.strptime('2024-02-29 13:45', '%Y-%m-%d %H:%M')\n"
+                          "d.day, d.hour, time.strptime('2024', '%Y').tm_year", "(29, 13, 2024)"),
+    "stdlib_not_preloaded": ("import statistics, fractions, zoneinfo, datetime\n"
+                             "tz = zoneinfo.ZoneInfo('Asia/Tokyo')\n"
+                             "datetime.datetime(2024, 1, 1, tzinfo=tz).utcoffset().seconds // 3600,"
+                             " str(fractions.Fraction(1, 3) * 3)", "(9, '1')"),
     "pandas_groupby": ("import pandas as pd\ndf = pd.DataFrame({'k': ['a', 'b', 'a'], 'v': [1, 2, 3]})\n"
                        "df.groupby('k')['v'].sum().to_dict()", "{'a': 4, 'b': 2}"),
     "pandas_merge": ("import pandas as pd\na = pd.DataFrame({'id': [1, 2], 'x': [10, 20]})\n"
