@@ -396,6 +396,11 @@ def _sensitive(obj: Any, name: str, value: Any) -> Any:
         raise AccessDenied("string.Formatter is not available in the cave")
     if name in ("attrgetter", "methodcaller") and value in (operator.attrgetter, operator.methodcaller):
         return _REPLACEMENTS[("operator", name)]
+    if name in ("eval", "query") and (getattr(type(obj), "__module__", "") or "").startswith("pandas"):
+        raise AccessDenied(
+            f"{type(obj).__name__}.{name} evaluates text without the cave's guards; use boolean "
+            "masks and operators instead, e.g. df[(df.amount > 10) & (df.region == 'North')]"
+        )
     return value
 
 

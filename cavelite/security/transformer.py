@@ -47,7 +47,8 @@ READABLE_DUNDERS = frozenset(
     __pow__ __rpow__ __matmul__ __neg__ __pos__ __abs__ __invert__ __round__ __floor__
     __ceil__ __trunc__ __int__ __float__ __complex__ __index__ __and__ __or__ __xor__
     __lshift__ __rshift__ __copy__ __deepcopy__ __sizeof__ __length_hint__
-    __dataclass_fields__ __match_args__ __slots__ __fspath__""".split()
+    __dataclass_fields__ __match_args__ __slots__ __fspath__
+    __cause__ __context__ __suppress_context__ __notes__""".split()
 )
 
 # Dunder methods a class body may define (on top of READABLE_DUNDERS).
@@ -59,7 +60,10 @@ DEFINABLE_DUNDERS = READABLE_DUNDERS | frozenset(
 # Public method names that read attributes by name at run time: routed
 # through _getattr_ so the guard can hand out a safe version or refuse.
 SENSITIVE_ATTRIBUTES = frozenset(
-    ["format", "format_map", "vformat", "get_field", "get_value", "attrgetter", "methodcaller"]
+    ["format", "format_map", "vformat", "get_field", "get_value", "attrgetter", "methodcaller",
+     # DataFrame.eval/query parse strings and evaluate attribute access and calls with no
+     # guard; refused for pandas objects (a remote db.query(...) stays fine).
+     "eval", "query"]
 )
 
 REFUSED_ATTRIBUTES = INSPECT_ATTRIBUTES | frozenset(

@@ -217,6 +217,13 @@ ATTACKS: dict[str, str] = {
     "monkeypatch_class": "import json\njson.JSONEncoder.default = lambda self, o: 'ESCAPED'",
     "monkeypatch_module_table": "import json\njson.encoder.ESCAPE_DCT['a'] = 'ESCAPED'",
     "monkeypatch_builtin_type": "int.__add__ = lambda a, b: 0",
+    # --- pandas' string evaluators (no guards inside) ----------------------------------------
+    "df_query_class_walk": "import pandas as pd\ndf = pd.DataFrame({'a': [1]})\n"
+                           "print(df.query('index.__class__.__base__.__subclasses__()'))",
+    "df_eval_dynamic_name": "import pandas as pd\ndf = pd.DataFrame({'a': [1]})\n"
+                            "f = getattr(df, 'ev' + 'al')\nprint(f('a.__class__'))",
+    "pd_eval_explicit_scope": "import pandas as pd\n"
+                              "print(pd.eval('x.__class__', local_dict={'x': 1}, global_dict={}))",
     # --- the C-level import path (PyImport_Import passes an empty list) ---------------------
     "import_with_list_fromlist": "m = __import__('os', {}, {}, [])\nprint(m.getcwd())",
     "builtins_import_via_getattr": "f = getattr(print, '__self__').__import__\n"

@@ -8,6 +8,12 @@ from cavelite import Runtime
 
 # id -> (cell, expected value_repr of its last expression)
 LEGIT: dict[str, tuple[str, str]] = {
+    "exception_chaining": ("try:\n    try:\n        1 / 0\n    except ZeroDivisionError as e:\n"
+                           "        raise ValueError('bad') from e\nexcept ValueError as e:\n"
+                           "    msg = f'{e} <- {type(e.__cause__).__name__}'\nmsg",
+                           "'bad <- ZeroDivisionError'"),
+    "remote_style_query_method": ("class Repo:\n    def query(self, sql):\n        return sql.upper()\n"
+                                  "Repo().query('select 1')", "'SELECT 1'"),
     "datetime_strptime": ("import datetime, time\n"
                           "d = datetime.datetime.strptime('2024-02-29 13:45', '%Y-%m-%d %H:%M')\n"
                           "d.day, d.hour, time.strptime('2024', '%Y').tm_year", "(29, 13, 2024)"),
