@@ -40,7 +40,9 @@ message. Then decide the next step.
   {max_output_chars} characters (head and tail are kept).
 - The value of a block's last expression is shown, as in a notebook.
 - A block that fails changes nothing: read the error, fix the code, resend it.
-- Files, network, subprocesses and environment variables are not available.{modules}
+- Files, network, subprocesses and environment variables are not available.
+  Private attributes of library objects and `df.query`/`df.eval` are refused:
+  filter with boolean masks, e.g. `df[df.amount > 10]`.{modules}
 - Write one block per reply and stop after it: only the first block runs.
 - When the task is done, reply in plain text without any code block. That reply
   is your final answer. When asked to store a result in a variable, do so; the
