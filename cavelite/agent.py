@@ -175,8 +175,9 @@ class CaveLite:
         injected = []
         for item in self.runtime.injected():
             note = self._injected_notes.get(item.name)
-            same = note is not None and (note.kind, note.type_name) == (item.kind, item.type_name)
-            injected.append(note if same and note is not None else item)
+            if note is not None and (note.kind, note.type_name) == (item.kind, item.type_name):
+                item = note  # the richer description, still about the same value
+            injected.append(item)
         return prompt.system_prompt(
             self.instructions,
             injected,
@@ -269,10 +270,10 @@ class CaveLite:
     async def _steps(
         self, run: _Chat, waker: asyncio.Event, pending_note: list[str]
     ) -> AsyncGenerator[Event, None]:
+        system = self.system_prompt()  # once per chat: what is injected does not change mid-chat
         for step in range(1, self.max_steps + 1):
             if self._should_stop(run):
                 return
-            system = self.system_prompt()
             started = time.monotonic()
             replies: list[ModelReply] = []
             call = self._call_model(step, system, run, waker, replies)
