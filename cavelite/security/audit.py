@@ -91,8 +91,6 @@ class AuditRefusal(PermissionError):
 class _State:
     def __init__(self) -> None:
         self.trusted = 0  # >0 while the runtime itself unpickles host data
-        self.refusals = 0
-        self.installed = False
 
 
 STATE = _State()
@@ -203,26 +201,32 @@ _FRAME_READERS = ("/collections/__init__.py", "/enum.py", "/typing.py")
 def _make_hook(read_roots: tuple[str, ...], fork_code: frozenset[Any], host_socket: Any,
                import_roots: tuple[str, ...]) -> Any:
     """The hook, with its decision data held in the closure (not reachable from a module)."""
+    from .decode import SAFE_GLOBALS  # bound now: the hook must not import
+
     busy = [False]  # re-entrancy: the hook's own helpers may raise events
     state = STATE
     getframe = sys._getframe
     realpath = os.path.realpath
     readlink = os.readlink
 
+    def library_caller(suffixes: tuple[str, ...]) -> bool:
+        """Whether the code that raised the event is one of these library files."""
+        # frame 0 is this function, 1 `allowed`, 2 the hook, 3 whoever raised the event
+        caller = getframe(3).f_code.co_filename
+        return caller.endswith(suffixes) and _under(realpath(caller), import_roots)
+
     def allowed(event: str, args: tuple[Any, ...]) -> bool:
         if event == "compile":
             if not args or unsafe_source(args[0]) is None:
                 return True
             # frame 0 is this function, 1 the hook, 2 whoever compiled the text
-            caller = getframe(2).f_code.co_filename
-            if caller.endswith("/ast.py"):
+            if getframe(2).f_code.co_filename.endswith("/ast.py"):
                 return True  # ast.parse only parses (the runtime parsing a cell's text)
-            return caller.endswith(_GENERATORS) and realpath(caller).startswith(import_roots)
+            return library_caller(_GENERATORS)
         if event == "sys._getframe":
             # namedtuple, Enum and typing read their caller's module name from its frame
             # (what they get is never handed to the cell); pandas' eval would read its locals.
-            caller = getframe(2).f_code.co_filename
-            return caller.endswith(_FRAME_READERS) and realpath(caller).startswith(import_roots)
+            return library_caller(_FRAME_READERS)
         if event == "open":
             path = args[0] if args else None
             mode = args[1] if len(args) > 1 else "r"
@@ -257,7 +261,9 @@ def _make_hook(read_roots: tuple[str, ...], fork_code: frozenset[Any], host_sock
             # The runtime seals and checks its memfd buffers; nothing else is needed.
             return len(args) >= 2 and args[1] in (1033, 1034)  # F_ADD_SEALS, F_GET_SEALS
         if event == "pickle.find_class":
-            return _safe_class(args)
+            # Libraries unpickle their own data (pandas copies via pickle in places);
+            # cells cannot name pickle, but a library door must not load arbitrary globals.
+            return len(args) >= 2 and (args[0], args[1]) in SAFE_GLOBALS
         if event in ("object.__setattr__", "object.__delattr__"):
             target = args[0] if args else None
             if isinstance(target, type) and getattr(target, "__module__", "") == "builtins":
@@ -265,9 +271,7 @@ def _make_hook(read_roots: tuple[str, ...], fork_code: frozenset[Any], host_sock
             # function.__code__ / __defaults__ / __closure__ swaps rewrite trusted functions;
             # namedtuple sets the defaults of the __new__ it generates (numpy's import does).
             if len(args) > 1 and args[1] in ("__defaults__", "__kwdefaults__"):
-                caller = getframe(2).f_code.co_filename
-                return (caller.endswith(_GENERATORS)
-                        and realpath(caller).startswith(import_roots))
+                return library_caller(_GENERATORS)
             return not (len(args) > 1 and args[1] in ("__code__", "__globals__"))
         return not event.startswith(_REFUSED_PREFIXES)
 
@@ -281,18 +285,9 @@ def _make_hook(read_roots: tuple[str, ...], fork_code: frozenset[Any], host_sock
             busy[0] = False
         if ok:
             return
-        state.refusals += 1
         raise AuditRefusal(f"operation not permitted in the cave: {event} ({_hint(event)})")
 
     return hook
-
-
-def _safe_class(args: tuple[Any, ...]) -> bool:
-    # Libraries unpickle their own data (pandas copies via pickle in places);
-    # cells cannot name pickle, but a library door must not load arbitrary globals.
-    from .decode import SAFE_GLOBALS
-
-    return len(args) >= 2 and (args[0], args[1]) in SAFE_GLOBALS
 
 
 def session_independent_roots() -> tuple[str, ...]:
@@ -311,5 +306,4 @@ def install(*, extra_read_roots: Iterable[str] = (), fork_functions: Iterable[An
     if confine:
         limits.confine(import_roots)
     fork_code = frozenset(getattr(f, "__code__", f) for f in fork_functions)
-    STATE.installed = True
     sys.addaudithook(_make_hook(read_roots, fork_code, host_socket, import_roots))

@@ -132,11 +132,6 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise UntrustedTypeError(f"unknown persistent reference {pid!r} in a worker's pickle")
 
 
-def loads_control(body: bytes) -> Any:
-    """Decode a control message: plain containers and scalars only, no globals at all."""
-    return RestrictedUnpickler(io.BytesIO(body), allowed=frozenset()).load()
-
-
 def loads_value(
     body: bytes,
     buffers: Iterable[Any] = (),

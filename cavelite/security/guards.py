@@ -12,6 +12,7 @@ Guards are on the hot path, so each checks the cheap things first.
 
 from __future__ import annotations
 
+import _string  # str.format's own field parser
 import builtins
 import operator
 import string
@@ -20,7 +21,13 @@ from collections.abc import Callable
 from typing import Any
 
 from .policy import Policy
-from .transformer import READABLE_DUNDERS, REFUSED_ATTRIBUTES, SENSITIVE_ATTRIBUTES
+from .transformer import (
+    DEFINABLE_DUNDERS,
+    READABLE_DUNDERS,
+    REFUSED_ATTRIBUTES,
+    SENSITIVE_ATTRIBUTES,
+    is_reserved,
+)
 
 CELL_MODULE = "__main__"
 _MISSING = object()
@@ -39,7 +46,7 @@ class ImportDenied(ImportError):
 def is_cell_made(obj: Any) -> bool:
     """True for classes defined by a cell and their instances."""
     if isinstance(obj, type):
-        return obj.__dict__.get("__module__") == CELL_MODULE if "__module__" in obj.__dict__ else False
+        return obj.__dict__.get("__module__") == CELL_MODULE
     return getattr(type(obj), "__module__", None) == CELL_MODULE
 
 
@@ -227,8 +234,7 @@ class Guard:
             # Names the policy refuses in source text are refused when built at run time too.
             raise AccessDenied(f"attribute '{name}' is not allowed by the policy")
         if type(obj) is ModuleView:
-            value = obj.__getattr__(name) if default is _MISSING else getattr(obj, name, default)
-            return value
+            return obj.__getattr__(name) if default is _MISSING else getattr(obj, name, default)
         try:
             value = getattr(obj, name)
         except AttributeError:
@@ -286,9 +292,7 @@ class Guard:
             "_cell_types_": CELL_TYPES,
             "_type_": type,
             "_getiter_": iter,
-            "_getitem_": operator.getitem,
             "_apply_": _apply,
-            "_inplacevar_": _inplacevar,
             "_cave_getattr_": guard_getattr_hook,
             "_cave_getstate_": guard_getstate_hook,
             "__name__": CELL_MODULE,
@@ -326,49 +330,20 @@ def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return func(*args, **kwargs)
 
 
-_INPLACE = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
-    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
-    ">>=": operator.irshift, "&=": operator.iand, "|=": operator.ior, "^=": operator.ixor,
-    "@=": operator.imatmul,
-}
-
-
-def _inplacevar(op: str, x: Any, y: Any) -> Any:
-    return _INPLACE[op](x, y)
-
-
 # --- format strings: the one place where a *string* performs attribute access ---------
 
 def _check_format_fields(template: str, depth: int = 0) -> None:
     if depth > 2:
         return
-    for _literal, field_name, spec, _conv in string.Formatter().parse(template):
+    for _literal, field_name, spec, _conv in _string.formatter_parser(template):
         if field_name:
-            for part in _field_parts(field_name):
-                if part.startswith("_") or part in REFUSED_ATTRIBUTES:
+            # The parser str.format itself uses: "a.b[c].d" -> attributes b and d.
+            _first, rest = _string.formatter_field_name_split(field_name)
+            for is_attr, part in rest:
+                if is_attr and (part.startswith("_") or part in REFUSED_ATTRIBUTES):
                     raise AccessDenied(f"format field '{field_name}' reaches a protected attribute")
         if spec:
             _check_format_fields(spec, depth + 1)
-
-
-def _field_parts(field_name: str) -> list[str]:
-    # "a.b[c].d" -> attribute parts b, d (item keys are plain lookups)
-    parts: list[str] = []
-    rest = field_name
-    while rest:
-        if rest[0] == ".":
-            rest = rest[1:]
-            end = min([i for i in (rest.find("."), rest.find("[")) if i >= 0], default=len(rest))
-            parts.append(rest[:end])
-            rest = rest[end:]
-        elif rest[0] == "[":
-            end = rest.find("]")
-            rest = rest[end + 1:] if end >= 0 else ""
-        else:
-            end = min([i for i in (rest.find("."), rest.find("[")) if i >= 0], default=len(rest))
-            rest = rest[end:]
-    return parts
 
 
 def safe_format(template: str, /, *args: Any, **kwargs: Any) -> str:
@@ -475,8 +450,6 @@ def _resolve_all(policy: Policy) -> list[Any]:
 
 
 # --- class creation: no raw dunders through type(name, bases, dict) ----------------------------
-
-from .transformer import DEFINABLE_DUNDERS, is_reserved  # noqa: E402
 
 # Dunders a dict-made class may carry (what a class statement could define).
 _TYPE_DICT_DUNDERS = (DEFINABLE_DUNDERS | frozenset(
