@@ -741,3 +741,46 @@ def test_a_preload_that_does_not_import_is_a_clear_error() -> None:
         Runtime(preload=("numpy", "no_such_module_xyz"))
     with Runtime(preload=()) as bare:  # no preload at all: numpy is imported on first use
         assert bare.execute("import numpy as np\nint(np.arange(4).sum())").value_repr == "6"
+
+
+def test_worker_and_checkpoint_both_killed_means_a_fresh_worker(fresh_rt: Runtime) -> None:
+    import signal
+
+    from fakes.processes import descendants, wait_gone
+
+    fresh_rt.inject("notify", notify)
+    fresh_rt.execute("doomed = 1")
+    fresh_rt.variables()  # served after the next checkpoint is forked: it exists now
+    from pathlib import Path
+
+    checkpoints = {pid for pid, name in descendants().items() if name == "cave-checkpoint"
+                   and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(fresh_rt.pid)}
+    assert checkpoints
+    for pid in {fresh_rt.pid, *checkpoints}:
+        os.kill(pid, signal.SIGKILL)
+    assert not wait_gone({fresh_rt.pid, *checkpoints})
+    r = fresh_rt.execute("doomed")
+    assert r.error.kind == "crash" and "variables were lost" in r.error.message
+    assert fresh_rt.execute("'doomed' in dir()").value_repr == "False"
+    assert fresh_rt.execute("notify('back')").ok  # injected remotes are bound again
+
+
+def test_a_request_after_both_died_raises_once_then_the_runtime_works(fresh_rt: Runtime) -> None:
+    import signal
+    from pathlib import Path
+
+    from fakes.processes import descendants, wait_gone
+
+    from cavelite import WorkerDiedError
+
+    fresh_rt.execute("x = 1")
+    fresh_rt.variables()  # served after the next checkpoint is forked: it exists now
+    victims = {fresh_rt.pid} | {pid for pid, name in descendants().items()
+                                if name == "cave-checkpoint"
+                                and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(fresh_rt.pid)}
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    assert not wait_gone(victims)
+    with pytest.raises(WorkerDiedError):
+        fresh_rt.variables()
+    assert fresh_rt.variables() == []  # a fresh worker answers

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import contextvars
 import enum
+import functools
 import io
 import json
 import keyword
@@ -16,7 +17,6 @@ import shutil
 import signal
 import socket
 import sys
-import sysconfig
 import threading
 import time
 import types
@@ -36,6 +36,7 @@ from ..errors import (
     WorkerDiedError,
 )
 from ..security import decode
+from ..security.audit import library_roots
 from ..security.policy import Policy
 from ..security.transformer import is_reserved
 from . import protocol
@@ -130,15 +131,12 @@ class Runtime:
         }
         self._lock = threading.RLock()
         self._registry = RemoteRegistry()
-        self._pinned: set[int] = set()  # references of injected remote objects
         self._releases: list[int] = []  # released by the running cell: applied if it commits
         self._types: dict[str, type] = {}  # injected classes, by the name cells know them
         self._injected: dict[str, Injected] = {}
         self._remote_objects: dict[str, Any] = {}
         self._loop = threading.local()
         self._closed = False
-        self._sock: socket.socket | None = None
-        self._pidfd = -1
         self._pid = 0
         self._workdir = ""
         self._confinement: tuple[str, ...] = ()
@@ -153,7 +151,6 @@ class Runtime:
     def _start_worker(self) -> None:
         zygote = Zygote.shared(self.preload)
         self._sock = zygote.fork_worker(self._config)
-        self._state["sock"] = self._sock
         kind, fields = self._read_message()
         if kind != "ready":
             raise ProtocolError(f"expected a ready message, got {kind!r}")
@@ -166,11 +163,28 @@ class Runtime:
             self._pidfd = -1
         self._pid = int(fields["pid"])
         self._pidfd = os.pidfd_open(self._pid)
-        self._state["pidfd"] = self._pidfd
         self._workdir = str(fields["workdir"])
         if "confinement" in fields:
             self._confinement = tuple(str(c) for c in fields["confinement"])
         self._state["workdirs"].add(self._workdir)
+
+    # The finalizer must not hold the runtime, so the socket and pidfd live in
+    # `_state` (which it gets) and these properties read and write them there.
+    @property
+    def _sock(self) -> socket.socket | None:
+        return self._state["sock"]  # type: ignore[no-any-return]
+
+    @_sock.setter
+    def _sock(self, sock: socket.socket | None) -> None:
+        self._state["sock"] = sock
+
+    @property
+    def _pidfd(self) -> int:
+        return self._state["pidfd"]  # type: ignore[no-any-return]
+
+    @_pidfd.setter
+    def _pidfd(self, fd: int) -> None:
+        self._state["pidfd"] = fd
 
     @property
     def closed(self) -> bool:
@@ -204,8 +218,6 @@ class Runtime:
                 pass
             _cleanup(self._state)
             self._finalizer.detach()
-            self._sock = None
-            self._pidfd = -1
 
     def _wait_exit(self, timeout: float) -> None:
         if self._pidfd < 0:
@@ -237,9 +249,11 @@ class Runtime:
         with self._exclusive():
             self._check_open()
             started = time.perf_counter()
-            self._send("exec", {"code": code})
             try:
-                kind, fields = self._serve_until_reply(deadline_s=limit, cell=True)
+                self._send("exec", {"code": code})
+                kind, fields = self._serve_until_reply(deadline_s=limit)
+            except WorkerDiedError:  # nobody holds the socket: worker and checkpoint are gone
+                return self._after_kill("crash", limit, started, _WorkerDied(None))
             except _CellTimeout:
                 return self._after_kill("timeout", limit, started)
             except _WorkerDied as died:
@@ -288,7 +302,6 @@ class Runtime:
 
     def _inject_remote(self, name: str, value: Any, description: str | None) -> None:
         ref = self._registry.register(value)
-        self._pinned.add(ref)
         self._remote_objects[name] = value
         if isinstance(value, _FUNCTION_TYPES) or (callable(value) and not isinstance(value, type)
                                                   and not public_names(value)):
@@ -370,18 +383,8 @@ class Runtime:
         _check_name(name)
         with self._exclusive():
             self._check_open()
-            self._send("retrieve", {"name": name, "trusted": trusted})
-            try:
-                kind, fields = self._serve_until_reply()
-            except _WorkerDied as died:
-                self._recover(died)
-                raise WorkerDiedError(f"the worker died while sending {name!r}") from None
-            except ProtocolError:
-                self._restart(kill=True)
-                raise
-            if kind == "error":
-                self._raise_request_error(name, fields)
-            head, buffers = fields
+            head, buffers = self._call("retrieve", {"name": name, "trusted": trusted},
+                                       missing=name)
             try:
                 return decode.loads_value(head["body"], buffers, types=self._types,
                                           refs=self._registry.objects, trusted=trusted)
@@ -528,12 +531,15 @@ class Runtime:
         except OSError as exc:
             raise WorkerDiedError(f"the worker is gone ({exc})") from exc
 
-    def _call(self, kind: str, fields: dict[str, Any], *, missing: str | None = None) -> dict[str, Any]:
-        self._send(kind, fields)
+    def _call(self, kind: str, fields: dict[str, Any], *, missing: str | None = None) -> Any:
         try:
+            self._send(kind, fields)
             reply_kind, reply = self._serve_until_reply()
+        except WorkerDiedError:  # the send failed: worker and checkpoint are gone
+            self._take_over(kill=False)
+            raise
         except _WorkerDied as died:
-            self._recover(died)
+            self._take_over(kill=False, died=died)
             raise WorkerDiedError("the worker died during a request", exitcode=died.exitcode) from None
         except ProtocolError:
             self._restart(kill=True)
@@ -545,7 +551,8 @@ class Runtime:
 
     def _apply_releases(self) -> None:
         if self._releases:
-            self._registry.release(self._releases, self._pinned)
+            pinned = {self._registry.register(obj) for obj in self._remote_objects.values()}
+            self._registry.release(self._releases, pinned)
             self._releases.clear()
 
     def _raise_request_error(self, name: str | None, fields: Mapping[str, Any]) -> None:
@@ -583,7 +590,7 @@ class Runtime:
             return kind, (fields, buffers)
         return kind, fields
 
-    def _serve_until_reply(self, deadline_s: float | None = None, cell: bool = False) -> tuple[str, Any]:
+    def _serve_until_reply(self, deadline_s: float | None = None) -> tuple[str, Any]:
         """Read messages until the reply to our request, running remote calls meanwhile.
 
         If the wait is interrupted (Ctrl-C, task cancellation, an error escaping a
@@ -595,18 +602,27 @@ class Runtime:
         except (_CellTimeout, _WorkerDied, ProtocolError):
             raise
         except BaseException:
-            self._abandon()
+            self._take_over(kill=True)
             raise
 
-    def _abandon(self) -> None:
-        try:
-            if self._pidfd >= 0:
+    def _take_over(self, *, kill: bool, died: _WorkerDied | None = None) -> tuple[bool, str]:
+        """The serving process failed (or must go): the checkpoint takes over, else a fresh
+        worker starts. Returns (variables lost?, the crash report, if any)."""
+        if kill and self._pidfd >= 0:
+            try:
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-            if not self.atomic:
-                raise WorkerDiedError("no checkpoint in non-atomic mode")
-            self._await_takeover()
-        except (WorkerDiedError, ProtocolError, OSError):
-            self._restart()
+            except ProcessLookupError:
+                pass
+        crash = died.crash if died is not None else ""
+        if died is not None and died.adopted:
+            return False, crash
+        if self.atomic:
+            try:
+                return False, self._await_takeover()
+            except (WorkerDiedError, ProtocolError, OSError):
+                pass
+        self._restart()
+        return True, crash
 
     def _serve(self, deadline_s: float | None) -> tuple[str, Any]:
         budget = deadline_s
@@ -685,36 +701,16 @@ class Runtime:
             interrupted = self._interrupt(limit, started)
             if interrupted is not None:
                 return interrupted
-        if why == "timeout" and self._pidfd >= 0:
-            try:
-                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        crash = died.crash if died is not None else ""
-        lost = False
-        if died is not None and died.adopted:
-            pass
-        elif self.atomic:
-            try:
-                crash = self._await_takeover()
-            except WorkerDiedError:
-                lost = True
-        else:
-            lost = True
-        if lost:
-            self._restart()
+        lost, crash = self._take_over(kill=why == "timeout", died=died)
         duration = time.perf_counter() - started
         if why == "timeout":
             message = f"the cell ran longer than {limit:g} s and was stopped."
             error = CellError("timeout", "Timeout", message + (
                 " The worker was restarted: variables were lost." if lost else ""))
         else:
-            kind = "crash"
             detail = crash.strip().splitlines()[0] if crash.strip() else "the worker process died"
-            if "MemoryError" in crash:
-                kind = "memory"
             message = f"{detail}." + (" The worker was restarted: variables were lost." if lost else "")
-            error = CellError(kind, "WorkerCrash", message, traceback=_crash_traceback(crash))  # type: ignore[arg-type]
+            error = CellError("crash", "WorkerCrash", message, traceback=_crash_traceback(crash))
         return CellResult(ok=False, error=error, duration_s=duration, rolled_back=not lost)
 
     def _interrupt(self, limit: float | None, started: float) -> CellResult | None:
@@ -755,17 +751,6 @@ class Runtime:
                 self._adopt(fields)
                 return str(fields.get("crash", ""))
             # a result the killed worker sent at the last moment: the cell is rolled back anyway
-
-    def _recover(self, died: _WorkerDied) -> None:
-        """After a death outside a cell: let the checkpoint take over, or start afresh."""
-        if died.adopted:
-            return
-        try:
-            if not self.atomic:
-                raise WorkerDiedError("no checkpoint in non-atomic mode")
-            self._await_takeover()
-        except WorkerDiedError:
-            self._restart()
 
     def _restart(self, kill: bool = False) -> None:
         """Replace a lost worker with a fresh one and re-bind what the host injected."""
@@ -880,10 +865,8 @@ def _worker_importable(module_name: str | None) -> bool:
     path = getattr(module, "__file__", None)
     if not path:
         return False
-    keys = ("stdlib", "platstdlib", "purelib", "platlib")
-    roots = [p for k, p in sysconfig.get_paths().items() if k in keys]
     real = os.path.realpath(path)
-    return any(real.startswith(os.path.realpath(r) + os.sep) for r in roots)
+    return any(real.startswith(root + os.sep) for root in library_roots())
 
 
 def _encode_for_worker(value: Any, types_: dict[str, type], *, by_value: bool) -> tuple[bytes, list[Any]]:
@@ -891,7 +874,10 @@ def _encode_for_worker(value: Any, types_: dict[str, type], *, by_value: bool) -
     if not by_value:
         try:
             bio = io.BytesIO()
-            _TypeRefPickler(bio, types_, buffer_callback=buffers.append).dump(value)
+            # persistent_id costs a Python call per object: only when there are types to map.
+            pickler = (_TypeRefPickler(bio, types_, buffer_callback=buffers.append) if types_
+                       else pickle.Pickler(bio, protocol=5, buffer_callback=buffers.append))
+            pickler.dump(value)
             return bio.getvalue(), buffers
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             if "pickle" in str(exc) and ("lock" in str(exc) or "socket" in str(exc)):
@@ -899,7 +885,7 @@ def _encode_for_worker(value: Any, types_: dict[str, type], *, by_value: bool) -
             buffers.clear()
     bio = io.BytesIO()
     try:
-        _ByValuePickler(bio, types_, buffer_callback=buffers.append).dump(value)
+        _by_value_pickler()(bio, types_, buffer_callback=buffers.append).dump(value)
     except Exception as exc:
         raise UnpicklableValueError(f"cannot copy this value into the cave: {exc}") from None
     return bio.getvalue(), buffers
@@ -909,8 +895,6 @@ class _TypeRefPickler(pickle.Pickler):
     def __init__(self, file: io.BytesIO, types_: dict[str, type], **kwargs: Any):
         super().__init__(file, protocol=5, **kwargs)
         self._type_names = {id(cls): name for name, cls in types_.items()}
-        if not self._type_names:
-            self.persistent_id = lambda obj: None  # type: ignore[method-assign]
 
     def persistent_id(self, obj: Any) -> Any:
         if isinstance(obj, type):
@@ -920,8 +904,9 @@ class _TypeRefPickler(pickle.Pickler):
         return None
 
 
-def _make_by_value_pickler() -> type:
-    import dill
+@functools.lru_cache(maxsize=1)
+def _by_value_pickler() -> type:
+    import dill  # imported on first use: most sessions never send code by value
 
     class ByValuePickler(dill.Pickler):  # type: ignore[misc]
         """dill, but code from modules the worker cannot import travels by value."""
@@ -954,15 +939,3 @@ def _make_by_value_pickler() -> type:
             return super().save(obj, save_persistent_id)
 
     return ByValuePickler
-
-
-class _LazyByValue:
-    cls: type | None = None
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.cls is None:
-            self.cls = _make_by_value_pickler()
-        return self.cls(*args, **kwargs)
-
-
-_ByValuePickler = _LazyByValue()

@@ -490,6 +490,14 @@ def _encode_value(value: Any, types: dict[str, type], *, trusted: bool) -> tuple
         import dill
 
         return dill.dumps(value, protocol=5, recurse=True, buffer_callback=buffers.append), buffers
+    if not types:
+        # Plain data (the common case) needs no persistent ids, whose per-object Python
+        # call costs 5x on large containers. Remote proxies and cell-made classes make
+        # the plain pickler fail; the slow path below then names them.
+        try:
+            return pickle.dumps(value, protocol=5, buffer_callback=buffers.append), buffers
+        except (pickle.PicklingError, TypeError, AttributeError):
+            buffers.clear()
     bio = io.BytesIO()
     _ValuePickler(bio, types, buffer_callback=buffers.append).dump(value)
     return bio.getvalue(), buffers
