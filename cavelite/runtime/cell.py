@@ -162,7 +162,6 @@ class Outcome:
     value_repr: str | None
     error: dict[str, Any] | None
     duration_s: float
-    interrupted: bool = False
 
 
 _LOOP: asyncio.AbstractEventLoop | None = None
@@ -183,7 +182,6 @@ def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
     started = time.perf_counter()
     error: dict[str, Any] | None = None
     value_repr = None
-    interrupted = False
     try:
         assert compiled.code is not None
         result = eval(compiled.code, ns)  # noqa: S307 - the code was checked and guarded
@@ -199,10 +197,10 @@ def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
     except OutputLimitExceeded as exc:
         error = {"kind": "output_limit", "type": "OutputLimitExceeded", "message": str(exc),
                  "traceback": "", "line": None, "violations": []}
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as exc:
         error = {"kind": "timeout", "type": "Timeout", "message": "the cell was interrupted",
-                 "traceback": _format_tb(None, compiled.filename), "line": None, "violations": []}
+                 "traceback": _format_exc_tb(exc.__traceback__, compiled.filename)[0],
+                 "line": None, "violations": []}
     except MemoryError as exc:
         error = _exception_error(exc, compiled.filename, kind="memory")
     except Exception as exc:
@@ -217,8 +215,7 @@ def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
                  "message": f"output passed the hard limit of {hard_output_limit} chars",
                  "traceback": "", "line": None, "violations": []}
     duration = time.perf_counter() - started
-    return Outcome(error is None, out.getvalue(), err.getvalue(), value_repr, error, duration,
-                   interrupted)
+    return Outcome(error is None, out.getvalue(), err.getvalue(), value_repr, error, duration)
 
 
 def _exception_error(exc: BaseException, filename: str, kind: str = "exception") -> dict[str, Any]:
@@ -247,10 +244,6 @@ def _format_exc_tb(tb: TracebackType | None, filename: str) -> tuple[str, int | 
             short = _short_path(frame.filename)
             lines.append(f"  [in {short}, line {frame.lineno}, in {frame.name}]")
     return "\n".join(lines), last_cell_line
-
-
-def _format_tb(tb: TracebackType | None, filename: str) -> str:
-    return _format_exc_tb(tb, filename)[0]
 
 
 def _short_path(path: str) -> str:

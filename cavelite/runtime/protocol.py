@@ -20,7 +20,6 @@ import os
 import pickle
 import socket
 import struct
-from collections.abc import Callable
 from typing import Any
 
 HEADER = struct.Struct("<QI")  # body length, number of out-of-band buffers
@@ -38,11 +37,10 @@ class PeerClosed(EOFError):
     """The other end of the socket is gone."""
 
 
-def encode(obj: Any, *, dumps: Callable[..., bytes] | None = None) -> tuple[bytes, list[pickle.PickleBuffer]]:
+def encode(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
     """Pickle ``obj`` with protocol 5, returning the body and its out-of-band buffers."""
     buffers: list[pickle.PickleBuffer] = []
-    dump = dumps or pickle.dumps
-    body = dump(obj, protocol=5, buffer_callback=buffers.append)
+    body = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     return body, buffers
 
 
@@ -70,8 +68,10 @@ def send(sock: socket.socket, body: bytes, buffers: list[pickle.PickleBuffer] = 
             socket.send_fds(sock, [header], fds)
         else:
             sock.sendall(header)
-        sock.sendall(bytes(table) + body if len(body) < 65536 else bytes(table))
-        if len(body) >= 65536:
+        if len(body) < 65536:
+            sock.sendall(bytes(table) + body)  # one syscall for the common small message
+        else:
+            sock.sendall(table)
             sock.sendall(body)
         for view in inline:
             sock.sendall(view)

@@ -523,8 +523,6 @@ class Runtime:
     def _send(self, kind: str, fields: dict[str, Any]) -> None:
         assert self._sock is not None
         buffers = fields.pop("buffers", None) or []
-        if buffers:
-            fields["nbuf"] = len(buffers)
         body, extra = protocol.encode((kind, fields))
         try:
             protocol.send(self._sock, body, [*extra, *buffers] if buffers else extra)

@@ -51,7 +51,7 @@ class Worker:
         set_current_guard(self.guard)
         self.atomic: bool = config["atomic"]
         self.types: dict[str, type] = {}
-        self.remotes: dict[str, dict[str, Any]] = {}
+        self.remotes: set[str] = set()  # names bound to host objects
         self.descriptions: dict[str, str] = {}
         self.backup: tuple[int, int] | None = None
         self.depth = 0  # nesting of requests handled inside a remote call
@@ -80,9 +80,10 @@ class Worker:
             and type(value) is not ModuleView
         ]
 
-    def info(self, name: str) -> dict[str, Any]:
+    def info(self, name: str, summary: str | None = None) -> dict[str, Any]:
         value = self.ns[name]
-        summary = summarize(value)
+        if summary is None:
+            summary = summarize(value)
         self.summaries[name] = (id(value), summary)
         return {"name": name, "type_name": type_name(value), "summary": summary,
                 "description": self.descriptions.get(name)}
@@ -90,7 +91,7 @@ class Worker:
     # --- main loop -------------------------------------------------------------------------
 
     def serve(self) -> None:
-        self.send("ready", {"pid": os.getpid(), "workdir": os.getcwd(), "takeover": False,
+        self.send("ready", {"pid": os.getpid(), "workdir": os.getcwd(),
                             "crash": "", "confinement": ["rlimits", "audit-hook",
                                                          *limits.CONFINEMENT]})
         while True:
@@ -98,7 +99,7 @@ class Worker:
                 if self.fork_backup():
                     # We are the backup and the worker died: we are the worker now.
                     self.send("ready", {"pid": os.getpid(), "workdir": os.getcwd(),
-                                        "takeover": True, "crash": self.crash_info})
+                                        "crash": self.crash_info})
                     continue
             try:
                 kind, fields = self.recv()
@@ -124,15 +125,16 @@ class Worker:
             # rollback point includes it (a fresh one is forked at the loop top).
             self.commit()
 
-    def send(self, kind: str, fields: dict[str, Any], payload: Any = None) -> None:
+    def send(self, kind: str, fields: dict[str, Any]) -> None:
         if kind == "done" and self.released:
             fields = dict(fields, released=self.take_released())
         body, buffers = protocol.encode((kind, fields))
         protocol.send(self.sock, body, buffers)
 
     def send_value(self, kind: str, fields: dict[str, Any], body: bytes, buffers: list[Any]) -> None:
-        head, _ = protocol.encode((kind, dict(fields, nbytes=len(body))))
-        # value messages carry two parts: the control head and the value body.
+        head, _ = protocol.encode((kind, fields))
+        # value messages carry two parts: the control head and the value body
+        # (the host splits them where the head's pickle stops).
         protocol.send(self.sock, head + body, buffers)
 
     def recv(self) -> tuple[str, dict[str, Any]]:
@@ -294,7 +296,7 @@ class Worker:
                 cached = self.summaries.get(name)
                 summary = summarize(value)
                 if cached is None or cached[1] != summary:
-                    changed.append(self.info(name))
+                    changed.append(self.info(name, summary))
         names = set(now)
         deleted = [name for name in before if name not in names]
         for name in deleted:
@@ -309,7 +311,7 @@ class Worker:
         if name not in self.ns or is_reserved(name):
             raise KeyError(f"no variable named {name!r}")
         del self.ns[name]
-        self.remotes.pop(name, None)
+        self.remotes.discard(name)
         self.types.pop(name, None)
         self.descriptions.pop(name, None)
         self.summaries.pop(name, None)
@@ -333,7 +335,7 @@ class Worker:
                                             f["signature"], f["is_async"])
             else:
                 value = RemoteObject(f["ref"], f["type_name"], tuple(f["names"]), self)
-            self.remotes[name] = f
+            self.remotes.add(name)
         elif kind == "enum":
             import enum
 
@@ -405,9 +407,6 @@ class Worker:
         self.exit(0)
         raise _Reply
 
-    def op_ping(self, f: dict[str, Any]) -> dict[str, Any]:
-        return {"pid": os.getpid()}
-
     # --- remote calls (the worker side of the channel) ----------------------------------------
 
     def remote(self, op: str, ref: int, name: str | None, args: tuple[Any, ...],
@@ -416,10 +415,8 @@ class Worker:
             body, buffers = _encode_value((args, kwargs), self.types, trusted=False)
         except Exception as exc:
             raise TypeError(f"arguments cannot be sent to the host: {exc}") from None
-        head, _ = protocol.encode(("call", {"op": op, "ref": ref, "name": name,
-                                            "nbytes": len(body),
-                                            "released": self.take_released()}))
-        protocol.send(self.sock, head + body, buffers)
+        self.send_value("call", {"op": op, "ref": ref, "name": name,
+                                 "released": self.take_released()}, body, buffers)
         self.depth += 1
         try:
             while True:

@@ -22,6 +22,7 @@ import weakref
 from typing import Any
 
 from ..errors import CaveRuntimeError
+from .protocol import _recv_exact
 
 # Non-secret variables that change how native libraries behave (an old
 # OpenBLAS can crash without its core type): everything else is dropped.
@@ -155,16 +156,6 @@ def _shutdown() -> None:
             pass
     for zygote in list(Zygote._instances.values()):
         zygote.close()
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise EOFError
-        buf += chunk
-    return buf
 
 
 def main() -> None:
