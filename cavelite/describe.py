@@ -7,6 +7,7 @@ wrapped, every string is cut to a budget.
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
 MAX_SUMMARY = 300
@@ -60,13 +61,13 @@ def _summary(obj: Any) -> str:
     if isinstance(obj, (bytes, bytearray)):
         return f"{type(obj).__name__}, {len(obj)} bytes"
     if isinstance(obj, dict):
-        keys = list(obj.keys())[:8]
-        types_ = sorted({type(v).__name__ for v in list(obj.values())[:50]})
+        # islice, not list(...)[:n]: summaries run after every cell, on every container.
+        keys = list(islice(obj, 8))
+        types_ = sorted({type(v).__name__ for v in islice(obj.values(), 50)})
         more = ", ..." if len(obj) > 8 else ""
         return f"{len(obj)} keys [{', '.join(map(_short_repr, keys))}{more}] values: {'|'.join(types_)}"
     if isinstance(obj, (list, tuple, set, frozenset)):
-        items = list(obj)[:50] if not isinstance(obj, (set, frozenset)) else list(obj)[:50]
-        types_ = sorted({type(v).__name__ for v in items})
+        types_ = sorted({type(v).__name__ for v in islice(obj, 50)})
         return f"{len(obj)} items of {'|'.join(types_) or 'nothing'}"
     if callable(obj) and hasattr(obj, "__name__"):
         import inspect
