@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from cavelite.errors import ModelError
-from cavelite.events import Usage
+from cavelite.usage import Usage
 
 Role = Literal["user", "assistant"]
 T = TypeVar("T")

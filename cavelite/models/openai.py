@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from cavelite.errors import ModelError
-from cavelite.events import Usage
 from cavelite.models.base import (
     Message,
     ModelReply,
@@ -24,6 +23,7 @@ from cavelite.models.base import (
     estimate_tokens,
     retrying_stream,
 )
+from cavelite.usage import Usage
 
 _RETRYABLE_STATUS = {408, 409, 429}
 

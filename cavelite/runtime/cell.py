@@ -21,26 +21,11 @@ from dataclasses import dataclass
 from types import CodeType, TracebackType
 from typing import Any
 
-from ..describe import bounded_repr
-from ..security.guards import Guard
 from ..security.policy import Policy
 from ..security.transformer import CaveTransformer
+from .describe import bounded_repr
 
 DISPLAY_NAME = "_display_"
-_CURRENT_GUARD: Guard | None = None
-
-
-def current_guard() -> Guard:
-    """The worker's guard (used when a snapshot re-creates module views)."""
-    global _CURRENT_GUARD
-    if _CURRENT_GUARD is None:
-        _CURRENT_GUARD = Guard(Policy.default())
-    return _CURRENT_GUARD
-
-
-def set_current_guard(guard: Guard) -> None:
-    global _CURRENT_GUARD
-    _CURRENT_GUARD = guard
 
 
 class OutputLimitExceeded(BaseException):
@@ -136,7 +121,7 @@ def _syntax_error(exc: SyntaxError) -> dict[str, Any]:
 
 
 def _transformer_violations(errors: list[str], source: str) -> list[Any]:
-    from ..runtime.results import Violation
+    from ..security.violation import Violation
 
     lines = source.splitlines()
     found = []

@@ -23,12 +23,12 @@ import sys
 import weakref
 from typing import Any
 
-from ..describe import summarize, type_name
 from ..security import audit, limits
-from ..security.guards import Guard, ModuleView
+from ..security.guards import Guard, ModuleView, set_current_guard
 from ..security.transformer import is_reserved
 from . import protocol
-from .cell import compile_cell, run_cell, set_current_guard
+from .cell import compile_cell, run_cell
+from .describe import summarize, type_name
 from .remote import RemoteObject, make_function_proxy, rebuild_exception
 
 OUTPUTS_NAME = "cell_outputs"

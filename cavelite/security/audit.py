@@ -123,12 +123,8 @@ def library_roots() -> tuple[str, ...]:
     roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
     roots.update(p for p in sys.path if p and "site-packages" in p)
     roots.update({"/usr/share/zoneinfo", "/usr/lib/python3/dist-packages"})
-    try:
-        import cavelite
-
-        roots.add(os.path.dirname(os.path.dirname(os.path.abspath(cavelite.__file__))) + "/cavelite")
-    except Exception:
-        pass
+    # The cavelite package itself (this file is cavelite/security/audit.py).
+    roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return tuple(sorted({os.path.realpath(r) for r in roots if r}))
 
 
