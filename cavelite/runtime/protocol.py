@@ -54,8 +54,9 @@ def send(sock: socket.socket, body: bytes, buffers: list[pickle.PickleBuffer] = 
     try:
         for buf in buffers:
             view = buf.raw() if isinstance(buf, pickle.PickleBuffer) else memoryview(buf).cast("B")
-            if view.nbytes >= INLINE_LIMIT and len(fds) < MAX_FDS:
-                fds.append(_to_memfd(view))
+            fd = _to_memfd(view) if view.nbytes >= INLINE_LIMIT and len(fds) < MAX_FDS else -1
+            if fd >= 0:
+                fds.append(fd)
                 table += ENTRY.pack(view.nbytes, 1)
             else:
                 inline.append(view)
@@ -131,7 +132,10 @@ def _recv_exact(sock: socket.socket, size: int) -> bytearray:
 def _to_memfd(view: memoryview) -> int:
     # Sealed so the receiver can map it without fearing later writes or a
     # shrink (which would SIGBUS the reader).
-    fd = os.memfd_create("cavelite-buffer", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        fd = os.memfd_create("cavelite-buffer", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    except PermissionError:
+        return -1  # refused by the worker's seccomp where no cgroup bounds memfds: go inline
     try:
         written = 0
         while written < view.nbytes:

@@ -535,8 +535,12 @@ def _loads_injected(payload: bytes, buffers: list[Any], types: dict[str, type]) 
     return _Injected(io.BytesIO(payload), buffers=buffers).load()
 
 
-def prepare(*, landlock: bool = True) -> None:
-    """Config-independent setup, done by the spare before it is handed a session."""
+def prepare(*, landlock: bool = True, read_dirs: tuple[str, ...] = ()) -> None:
+    """Config-independent setup, done by the spare before it is handed a session.
+
+    ``read_dirs``: a policy's opted-in directories, for a spare forked for it
+    (the kernel layer checks that its uid can read them; Landlock comes later).
+    """
     try:
         os.setsid()  # own session: a Ctrl-C in the host's terminal does not reach cells
     except OSError:
@@ -558,7 +562,8 @@ def prepare(*, landlock: bool = True) -> None:
     guard.namespace_globals()
     compile_cell("x = [i for i in range(2)]\nx", guard.policy, "<spare>")
     protocol.encode(("ready", {"pid": 0, "workdir": "", "crash": ""}))
-    limits.confine_early(audit.session_independent_roots() if landlock else None)
+    # Kernel layer (cgroup leaf, privileges, seccomp, Landlock): see security/limits.py.
+    limits.confine_early([*audit.session_independent_roots(), *read_dirs], landlock_now=landlock)
 
 
 def start(sock: socket.socket, config: dict[str, Any]) -> None:

@@ -195,7 +195,8 @@ def main() -> None:
         if pickle.loads(payload)["policy"].readable_dirs:
             # The spare is already confined to the library directories: a policy
             # that opts more in gets a worker forked for it.
-            fresh = _fork_spare(control, landlock=False, inherited=(spare,))
+            fresh = _fork_spare(control, landlock=False, inherited=(spare,),
+                                read_dirs=tuple(pickle.loads(payload)["policy"].readable_dirs))
             socket.send_fds(fresh, [len(payload).to_bytes(8, "little") + payload], fds)
             fresh.close()
             for fd in fds:
@@ -215,6 +216,7 @@ def main() -> None:
             os.close(fd)
         control.sendall(b"F")
         spare = _fork_spare(control)
+        _limits().sweep()  # cgroup leaves of sessions that ended (off the session's path)
 
 
 def _exit_reaping(spare: socket.socket) -> None:
@@ -228,20 +230,22 @@ def _exit_reaping(spare: socket.socket) -> None:
         try:
             os.waitpid(-1, 0)
         except ChildProcessError:
+            _limits().close()  # every worker is gone: remove the zygote's cgroup directories
             os._exit(0)
         except InterruptedError:
             continue
 
 
 def _fork_spare(control: socket.socket, *, landlock: bool = True,
-                inherited: tuple[socket.socket, ...] = ()) -> socket.socket:
+                inherited: tuple[socket.socket, ...] = (),
+                read_dirs: tuple[str, ...] = ()) -> socket.socket:
     """Fork an idle worker that waits for its socket and config; returns the zygote's end.
 
     ``landlock=False`` makes one for a policy with extra readable directories
     (Landlock cannot be widened once applied, so such a worker is forked for it).
     """
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    pid = os.fork()
+    pid = _limits().fork_spare()  # os.fork(), the child born in a cgroup leaf of its own
     if pid == 0:
         control.close()
         ours.close()
@@ -249,7 +253,7 @@ def _fork_spare(control: socket.socket, *, landlock: bool = True,
             sock.close()  # another spare's line: it must see EOF when the zygote goes
         from . import worker
 
-        worker.prepare(landlock=landlock)
+        worker.prepare(landlock=landlock, read_dirs=read_dirs)
         try:
             msg, fds, _flags, _addr = socket.recv_fds(theirs, 8, 4)
             if not msg or not fds:
@@ -265,6 +269,13 @@ def _fork_spare(control: socket.socket, *, landlock: bool = True,
     return ours
 
 
+def _limits() -> Any:
+    """The kernel layer, imported in the zygote only (the host never loads it)."""
+    from ..security import limits
+
+    return limits
+
+
 def _warm_up(preload: list[str]) -> None:
     """Import the runtime and run one cell's worth of code paths once, before any fork."""
     import asyncio  # noqa: F401  (top-level await)
@@ -278,9 +289,7 @@ def _warm_up(preload: list[str]) -> None:
     cell.compile_cell("x = [i for i in range(3)]\nx", Policy.default(), "<warmup>")
     audit.library_roots()  # cached for every worker
     audit.path_roots()
-    from ..security import limits
-
-    limits.seccomp_program()  # likewise: workers only install it
+    _limits().warm_up()  # likewise: the seccomp programs, the cgroup directories
     import tempfile
 
     tempfile.gettempdir()
