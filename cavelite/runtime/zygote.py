@@ -289,7 +289,8 @@ def _warm_up(preload: list[str]) -> None:
     cell.compile_cell("x = [i for i in range(3)]\nx", Policy.default(), "<warmup>")
     audit.library_roots()  # cached for every worker
     audit.path_roots()
-    _limits().warm_up()  # likewise: the seccomp programs, the cgroup directories
+    # Likewise: the seccomp programs, the cgroup directories, the readability check.
+    _limits().warm_up(audit.session_independent_roots())
     import tempfile
 
     tempfile.gettempdir()

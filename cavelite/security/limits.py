@@ -131,11 +131,11 @@ def _note(applied: Iterable[str]) -> None:
     CONFINEMENT.extend(name for name in applied if name not in CONFINEMENT)
 
 
-def warm_up() -> None:
-    """In the zygote: build what every spare would otherwise build for itself."""
+def warm_up(read_roots: Iterable[str]) -> None:
+    """In the zygote: find its cgroups, and build what every spare would build for itself."""
     for signals in (False, True):
         seccomp.program(signals=signals, memfd=cgroups.zygote_cgroups() is not None)
-    landlock.abi(_LIBC)
+    privileges.readable_by_anyone(tuple([*read_roots, *_SYSTEM_READS]))
 
 
 def fork_spare() -> int:
@@ -169,7 +169,7 @@ def confine_early(read_roots: Iterable[str], *, landlock_now: bool = True) -> No
     _BASELINE = address_space_in_use()
     roots = [*read_roots, *_SYSTEM_READS]
     cgroups.hold_memory_limit()  # while this process may still open its leaf's files
-    dropped = privileges.drop(_LIBC, workdir=os.getcwd(), read_roots=roots)
+    dropped = privileges.drop(_LIBC, workdir=os.getcwd(), read_roots=tuple(roots))
     # No privilege gains from here on; seccomp filters also require it of non-root users.
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     if landlock_now and landlock.restrict(_LIBC, roots):

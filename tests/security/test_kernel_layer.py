@@ -1,0 +1,264 @@
+"""Layer 4 (the kernel layer) by attack: what a session whose interpreter is taken can do.
+
+Two kinds of tests. The layer alone (`kernel_attacks.py`, run in a subprocess
+that plays the zygote): sessions forked as spares are, with only the kernel
+layer applied, attack the host (this test process), the zygote and a
+neighbour session with raw system calls; each test checks that nothing
+changed (nice value, CPU affinity, resource limits, I/O class, scheduler,
+liveness, signals received) and that the bombs stayed under their bounds.
+Run once as root (a private uid per session, cgroups) and once dropped to an
+unprivileged uid (the path of a host that is not root: a private user
+namespace, no cgroups). Then the real runtime: what its workers hold.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cavelite import Runtime
+from cavelite.security import cgroups, limits, privileges
+
+ATTACKS = Path(__file__).with_name("kernel_attacks.py")
+ROOT = os.geteuid() == 0
+MODES = ["root", "nobody"] if ROOT else ["self"]
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def host_state() -> dict[str, object]:
+    pid = os.getpid()
+    return {
+        "nice": os.getpriority(os.PRIO_PROCESS, pid),
+        "affinity": sorted(os.sched_getaffinity(pid)),
+        "limits": Path(f"/proc/{pid}/limits").read_text(),
+        "ioprio": _LIBC.syscall(252, 1, pid),  # ioprio_get(IOPRIO_WHO_PROCESS, pid)
+        "sched": os.sched_getscheduler(pid),
+    }
+
+
+def run_attack(mode: str, attack: str, **extra: object) -> dict:
+    """Run one attack in a fresh zygote stand-in; returns its report."""
+    args = {"mode": mode, "host": os.getpid(), "attack": attack, **extra}
+    proc = subprocess.run([sys.executable, str(ATTACKS), json.dumps(args)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    # The zygote stand-in, and the neighbour session, are exactly as they were.
+    assert report["neighbour_alive"], "the neighbour session was killed"
+    assert report["before"] == report["after"], "the zygote or the neighbour was changed"
+    assert report["cgroup_dirs_left"] == []
+    return report
+
+
+@pytest.fixture
+def urgent_signals():
+    """Counts SIGURG delivered to this process (the attacks aim it at the host)."""
+    received: list[int] = []
+    previous = signal.signal(signal.SIGURG, lambda signum, frame: received.append(signum))
+    yield received
+    signal.signal(signal.SIGURG, previous)
+
+
+def expected_confinement(mode: str) -> set[str]:
+    names = {"seccomp", "nproc"}
+    if limits.landlock_abi() > 0:
+        names.add("landlock")
+    names.add("private-uid" if mode == "root" else "user-namespace")
+    return names
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_taken_session_cannot_touch_the_host_zygote_or_neighbours(mode: str,
+                                                                    urgent_signals) -> None:
+    before = host_state()
+    rlimits = {getattr(resource, n): resource.getrlimit(getattr(resource, n))
+               for n in dir(resource) if n.startswith("RLIMIT_")}
+    try:
+        report = run_attack(mode, "acts", memory_limit_mb=256)
+    finally:
+        try:
+            after: dict[str, object] | None = host_state()
+        except OSError:  # e.g. EMFILE: the host's descriptor limit was lowered
+            after = None
+        if after != before:  # undo what got through, so that the rest of the suite runs
+            for number, value in rlimits.items():
+                resource.setrlimit(number, value)
+            os.setpriority(os.PRIO_PROCESS, 0, before["nice"])  # type: ignore[arg-type]
+            os.sched_setaffinity(0, before["affinity"])  # type: ignore[arg-type]
+            _LIBC.syscall(251, 1, 0, before["ioprio"])  # ioprio_set
+    assert after == before, "the host's nice value, affinity, limits or I/O class changed"
+    assert urgent_signals == [], "a signal from the session reached the host"
+    attacker = report["attacker"]
+    assert expected_confinement(mode) <= set(attacker["confinement"]), attacker["confinement"]
+    results = attacker["results"]
+    assert len(results) >= 45
+    # kill(-1) "succeeds" when every process it tried refused it: its harm is checked above
+    # (zygote and neighbour alive, and this process).
+    done = {name: r for name, r in results.items() if not r.startswith("refused")
+            and name != "kill_everyone"}
+    assert done == {}, f"the kernel let these through: {done}"
+    for name in ("syslog_read", "kmsg_read"):  # no kernel log line was read
+        assert results[name].startswith("refused"), results[name]
+    if mode == "root":
+        assert attacker["uid"] >= privileges.FIRST_SESSION_UID
+        assert attacker["uid"] != report["neighbour_ready"]["uid"]  # a uid per session
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_fork_bomb_stays_under_the_task_bound(mode: str) -> None:
+    report = run_attack(mode, "fork_bomb")
+    attacker = report["attacker"]
+    assert attacker["error"] == "EAGAIN", attacker
+    assert attacker["forked"] < privileges.MAX_TASKS, attacker  # the session itself is one
+    assert report["zygote_fork"] == 7  # the zygote could still fork afterwards
+    if "pids_peak" in report["leaf"]:
+        assert report["leaf"]["pids_peak"] <= report["leaf"]["pids_max"] == privileges.MAX_TASKS
+
+
+@pytest.mark.skipif(not ROOT or cgroups._hierarchies() == [], reason="needs a memory cgroup")
+def test_memfds_cannot_hold_more_than_the_memory_bound() -> None:
+    """Pages written to memfds escape RLIMIT_AS; the session's cgroup charges them."""
+    report = run_attack("root", "memfd_bomb", memory_limit_mb=64, chunk_mb=16)
+    limit = limits.cgroup_memory_bytes(64)
+    assert report["leaf"]["memory_limit"] == limit
+    assert report["leaf"]["memory_peak"] <= limit
+    attacker = report["attacker"]
+    # Either the kernel refused more pages or killed the session at its bound.
+    assert attacker.get("died") and report["attacker_exit"] == -signal.SIGKILL \
+        or attacker.get("error") in ("ENOMEM", "ENOSPC", "EFBIG"), report
+
+
+@pytest.mark.skipif(not ROOT, reason="needs root to drop to an unprivileged uid")
+def test_without_a_memory_cgroup_memfds_are_refused() -> None:
+    report = run_attack("nobody", "memfd_bomb", memory_limit_mb=64, chunk_mb=16)
+    assert report["attacker"]["held_mb"] == 0 and report["attacker"]["error"] == "EPERM"
+    assert "cgroup-memory" not in report["attacker"]["confinement"]
+
+
+# --- the real runtime's workers -------------------------------------------------------------------
+
+def _status(pid: int) -> dict[str, str]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+def _leaf_dirs(pid: int) -> dict[str, str]:
+    """Controller -> the cgroup directory of a process (v1 hierarchies on this layout)."""
+    dirs = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for name in ("memory", "pids"):
+            if name in controllers.split(","):
+                dirs[name] = f"/sys/fs/cgroup/{name}{path}"
+        if controllers == "" and "cavelite-" in path:
+            dirs.setdefault("memory", f"/sys/fs/cgroup{path}")
+            dirs.setdefault("pids", f"/sys/fs/cgroup{path}")
+    return dirs
+
+
+@pytest.mark.skipif(not ROOT, reason="the host is not root: no uid to switch to")
+def test_each_session_runs_as_its_own_uid_without_capabilities(fresh_rt: Runtime) -> None:
+    with Runtime(memory_limit_mb=300) as other:
+        mine, theirs = _status(fresh_rt.pid), _status(other.pid)
+        uid = int(mine["Uid"].split()[0])
+        assert uid >= privileges.FIRST_SESSION_UID and set(mine["Uid"].split()) == {str(uid)}
+        assert set(mine["Gid"].split()) == {str(uid)} and mine["Groups"] == ""
+        assert theirs["Uid"] != mine["Uid"]
+        for key in ("CapEff", "CapPrm", "CapBnd"):
+            # Nothing, or only CAP_DAC_READ_SEARCH where the Python install is root-only.
+            assert int(mine[key], 16) in (0, 1 << 2), (key, mine[key])
+        assert mine["CapInh"] == mine["CapAmb"] == "0000000000000000"
+        assert mine["NoNewPrivs"] == "1" and mine["Seccomp"] == "2"
+        assert fresh_rt.execute("x = 1").ok  # the checkpoint forked for the next cell
+        assert os.stat(f"/tmp/cavelite-{fresh_rt.pid}").st_uid == uid  # its workdir is its own
+        names = set(fresh_rt.confinement)
+        assert {"private-uid", "nproc", "seccomp"} <= names
+        assert "no-capabilities" in names or "capabilities:dac_read_search" in names
+        # A cell still works as usual: imports after the drop, numpy, large transfers.
+        r = fresh_rt.execute("import statistics, numpy as np\nbig = np.arange(10**6)\n"
+                             "statistics.mean([1, 2, 3]), int(big.sum())")
+        assert r.ok and r.value_repr == "(2, 499999500000)", r.error
+        assert int(fresh_rt.retrieve("big").sum()) == 499999500000
+
+
+@pytest.mark.skipif(not ROOT or cgroups._hierarchies() == [], reason="no cgroups to use here")
+def test_a_sessions_cgroup_bounds_all_its_processes() -> None:
+    with Runtime(memory_limit_mb=300) as rt:
+        assert rt.execute("x = [1]").ok  # a checkpoint exists now
+        dirs = _leaf_dirs(rt.pid)
+        assert {"cgroup-memory", "cgroup-pids"} <= set(rt.confinement)
+        memory = Path(dirs["memory"])
+        limit_file = "memory.limit_in_bytes" if (memory / "memory.limit_in_bytes").exists() \
+            else "memory.max"
+        assert int((memory / limit_file).read_text()) == limits.cgroup_memory_bytes(300)
+        pids = Path(dirs["pids"])
+        assert int((pids / "pids.max").read_text()) == privileges.MAX_TASKS
+        members = {int(p) for p in (pids / "cgroup.procs").read_text().split()}
+        assert rt.pid in members and len(members) >= 2  # the worker and its checkpoint
+        with Runtime() as other:
+            assert _leaf_dirs(other.pid)["pids"] != dirs["pids"]  # a leaf per session
+
+
+@pytest.mark.skipif(not ROOT or cgroups._hierarchies() == [], reason="no cgroups to use here")
+def test_cgroup_leaves_go_with_their_sessions_and_the_zygote() -> None:
+    from cavelite.runtime.zygote import Zygote
+
+    preload = ("json",)  # a zygote of its own, closed at the end
+    first = Runtime(preload=preload, atomic=False)
+    leaf = _leaf_dirs(first.pid)["pids"]
+    own_dir = os.path.dirname(leaf)
+    first.close()  # waits for the worker (no checkpoint: atomic=False) to exit
+    with Runtime(preload=preload), Runtime(preload=preload):
+        # Each request is followed by a sweep in the zygote: the second one ran after it.
+        assert not os.path.exists(leaf)
+    zygote = Zygote.shared(preload)
+    zygote.close()  # waits for the zygote to exit
+    Zygote._instances.pop(tuple(sorted(preload)), None)
+    assert not os.path.exists(own_dir)
+
+
+def test_large_buffers_travel_inline_where_memfds_are_refused(fresh_rt: Runtime,
+                                                              monkeypatch) -> None:
+    """A worker without a memory cgroup may not create memfds: the same path, inline."""
+    import numpy as np
+
+    from cavelite.runtime import protocol
+
+    def refused(*args: object) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(protocol.os, "memfd_create", refused)
+    data = np.arange(2_000_000, dtype="float64")  # 16 MB: above the memfd threshold
+    fresh_rt.inject("data", data)
+    r = fresh_rt.execute("float(data.sum())")
+    assert r.ok and r.value_repr == repr(float(data.sum()))
+
+
+def test_cgroup_v2_parent_is_a_delegated_directory(tmp_path, monkeypatch) -> None:
+    """Where the v2 parent comes from: CAVELITE_CGROUP, or a home that enables both."""
+    delegated = tmp_path / "delegated"
+    delegated.mkdir()
+    (delegated / "cgroup.controllers").write_text("cpu memory pids\n")
+    (delegated / "cgroup.subtree_control").write_text("memory pids\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "cgroup.subtree_control").write_text("\n")
+    monkeypatch.setenv("CAVELITE_CGROUP", str(delegated))
+    assert cgroups._v2_parent(str(tmp_path), str(home)) == str(delegated)
+    monkeypatch.delenv("CAVELITE_CGROUP")
+    assert cgroups._v2_parent(str(tmp_path), str(home)) is None  # a home with processes
+    (home / "cgroup.subtree_control").write_text("cpu memory pids\n")  # the root of a VM
+    assert cgroups._v2_parent(str(tmp_path), str(home)) == str(home)
+    assert cgroups._join("/sys/fs/cgroup/memory", "/", "/a/b") == "/sys/fs/cgroup/memory/a/b"
+    assert cgroups._join("/sys/fs/cgroup", "/lxc/c1", "/lxc/c1/x") == "/sys/fs/cgroup/x"
