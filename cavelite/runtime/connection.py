@@ -144,6 +144,27 @@ class WorkerConnection:
         except (ProcessLookupError, OSError):
             pass
 
+    def adopt_takeover(self, pid: int, ready: messages.Ready) -> None:
+        """`adopt` the process that sent ``ready``, then resynchronise the stream with it."""
+        self.adopt(pid)
+        self.confinement = ready.confinement
+        if ready.nonce:
+            try:
+                protocol.send_sync(self.sock, ready.nonce)
+            except OSError as exc:
+                raise Gone(f"the worker is gone ({exc})") from None
+
+    def drain_from(self, pid: int, deadline: float) -> None:
+        """Drop what ``pid`` (a worker that failed) wrote and nobody read; stop at another sender."""
+        while self.wait_readable(deadline):
+            try:
+                if protocol.next_sender(self.sock) != pid:
+                    return
+                protocol.discard_from(self.sock, pid)
+            except protocol.PeerClosed:
+                raise Gone("nothing holds the session's socket any more") from None
+        raise Deadline()
+
     def adopt(self, pid: int) -> None:
         """A checkpoint took over: serve the session through ``pid``, after checking it.
 

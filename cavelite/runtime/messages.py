@@ -178,6 +178,7 @@ class Ready:
     KIND: ClassVar[str] = "ready"
     crash: str = field(metadata=_bound("text"))
     confinement: tuple[str, ...] = field(metadata=_bound("name"))
+    nonce: bytes = field(default=b"", metadata=_bound("name"))  # a takeover's resync token
 
 
 @dataclass(frozen=True)

@@ -119,14 +119,14 @@ def recv(sock: socket.socket, limits: FrameLimits = FrameLimits()) -> Frame:
         if flags & socket.MSG_CTRUNC:
             raise ProtocolError("a frame carried more descriptors than a frame may")
         if len(msg) < HEADER.size:
-            msg += _recv_exact(sock, HEADER.size - len(msg))
+            msg += _recv_exact(sock, HEADER.size - len(msg), pid)
         body_len, nbuf, npassed = HEADER.unpack(msg)
         if body_len > limits.max_body:
             raise ProtocolError(f"refusing a frame body of {body_len} bytes "
                                 f"(limit {limits.max_body})")
         if nbuf > limits.max_buffers or npassed > limits.max_passed_fds:
             raise ProtocolError(f"refusing a frame of {nbuf} buffers and {npassed} descriptors")
-        table = _recv_exact(sock, ENTRY.size * nbuf)
+        table = _recv_exact(sock, ENTRY.size * nbuf, pid)
         entries = [ENTRY.unpack_from(table, i * ENTRY.size) for i in range(nbuf)]
         if sum(size for size, _ in entries) > limits.max_buffer_bytes:
             raise ProtocolError("refusing a frame whose buffers are over the transfer limit")
@@ -136,14 +136,14 @@ def recv(sock: socket.socket, limits: FrameLimits = FrameLimits()) -> Frame:
         if len(fds) != nmem + npassed:
             raise ProtocolError(f"a frame announced {nmem + npassed} descriptors and carried "
                                 f"{len(fds)}")
-        body = bytes(_recv_exact(sock, body_len))
+        body = bytes(_recv_exact(sock, body_len, pid))
         buffers: list[memoryview] = []
         memfd_iter = iter(fds[:nmem])
         for size, transport in entries:
             if transport == 1:
                 buffers.append(_from_memfd(next(memfd_iter), size))
             else:
-                buffers.append(memoryview(_recv_exact(sock, size)))
+                buffers.append(memoryview(_recv_exact(sock, size, pid)))
         keep = fds[nmem:]
         return Frame(body, buffers, keep, pid)
     finally:
@@ -168,19 +168,93 @@ def _ancillary(ancdata: list[tuple[int, int, bytes]]) -> tuple[list[int], int]:
     return list(fds), pid
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytearray:
+def _recv_exact(sock: socket.socket, size: int, sender: int = 0) -> bytearray:
+    """Read exactly ``size`` bytes; with a known ``sender``, all of them must come from it.
+
+    With SO_PASSCRED the kernel never returns bytes of two writers in one read,
+    so a frame that a dying worker left unfinished, followed by its checkpoint's
+    first frame, shows up here as a change of sender, before any byte of the
+    checkpoint's frame is consumed.
+    """
     buf = bytearray(size)
     view = memoryview(buf)
     got = 0
     while got < size:
         try:
+            # Peeked, not read: the next writer's bytes stay for the next frame.
+            if sender and next_sender(sock) != sender:
+                raise ProtocolError("a frame's sender died in the middle of it")
             n = sock.recv_into(view[got:], min(size - got, 1 << 24))
-        except ConnectionResetError:
+        except (ConnectionResetError, PeerClosed):
             n = 0
         if n == 0:
             raise ProtocolError("the peer closed the connection in the middle of a frame")
         got += n
     return buf
+
+
+# --- resynchronising after a takeover ---------------------------------------------------------
+#
+# A worker can die in the middle of reading a host frame, or of writing one. Its
+# checkpoint shares the socket, so the leftovers would be read as if they were
+# new frames. Two rules keep both directions aligned:
+# - host -> worker: the checkpoint's `Ready` carries a fresh random nonce; the host
+#   answers with SYNC + nonce, and the checkpoint drops every byte before it;
+# - worker -> host: the host drops every byte whose sender (SO_PASSCRED) is the
+#   dead worker before it reads the checkpoint's `Ready`.
+
+SYNC = b"\x00cavelite-resync\x00"
+
+
+def send_sync(sock: socket.socket, nonce: bytes) -> None:
+    sock.sendall(SYNC + nonce)
+
+
+def skip_until_sync(sock: socket.socket, nonce: bytes) -> None:
+    """Drop what the host sent to the dead worker, up to and including SYNC + nonce."""
+    token = SYNC + nonce
+    carried = b""  # already consumed bytes that may be the start of the token
+    while True:
+        peeked, ancdata, _flags, _addr = sock.recvmsg(65536, _ANCILLARY, socket.MSG_PEEK)
+        for fd in _ancillary(ancdata)[0]:
+            os.close(fd)  # a peek installs the descriptors too
+        if not peeked:
+            raise PeerClosed("the host closed the connection")
+        window = carried + peeked
+        at = window.find(token)
+        consume = at + len(token) - len(carried) if at >= 0 else len(peeked)
+        _discard(sock, consume)
+        if at >= 0:
+            return
+        carried = window[-(len(token) - 1):]
+
+
+def next_sender(sock: socket.socket) -> int:
+    """The sender of the next bytes waiting on ``sock`` (SO_PASSCRED), without consuming them."""
+    peeked, ancdata, _flags, _addr = sock.recvmsg(1, _ANCILLARY, socket.MSG_PEEK)
+    fds, pid = _ancillary(ancdata)
+    for fd in fds:
+        os.close(fd)
+    if not peeked:
+        raise PeerClosed("peer closed the connection")
+    return pid
+
+
+def discard_from(sock: socket.socket, sender: int) -> None:
+    """Drop the bytes waiting on ``sock`` that ``sender`` wrote (one run of them)."""
+    _data, ancdata, _flags, _addr = sock.recvmsg(1 << 20, _ANCILLARY)
+    for fd in _ancillary(ancdata)[0]:
+        os.close(fd)
+
+
+def _discard(sock: socket.socket, size: int) -> None:
+    while size > 0:
+        data, ancdata, _flags, _addr = sock.recvmsg(min(size, 1 << 20), _ANCILLARY)
+        for fd in _ancillary(ancdata)[0]:
+            os.close(fd)
+        if not data:
+            raise PeerClosed("the peer closed the connection")
+        size -= len(data)
 
 
 def _to_memfd(view: memoryview) -> int:

@@ -110,10 +110,13 @@ class Session:
             while True:
                 try:
                     incoming = conn.receive(deadline)
+                    if isinstance(incoming.message, Call) and deadline is not None \
+                            and time.monotonic() >= deadline:
+                        raise Deadline()  # remote calls count: none is served after the deadline
                 except Deadline:
                     if not interruptible:
                         raise
-                    conn.interrupt()
+                    conn.interrupt()  # a KeyboardInterrupt in the cell, even mid-call
                     deadline = time.monotonic() + _INTERRUPT_GRACE_S
                     interruptible = False
                     continue
@@ -123,8 +126,7 @@ class Session:
                     self._answer(conn, reply, incoming.buffers)
                     continue
                 if isinstance(reply, Ready):  # the serving process died; its checkpoint is here
-                    conn.adopt(incoming.sender)
-                    conn.confinement = reply.confinement
+                    conn.adopt_takeover(incoming.sender, reply)
                     raise Failed("crash", Recovery(False, reply.crash))
                 return incoming
         except Failed:
@@ -180,18 +182,16 @@ class Session:
     def _await_takeover(self, conn: WorkerConnection) -> str:
         """Wait for the checkpoint's ``Ready``; returns the crash report it carries."""
         deadline = time.monotonic() + _TAKEOVER_WAIT_S
-        old = conn.pid
         while True:
+            # The failed worker's last words (a reply, or half of one) are dropped by sender.
+            conn.drain_from(conn.pid, deadline)
             incoming = conn.receive(deadline, serving=False)
-            if incoming.sender == old and not isinstance(incoming.message, Ready):
-                continue  # the failed worker's last words (a reply it sent before dying)
             if not isinstance(incoming.message, Ready):
                 raise ProtocolError("the checkpoint spoke before taking over")
             try:
-                conn.adopt(incoming.sender)
+                conn.adopt_takeover(incoming.sender, incoming.message)
             except Gone:
                 continue  # it died right after taking over; its own checkpoint may follow
-            conn.confinement = incoming.message.confinement
             self.releases.clear()  # the checkpoint still holds what the failed cell let go
             return incoming.message.crash
 

@@ -86,8 +86,14 @@ class Worker:
         self.send(Ready("", self.confinement))
         while True:
             if self.checkpoints.prepare():
-                # We are the checkpoint and the worker died: we are the worker now.
-                self.send(Ready(self.checkpoints.crash_report, self.confinement))
+                # We are the checkpoint and the worker died: we are the worker now. What
+                # the host had sent the dead worker is dropped, up to the host's resync.
+                nonce = os.urandom(16)
+                self.send(Ready(self.checkpoints.crash_report, self.confinement, nonce))
+                try:
+                    protocol.skip_until_sync(self.sock, nonce)
+                except protocol.PeerClosed:
+                    self.exit()
                 continue
             request, buffers = self.recv()
             self.dispatch(request, buffers, nested=False)
