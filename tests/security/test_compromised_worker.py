@@ -12,8 +12,6 @@ survived, and a neighbouring session did not notice.
 
 from __future__ import annotations
 
-import os
-import pickle
 import subprocess
 import textwrap
 from collections.abc import Iterator
