@@ -8,18 +8,19 @@ and a worker process, which imports ``cavelite.runtime``, never loads the
 agent, the events or any model code.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+import typing as _typing
+from importlib import import_module as _import_module
 
 from .errors import (
+    AgentClosedError,
     CaveliteError,
     CaveRuntimeError,
     CaveUsageError,
+    ClosedError,
     ModelError,
     PolicyError,
     ProtocolError,
+    RequestTimeoutError,
     RuntimeClosedError,
     TransferError,
     UnpicklableValueError,
@@ -28,7 +29,7 @@ from .errors import (
     WorkerDiedError,
 )
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from .agent import CaveLite
     from .events import (
         CellFinished,
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
         StopReason,
         TextDelta,
     )
-    from .runtime import CellError, CellResult, Injected, Runtime, Snapshot, VariableInfo
+    from .runtime import DEFAULT, CellError, CellResult, Injected, Runtime, Snapshot, VariableInfo
     from .security import Policy, Violation
     from .usage import Usage
 
@@ -56,14 +57,16 @@ _LAZY = {
          "PolicyViolated", "Reply", "StepStats", "Stopped", "StopReason", "TextDelta"],
         ".events",
     ),
-    **dict.fromkeys(["CellError", "CellResult", "Injected", "Runtime", "Snapshot", "VariableInfo"],
-                    ".runtime"),
+    **dict.fromkeys(["DEFAULT", "CellError", "CellResult", "Injected", "Runtime", "Snapshot",
+                     "VariableInfo"], ".runtime"),
     "Policy": ".security",
     "Violation": ".security",
     "Usage": ".usage",
 }
 
 __all__ = [
+    "DEFAULT",
+    "AgentClosedError",
     "CaveLite",
     "CaveRuntimeError",
     "CaveUsageError",
@@ -72,6 +75,7 @@ __all__ = [
     "CellFinished",
     "CellRecord",
     "CellResult",
+    "ClosedError",
     "CodeExtracted",
     "Event",
     "FinalAnswer",
@@ -83,6 +87,7 @@ __all__ = [
     "PolicyViolated",
     "ProtocolError",
     "Reply",
+    "RequestTimeoutError",
     "Runtime",
     "RuntimeClosedError",
     "Snapshot",
@@ -102,11 +107,11 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'cavelite' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    value = getattr(_import_module(module, __name__), name)
     globals()[name] = value  # the next lookup is an ordinary attribute read
     return value
 
