@@ -83,6 +83,7 @@ _NR: dict[str, tuple[int | None, int | None]] = {
     # time
     "clock_gettime": (228, 113), "clock_getres": (229, 114), "clock_nanosleep": (230, 115),
     "nanosleep": (35, 101), "gettimeofday": (96, 169), "time": (201, None),
+    "setitimer": (38, 103), "getitimer": (36, 102),  # SIGALRM to the caller (namespace deadlines)
     # reading about the caller and the machine
     "getpid": (39, 172), "gettid": (186, 178), "getppid": (110, 173), "getuid": (102, 174),
     "geteuid": (107, 175), "getgid": (104, 176), "getegid": (108, 177),
