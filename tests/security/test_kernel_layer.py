@@ -262,3 +262,143 @@ def test_cgroup_v2_parent_is_a_delegated_directory(tmp_path, monkeypatch) -> Non
     assert cgroups._v2_parent(str(tmp_path), str(home)) == str(home)
     assert cgroups._join("/sys/fs/cgroup/memory", "/", "/a/b") == "/sys/fs/cgroup/memory/a/b"
     assert cgroups._join("/sys/fs/cgroup", "/lxc/c1", "/lxc/c1/x") == "/sys/fs/cgroup/x"
+
+
+# --- the same attacks from a real worker whose layer 2 has fallen ---------------------------------
+# (fakes/compromise.py: raw Python in a real worker; the audit hook still runs, so some of
+# these are refused before the kernel sees them; what is checked is the harm either way.)
+
+from fakes.compromise import MARK, PRELOAD  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def taken() -> Runtime:
+    runtime = Runtime(preload=PRELOAD, cell_timeout=60, memory_limit_mb=128)
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture(scope="module")
+def neighbour() -> Runtime:
+    runtime = Runtime(cell_timeout=10)
+    assert runtime.execute("mine = 'untouched'").ok
+    yield runtime
+    runtime.close()
+
+
+def _zygote_pid() -> int:
+    from cavelite.runtime.zygote import Zygote
+
+    return Zygote.shared(PRELOAD).process.pid
+
+
+def _process_state(pid: int) -> dict[str, object]:
+    return {"nice": os.getpriority(os.PRIO_PROCESS, pid),
+            "affinity": sorted(os.sched_getaffinity(pid)),
+            "limits": Path(f"/proc/{pid}/limits").read_text(),
+            "ioprio": _LIBC.syscall(252, 1, pid), "sched": os.sched_getscheduler(pid)}
+
+
+RAW_ACTS = MARK + """
+import ctypes, json, resource, signal
+from cavelite.security import limits
+libc = limits._LIBC
+results = {}
+def attempt(name, fn):
+    try:
+        results[name] = "DONE " + repr(fn())[:80]
+    except BaseException as exc:
+        results[name] = "refused " + type(exc).__name__
+for who, pid in TARGETS.items():
+    attempt("renice_" + who, lambda: os.setpriority(os.PRIO_PROCESS, pid, 19))
+    attempt("pin_" + who, lambda: os.sched_setaffinity(pid, {0}))
+    attempt("sched_idle_" + who, lambda: os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0)))
+    attempt("prlimit_" + who, lambda: resource.prlimit(pid, resource.RLIMIT_NOFILE, (3, 3)))
+    attempt("ioprio_" + who, lambda: libc.syscall(251, 1, pid, 3 << 13) or libc.syscall(251, 1, pid, 3 << 13))
+    attempt("signal_" + who, lambda: os.kill(pid, signal.SIGURG if who == "host" else signal.SIGKILL))
+    # The same past the audit hook, straight to the kernel through the syscall() the runtime
+    # itself resolved (the new limit {3, 3} is read from a bytes object's buffer).
+    three = (3).to_bytes(8, "little") * 2
+    address = ctypes.c_void_p(id(three) + 32)  # CPython: the bytes' data after its header
+    attempt("raw_prlimit_" + who, lambda: libc.syscall(302, pid, 7, address, 0))
+    attempt("raw_kill_" + who, lambda: libc.syscall(62, pid, signal.SIGURG if who == "host" else 9))
+attempt("renice_everyone_of_my_uid", lambda: os.setpriority(os.PRIO_USER, 0, 19))
+attempt("kmsg", lambda: os.read(os.open("/dev/kmsg", os.O_RDONLY), 200))
+log = bytes(4096)  # the kernel would write into it (a fresh object nothing else shares)
+attempt("syslog", lambda: libc.syscall(103, 3, ctypes.c_void_p(id(log) + 32), 4096))
+attempt("regain_root", lambda: os.setresuid(0, 0, 0))
+results["kernel_log_bytes"] = "refused" if not log.strip(b"\\0") else "DONE read"
+print(json.dumps(results))
+"""
+
+
+def test_a_taken_worker_cannot_touch_the_host_zygote_or_neighbours(taken: Runtime,
+                                                                   neighbour: Runtime,
+                                                                   urgent_signals) -> None:
+    targets = {"host": os.getpid(), "zygote": _zygote_pid(), "neighbour": neighbour.pid}
+    before = {who: _process_state(pid) for who, pid in targets.items()}
+    result = taken.execute(RAW_ACTS.replace("TARGETS", repr(targets)))
+    assert result.ok, result.error
+    after = {who: _process_state(pid) for who, pid in targets.items()}
+    assert after == before, "the host's, the zygote's or a neighbour's scheduling changed"
+    assert urgent_signals == []
+    assert neighbour.execute("mine").value_repr == "'untouched'"
+    results = json.loads(result.stdout)
+    # The libc calls (ioprio_set, syslog, prlimit64, kill) return -1 when refused.
+    done = {k: v for k, v in results.items() if v.startswith("DONE") and v != "DONE -1"}
+    assert done == {}, done
+
+
+def test_re_entering_the_checkpoint_fork_is_bounded(taken: Runtime, neighbour: Runtime) -> None:
+    assert taken.execute("before = 'kept'").ok
+    result = taken.execute(MARK + """
+from cavelite.runtime import checkpoint
+read_end, write_end = os.pipe()
+forked, error = 0, ""
+while forked < 500:
+    try:
+        child = checkpoint._fork()  # the one fork the audit hook lets through
+    except OSError as exc:
+        error = exc.strerror
+        break
+    if child == 0:
+        os.close(write_end)
+        os.read(read_end, 1)
+        os._exit(0)
+    forked += 1
+os.close(write_end)  # every child sees end of file and exits
+print(forked, error)
+raise RuntimeError("bomb done")
+""")
+    forked, _, error = result.stdout.strip().partition(" ")
+    assert result.error is not None and "bomb done" in result.error.message
+    assert int(forked) < privileges.MAX_TASKS and "Resource temporarily unavailable" in error
+    assert taken.execute("before").value_repr == "'kept'"  # rolled back, the session goes on
+    with Runtime() as newcomer:  # the host and the zygote still start sessions
+        assert newcomer.execute("1 + 1").value_repr == "2"
+    assert neighbour.execute("mine").value_repr == "'untouched'"
+
+
+@pytest.mark.skipif(not ROOT or cgroups._hierarchies() == [], reason="needs a memory cgroup")
+def test_memfds_in_a_taken_worker_are_bounded_by_its_cgroup(taken: Runtime,
+                                                            neighbour: Runtime) -> None:
+    assert taken.execute("before = 'kept'").ok
+    memory = Path(_leaf_dirs(taken.pid)["memory"])
+    peak_file = memory / ("memory.max_usage_in_bytes" if (memory / "memory.max_usage_in_bytes")
+                          .exists() else "memory.peak")
+    limit = limits.cgroup_memory_bytes(128)
+    result = taken.execute(MARK + """
+held, fds = 0, []
+chunk = b"x" * (16 << 20)
+while held < (8 << 30):
+    fd = os.memfd_create("bomb")
+    fds.append(fd)
+    os.write(fd, chunk)
+    held += len(chunk)
+print("held", held)
+""")
+    assert not result.ok and result.error.kind in ("crash", "exception"), result
+    assert "held" not in result.stdout  # it never got to hold 8 GB
+    assert int(peak_file.read_text()) <= limit
+    assert taken.execute("before").value_repr == "'kept'"
+    assert neighbour.execute("mine").value_repr == "'untouched'"
