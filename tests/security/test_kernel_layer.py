@@ -195,7 +195,8 @@ def test_each_session_runs_as_its_own_uid_without_capabilities(fresh_rt: Runtime
 @pytest.mark.skipif(not ROOT or cgroups._hierarchies() == [], reason="no cgroups to use here")
 def test_a_sessions_cgroup_bounds_all_its_processes() -> None:
     with Runtime(memory_limit_mb=300) as rt:
-        assert rt.execute("x = [1]").ok  # a checkpoint exists now
+        assert rt.execute("x = [1]").ok
+        rt.variables()  # served after the worker forked the next cell's checkpoint
         dirs = _leaf_dirs(rt.pid)
         assert {"cgroup-memory", "cgroup-pids"} <= set(rt.confinement)
         memory = Path(dirs["memory"])
