@@ -113,17 +113,30 @@ def _uid_in_use(uid: int) -> bool:
     return False
 
 
-def free_session_uid(pid: int) -> int:
+def _mapped(uid: int) -> bool:
+    """Whether this uid exists in our user namespace (a rootless container maps a few only)."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            ranges = [tuple(int(x) for x in line.split()) for line in f if line.strip()]
+    except (OSError, ValueError):
+        return False
+    return any(inside <= uid < inside + count for inside, _outside, count in ranges)
+
+
+def free_session_uid(pid: int) -> int | None:
     """A uid no live process has, derived from this spare's pid (unique among live ones).
 
     A pid can be reused while a session that started under it lives on in its
     checkpoint (which keeps the uid), hence the check and the further slots.
+    None where no such uid can be taken (it is not mapped in this namespace).
     """
     for slot in range(_SLOTS):
         uid = FIRST_SESSION_UID + slot * _PID_SPAN + pid
+        if not _mapped(uid):
+            return None
         if not _uid_in_use(uid):
             return uid
-    raise OSError(f"no free session uid for pid {pid}")
+    return None
 
 
 @functools.lru_cache(maxsize=8)
@@ -188,12 +201,15 @@ def drop(libc: ctypes.CDLL | None, *, workdir: str, read_roots: Iterable[str],
         return []
     applied = []
     keep = 0
+    session_uid = None
     if os.geteuid() == 0:
+        session_uid = uid if uid is not None else free_session_uid(os.getpid())
+    if session_uid is not None:
         if not readable_by_anyone(tuple(read_roots)):
             keep = 1 << _CAP_DAC_READ_SEARCH
-        _switch_uid(libc, uid if uid is not None else free_session_uid(os.getpid()), workdir, keep)
+        _switch_uid(libc, session_uid, workdir, keep)
         applied.append("private-uid")
-    elif _enter_user_namespace(libc):
+    elif _enter_user_namespace(libc):  # not root, or root of a namespace without spare uids
         applied.append("user-namespace")
     try:
         _set_capabilities(libc, keep)  # dropping is always allowed

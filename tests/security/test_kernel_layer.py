@@ -403,3 +403,30 @@ print("held", held)
     assert int(peak_file.read_text()) <= limit
     assert taken.execute("before").value_repr == "'kept'"
     assert neighbour.execute("mine").value_repr == "'untouched'"
+
+
+@pytest.mark.skipif(not ROOT or cgroups._hierarchies() == [], reason="needs a memory cgroup")
+def test_a_taken_worker_holds_no_way_to_raise_its_own_limit(taken: Runtime) -> None:
+    """The spare's descriptor on its memory limit is closed before any cell runs."""
+    memory = Path(_leaf_dirs(taken.pid)["memory"])
+    limit_file = memory / ("memory.limit_in_bytes" if (memory / "memory.limit_in_bytes").exists()
+                           else "memory.max")
+    before = limit_file.read_text()
+    result = taken.execute(MARK + """
+held = {}
+for fd in range(1024):
+    try:
+        held[fd] = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        continue
+    if not held[fd].startswith(("socket:", "pipe:", "/dev/null")):  # not the runtime's own
+        try:
+            os.write(fd, b"max")  # try to raise a limit through it
+        except OSError:
+            pass
+print(sorted(set(held.values())))
+raise RuntimeError("done")
+""")
+    assert "done" in result.error.message
+    assert "cgroup" not in result.stdout and "memory." not in result.stdout, result.stdout
+    assert limit_file.read_text() == before
