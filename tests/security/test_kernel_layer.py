@@ -20,8 +20,10 @@ import resource
 import signal
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cavelite import Runtime
@@ -430,3 +432,105 @@ raise RuntimeError("done")
     assert "done" in result.error.message
     assert "cgroup" not in result.stdout and "memory." not in result.stdout, result.stdout
     assert limit_file.read_text() == before
+
+
+# --- a host that is not root ---------------------------------------------------------------------
+
+def _interpreter_for_anyone(tmp_dir: Path) -> str | None:
+    """A Python of this version that uid 65534 can run, with this environment's packages."""
+    import sysconfig
+
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    packages = (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
+    roots = (str(Path(__file__).resolve().parent.parent.parent), *packages)
+    if not privileges.readable_by_anyone(roots):
+        return None
+    for candidate in (sys.executable, getattr(sys, "_base_executable", ""),
+                      f"/usr/bin/python{version}"):
+        if not candidate or not os.path.exists(candidate):
+            continue
+        stdlib = subprocess.run([candidate, "-c", "import sysconfig, sys; print(sysconfig.get_paths()"
+                                 "['stdlib'], '%d.%d' % sys.version_info[:2])"],
+                                capture_output=True, text=True).stdout.split()
+        if len(stdlib) != 2 or stdlib[1] != version or not privileges.readable_by_anyone(
+                (stdlib[0], os.path.dirname(os.path.realpath(candidate)))):
+            continue
+        if candidate == sys.executable:
+            return candidate
+        # Another installation of the same version: a venv of it that sees our packages.
+        venv = tmp_dir / "venv"
+        subprocess.run([candidate, "-m", "venv", "--without-pip", str(venv)], check=True)
+        site = venv / "lib" / f"python{version}" / "site-packages"
+        (site / "cavelite-test.pth").write_text("\n".join(dict.fromkeys(packages)) + "\n")
+        return str(venv / "bin" / "python")
+    return None
+
+
+@pytest.mark.skipif(not ROOT, reason="needs root to start a host as another user")
+def test_a_host_that_is_not_root(tmp_path_factory) -> None:
+    """As uid 65534: a private user namespace per session, no capabilities, no memfds, and a
+    taken worker still cannot touch the host, its zygote or a neighbour (same uid as all)."""
+    import tempfile
+
+    tmp_dir = Path(tempfile.mkdtemp(prefix="cave-unprivileged-"))
+    os.chmod(tmp_dir, 0o755)
+    try:
+        python = _interpreter_for_anyone(tmp_dir)
+        if python is None:
+            pytest.skip("no Python installation here that an unprivileged user can read")
+        proc = subprocess.run([python, str(Path(__file__).with_name("unprivileged_host.py"))],
+                              input=RAW_ACTS, capture_output=True, text=True, timeout=300,
+                              user=65534, group=65534, extra_groups=[], cwd="/tmp",
+                              env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["host_uid"] == 65534
+    assert {"seccomp", "user-namespace", "nproc", "no-capabilities"} <= set(out["confinement"])
+    assert "private-uid" not in out["confinement"] and "cgroup-memory" not in out["confinement"]
+    worker = out["worker"]
+    assert worker["Uid"].split()[0] == "65534" and worker["CapEff"] == worker["CapPrm"] == "0" * 16
+    assert worker["NoNewPrivs"] == "1" and worker["Seccomp"] == "2"
+    assert out["cell"] == f"(2, {float((np.arange(3_000_000, dtype='float64') * 2).sum())})"
+    assert out["retrieved_ok"] and out["neighbour_ok"]
+    assert out["unchanged"], "the host's, the zygote's or the neighbour's scheduling changed"
+    attacks = out["attacks"]
+    assert isinstance(attacks, dict), attacks
+    done = {k: v for k, v in attacks.items() if v.startswith("DONE") and v != "DONE -1"}
+    assert done == {}, done
+
+
+def test_without_a_signal_scope_seccomp_refuses_signals() -> None:
+    """A kernel without Landlock's signal scope, and no private uid: the kill family is refused
+    outright, so a worker cannot signal the host that shares its uid."""
+    code = textwrap.dedent("""
+        import ctypes, os, signal, sys
+        sys.path.insert(0, ROOT)
+        from cavelite.security import seccomp
+        read_end, write_end = os.pipe()
+        victim = os.fork()
+        if victim == 0:  # stands for the host: same uid, outside the session
+            os.close(write_end)
+            os.read(read_end, 1)
+            os._exit(0)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(38, 1, 0, 0, 0)  # no_new_privs
+        assert seccomp.install(libc, signals=False, memfd=False)
+        results = {}
+        for name, call in (("kill", lambda: libc.syscall(62, victim, 9)),
+                           ("tkill", lambda: libc.syscall(200, victim, 9)),
+                           ("tgkill", lambda: libc.syscall(234, victim, victim, 9)),
+                           ("rt_sigqueueinfo", lambda: libc.syscall(129, victim, 9, 0))):
+            results[name] = (call(), ctypes.get_errno())
+        alive = os.waitpid(victim, os.WNOHANG) == (0, 0)
+        os.close(write_end)  # the victim exits by itself
+        print(results, alive)
+    """).replace("ROOT", repr(str(Path(__file__).resolve().parent.parent.parent)))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    eperm = (-1, 1)
+    expected = {n: eperm for n in ("kill", "tkill", "tgkill", "rt_sigqueueinfo")}
+    assert proc.stdout.strip() == f"{expected} True", proc.stdout
