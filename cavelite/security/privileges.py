@@ -1,7 +1,7 @@
 """Layer 4: a worker holds no privileges, and sessions are apart from each other.
 
 On a root host a spare takes a fresh unprivileged uid (unique among live
-processes) before it is handed a session, after making its private working
+sessions) before it is handed a session, after making its private working
 directory its own. Then the kernel itself refuses what one session could do
 to another, to the zygote or to the host: signals, renice, CPU pinning,
 resource limits, I/O priority and ptrace of a process of another uid need
@@ -26,6 +26,7 @@ to the library roots, and the calls that make it dangerous
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import functools
 import os
 import resource
@@ -36,10 +37,16 @@ from collections.abc import Iterable
 # one being retired, asyncio's default thread pool (at most 32) and BLAS threads.
 MAX_TASKS = 64
 
-# Session uids: 0x70000000 + slot * 2**22 + pid, above the ranges distributions and
-# systemd hand out (containers end at 0x6FFFFFFF), below 0x7FFE0000 (systemd's
-# "foreign" range). pid_max is at most 2**22, so live spares never share a slot.
+# Session uids lie above the ranges distributions and systemd hand out (containers
+# end at 0x6FFFFFFF) and below 0x7FFE0000 (systemd's "foreign" range). They come
+# from a counter every zygote of the machine shares (`_COUNTER`, root's alone), so a
+# uid comes back only after 268 million sessions; where that file cannot be used,
+# from the spare's pid (unique among live processes; pid_max is at most 2**22), after
+# checking that no process still has it.
 FIRST_SESSION_UID = 0x70000000
+_SESSION_UIDS = 0x7FFE0000 - FIRST_SESSION_UID
+_COUNTER_DIR = "/run/cavelite"
+_COUNTER = _COUNTER_DIR + "/next-session-uid"
 _PID_SPAN = 1 << 22
 _SLOTS = 31
 
@@ -123,13 +130,38 @@ def _mapped(uid: int) -> bool:
     return any(inside <= uid < inside + count for inside, _outside, count in ranges)
 
 
+def _counted_uid() -> int | None:
+    """The next session uid from the machine's counter (None where there is none to use)."""
+    try:
+        os.makedirs(_COUNTER_DIR, mode=0o700, exist_ok=True)
+        st = os.lstat(_COUNTER_DIR)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o077:
+            return None  # not a directory only root controls: do not trust its counter
+        fd = os.open(_COUNTER, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # zygotes of other hosts take uids too
+        text = os.pread(fd, 32, 0).strip()
+        number = int(text) if text.isdigit() else 0
+        os.pwrite(fd, b"%-20d\n" % (number + 1), 0)  # fixed width: no truncation needed
+        return FIRST_SESSION_UID + number % _SESSION_UIDS
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def free_session_uid(pid: int) -> int | None:
-    """A uid no live process has, derived from this spare's pid (unique among live ones).
+    """A uid no live process has: from the machine's counter, else from this spare's pid.
 
     A pid can be reused while a session that started under it lives on in its
     checkpoint (which keeps the uid), hence the check and the further slots.
     None where no such uid can be taken (it is not mapped in this namespace).
     """
+    counted = _counted_uid()
+    if counted is not None:
+        return counted if _mapped(counted) else None
     for slot in range(_SLOTS):
         uid = FIRST_SESSION_UID + slot * _PID_SPAN + pid
         if not _mapped(uid):
