@@ -534,3 +534,24 @@ def test_without_a_signal_scope_seccomp_refuses_signals() -> None:
     eperm = (-1, 1)
     expected = {n: eperm for n in ("kill", "tkill", "tgkill", "rt_sigqueueinfo")}
     assert proc.stdout.strip() == f"{expected} True", proc.stdout
+
+
+@pytest.mark.skipif(not ROOT, reason="session uids are taken on a root host only")
+def test_session_uids_are_unique_among_live_sessions(monkeypatch, tmp_path) -> None:
+    first, second = privileges.free_session_uid(os.getpid()), privileges.free_session_uid(1)
+    assert first != second and privileges.FIRST_SESSION_UID <= min(first, second)  # the counter
+    # Without the counter (no root-only /run here): from the pid, skipping a uid still in use,
+    # as a checkpoint outliving its worker's pid would hold it.
+    tmp_path.chmod(0o777)  # not root's alone: its counter is not trusted
+    monkeypatch.setattr(privileges, "_COUNTER_DIR", str(tmp_path))
+    monkeypatch.setattr(privileges, "_COUNTER", str(tmp_path / "next"))
+    pid = 4242
+    taken_uid = privileges.FIRST_SESSION_UID + pid
+    holder = subprocess.Popen(["sleep", "60"], user=taken_uid, group=taken_uid, extra_groups=[])
+    try:
+        assert privileges.free_session_uid(pid) == taken_uid + (1 << 22)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert privileges.free_session_uid(pid) == taken_uid
+    assert not (tmp_path / "next").exists()
