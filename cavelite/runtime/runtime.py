@@ -144,8 +144,11 @@ class Runtime(AsyncTwins):
 
     @property
     def confinement(self) -> tuple[str, ...]:
-        """The containment layers the worker applied: rlimits, audit-hook, and (when the
-        kernel allows) landlock and seccomp. A host can refuse to run without them."""
+        """The containment the worker applied: ``rlimits``, ``audit-hook`` and, where the
+        machine allows each, ``landlock``, ``seccomp``, ``private-uid`` (root host) or
+        ``user-namespace``, ``nproc``, ``no-capabilities`` (or
+        ``capabilities:dac_read_search``), ``cgroup-memory``, ``cgroup-pids``
+        (docs/security.md, layer 4). A host can refuse to run without one it needs."""
         return self._session.conn.confinement if not self._closed else ()
 
     @property

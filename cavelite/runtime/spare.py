@@ -2,8 +2,9 @@
 
 `run` first does what does not depend on the session (`prepare`): its own
 process group, an empty environment, a private directory, its own event
-loop, the page faults of the common paths, no_new_privs, seccomp and, for
-the library directories, Landlock. Then it waits for the zygote to pass it a
+loop, the page faults of the common paths, and the kernel layer (it was born
+in a cgroup leaf of its own; it gives up its privileges, then no_new_privs,
+seccomp and, for the library directories, Landlock). Then it waits for the zygote to pass it a
 session (the configuration and the host's socket) and becomes the worker
 (`start`): resource limits, the audit hook, and the serve loop.
 """
