@@ -287,9 +287,15 @@ _sessions_pid = 0  # the process `_sessions` belongs to
 
 
 def zygote_cgroups() -> SessionCgroups | None:
-    """This zygote's cgroups, found and created on first use (None where there are none)."""
+    """This zygote's cgroups, found and created on first use (None where there are none).
+
+    Only the process that first asked owns them: in a process forked from it (a
+    spare) this is None, so nothing below the zygote creates or removes cgroups.
+    """
     global _sessions, _sessions_pid
-    if _sessions_pid != os.getpid():
+    if _sessions_pid and _sessions_pid != os.getpid():
+        return None
+    if not _sessions_pid:
         _sessions_pid = os.getpid()
         found = _hierarchies()
         _sessions = SessionCgroups(found) if found else None
