@@ -18,7 +18,7 @@ import sys
 import tempfile
 from typing import NoReturn
 
-from . import messages, protocol
+from . import messages, protocol, wire
 from .messages import Forked, ForkWorker, ZygoteReady
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -48,7 +48,7 @@ def main() -> NoReturn:
     while True:
         try:
             frame = protocol.recv(control, _LIMITS)
-            request = messages.decode_request(frame.body, accept=(ForkWorker,))
+            request = wire.decode_request(frame.body, accept=(ForkWorker,))
         except Exception:  # the host is gone (or confused): stop serving
             _exit_reaping(spare)
         if len(frame.fds) != 1:
@@ -75,7 +75,7 @@ def main() -> NoReturn:
 
 
 def _send(sock: socket.socket, message: messages.Message) -> None:
-    body, _ = messages.encode(message)
+    body, _ = wire.encode(message)
     protocol.send(sock, body)
 
 

@@ -169,7 +169,7 @@ def test_a_descriptor_that_is_not_a_sealed_memfd_is_refused(session: Runtime) ->
     result = session.execute(attack("""
         import struct
         from cavelite.runtime import protocol as p
-        body, _ = messages.encode(messages.Done())
+        body, _ = wire.encode(messages.Done())
         header = p.HEADER.pack(len(body), 1, 0)
         table = p.ENTRY.pack(4096, 1)  # "a memfd of 4096 bytes", but the fd is the socket
         import socket
