@@ -283,3 +283,24 @@ def test_sessions_share_no_event_loop(session: Runtime, other_taken: Runtime) ->
     session.reset()  # this session broke its own loop: a fresh worker has a new one
     assert session.execute("import asyncio\nawait asyncio.sleep(0)\n2").value_repr == "2"
     session.execute("precious = [1, 2, 3]")
+
+
+FD_PROBE = raw("""
+    import stat
+    held = []
+    for fd in range(256):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if not stat.S_ISCHR(st.st_mode):  # /dev/null is stateless; the rest must be our own
+            held.append((stat.S_IFMT(st.st_mode), st.st_ino))
+    print(held)
+""")
+
+
+def test_no_kernel_object_is_shared_with_another_session(session: Runtime,
+                                                         other_taken: Runtime) -> None:
+    mine, theirs = (set(eval(rt.execute(FD_PROBE).stdout)) for rt in (session, other_taken))  # noqa: S307
+    assert mine and theirs
+    assert not mine & theirs, f"descriptors shared between sessions: {mine & theirs}"
