@@ -8,7 +8,6 @@ the only source it trusts about the session.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import os
 import threading
 import time
@@ -23,7 +22,7 @@ from ..errors import (
     UntrustedTypeError,
 )
 from ..security.policy import Policy
-from . import codec, injection, outcomes
+from . import calls, codec, injection, outcomes
 from .aio import AsyncTwins
 from .config import DEFAULT, Default, WorkerConfig
 from .injection import FUNCTION_TYPES, check_description, check_name
@@ -51,11 +50,6 @@ from .results import CellResult, Injected, VariableInfo
 from .session import Failed, Session
 from .snapshot import Snapshot
 from .zygote import track_session
-
-# Runtimes (by id) whose remote call is running in this context: see Runtime._exclusive.
-_NESTED: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
-    "cavelite_nested", default=frozenset()
-)
 
 
 class Runtime(AsyncTwins):
@@ -352,7 +346,7 @@ class Runtime(AsyncTwins):
         the lock and is blocked until the tool returns, so the nested request
         runs without it, whichever thread the tool hops to (the context follows).
         """
-        if id(self) in _NESTED.get():
+        if calls.serving(id(self)):
             return contextlib.nullcontext()
         return self._lock
 
@@ -392,23 +386,8 @@ class Runtime(AsyncTwins):
             self._session.releases.clear()
 
     def _serve_call(self, call: Call, buffers: list[Any]) -> tuple[CallResult, list[Any]]:
-        """Run a cell's remote call here, in the host; its arguments are decoded restricted."""
-        try:
-            decoded = codec.decode_from_worker(call.payload, buffers, types_=self._records.types,
-                                               refs=self._registry.objects)
-            if not (type(decoded) is tuple and len(decoded) == 2 and type(decoded[0]) is tuple
-                    and type(decoded[1]) is dict and all(type(k) is str for k in decoded[1])):
-                raise TypeError("malformed call arguments")
-            loop = getattr(self._loop, "value", None)
-            token = _NESTED.set(_NESTED.get() | {id(self)})
-            try:
-                result = self._registry.resolve(call.op, call.ref, call.name, *decoded, loop=loop)
-            finally:
-                _NESTED.reset(token)
-            payload, out = codec.encode_call_result(result, self._registry, self._records.types)
-            return CallResult(True, payload, "", ""), out
-        except Exception as exc:
-            return outcomes.call_error(exc), []
+        return calls.serve(call, buffers, self._registry, self._records.types,
+                           getattr(self._loop, "value", None), nested_in=id(self))
 
     def _rebind(self) -> None:
         """A fresh worker replaced a lost one: bind the host's remotes and types again."""
