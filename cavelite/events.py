@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from cavelite.runtime.results import CellResult, Violation
+from cavelite.runtime.results import CellResult
+from cavelite.security.violation import Violation
 from cavelite.usage import Usage
 
 

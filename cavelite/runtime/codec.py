@@ -113,12 +113,14 @@ def _by_value_pickler() -> type:
                     try:
                         obj.__module__ = "__main__"  # dill sends __main__ objects by value
                     except (AttributeError, TypeError):
-                        return super().save(obj, save_persistent_id)
+                        super().save(obj, save_persistent_id)
+                        return
                     try:
-                        return super().save(obj, save_persistent_id)
+                        super().save(obj, save_persistent_id)
                     finally:
                         obj.__module__ = module
-            return super().save(obj, save_persistent_id)
+                    return
+            super().save(obj, save_persistent_id)
 
     return ByValuePickler
 

@@ -69,8 +69,8 @@ class Session:
         self.resources = Resources()
         self.releases: list[int] = []  # references the worker let go of, not yet applied
         # Weak: the runtime owns the session, and its finalizer must be able to run.
-        self._serve_call = weakref.WeakMethod(serve_call)  # type: ignore[arg-type]
-        self._rebind = weakref.WeakMethod(rebind)  # type: ignore[arg-type]
+        self._serve_call = weakref.WeakMethod(serve_call)
+        self._rebind = weakref.WeakMethod(rebind)
         self._rebinding = False
         self._connect()
 

@@ -45,10 +45,11 @@ def plain_text(value: Any, limit: int) -> str:
     """
     if type(value) is not str:
         value = str.__str__(value) if isinstance(value, str) else f"<{type(value).__name__}>"
-    if len(value) > limit:
+    text: str = value
+    if len(text) > limit:
         keep = max(limit - 40, 0)
-        value = f"{value[:keep]}... [{len(value) - keep} more chars]"[:limit]
-    return value
+        text = f"{text[:keep]}... [{len(text) - keep} more chars]"[:limit]
+    return text
 
 
 def _fail(what: str) -> ProtocolError:

@@ -212,7 +212,7 @@ class Worker:
         members = codec.decode_injected(request.payload, buffers, self.space.types)
         base = {"IntFlag": enum.IntFlag, "Flag": enum.Flag, "IntEnum": enum.IntEnum,
                 "StrEnum": enum.StrEnum}.get(request.base, enum.Enum)
-        cls = base(request.enum_name, [tuple(m) for m in members], module="__main__")  # type: ignore[misc]
+        cls = base(request.enum_name, [tuple(m) for m in members], module="__main__")
         self.space.types[request.name] = cls
         self.space.bind(request.name, cls, request.description)
         with describing():

@@ -149,7 +149,7 @@ def _refuse(what: str) -> UntrustedTypeError:
 
 
 # The pure-Python unpickler: its opcodes are methods, so the rules below can wrap them.
-_PythonUnpickler: Any = pickle._Unpickler  # type: ignore[attr-defined]
+_PythonUnpickler: Any = pickle._Unpickler
 
 
 class GuardedUnpickler(_PythonUnpickler):  # type: ignore[misc]
