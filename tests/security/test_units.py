@@ -16,9 +16,8 @@ from cavelite.security.guards import (
     CaveType,
     guard_getstate_hook,
     is_cell_made,
-    safe_format,
-    safe_format_map,
 )
+from cavelite.security.library_doors import safe_format, safe_format_map
 
 
 @pytest.mark.parametrize("template", [
