@@ -18,7 +18,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from .library_doors import AccessDenied, LibraryDoors, checked_formatter, harden_pandas
+from .library_doors import AccessDenied, LibraryDoors, checked_formatter, harden_enum, harden_pandas
 from .policy import Policy
 from .transformer import (
     DEFINABLE_DUNDERS,
@@ -121,6 +121,8 @@ class ModuleView:
                                f"{_module_hint(modname, name)}")
         elif isinstance(value, type) and issubclass(value, string.Formatter):
             raise AccessDenied(f"'{modname}.{name}' is not available in the cave")
+        elif isinstance(value, type) and issubclass(value, type):
+            value = cell_class(value)  # abc.ABCMeta, enum.EnumType: checked class creation
         elif type(value) in _MUTABLE_CONTAINERS:
             # Module-level tables are shared by the whole process (json's escape table,
             # numpy's type dicts): cells get read-only views, never the table itself.
@@ -209,6 +211,7 @@ class Guard:
             self.denied_object(getattr(numpy, name, None))
 
     def _harden(self) -> None:
+        harden_enum()
         harden_pandas(self.check_public_name, self._numpy_denied)
 
     # --- modules ---------------------------------------------------------------------
@@ -283,8 +286,8 @@ class Guard:
             raise
         if type(value) is _ModuleType:
             return self.view(value)
-        if value is type:
-            return CaveType  # obj.__class__ of a class: the checked type(), not the raw one
+        if isinstance(value, type) and issubclass(value, type):
+            return cell_class(value)  # obj.__class__ of a class: type() and metaclasses checked
         if name in SENSITIVE_ATTRIBUTES:
             return self._sensitive(obj, name, value)
         if name in _CHECKED_DUNDERS:
@@ -540,17 +543,73 @@ class CaveType(metaclass=_CaveTypeMeta):
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
         if len(args) == 1 and not kwargs:
-            found = type(args[0])
-            return CaveType if found is type or found is _CaveTypeMeta else found
+            return cell_class(type(args[0]))
         if len(args) != 3 or not isinstance(args[2], dict):
             raise TypeError("type() takes 1 or 3 arguments")
-        for key in args[2]:
-            if type(key) is not str:
-                raise AccessDenied("class attribute names must be plain strings")
-            if is_reserved(key) and key not in _TYPE_DICT_DUNDERS:
-                raise AccessDenied(f"type(): a class may not define '{key}'; "
-                                   "use a class statement with ordinary methods")
+        _check_class_dict(args[2])
         return type(*args, **kwargs)
+
+
+def _check_class_dict(namespace: dict[Any, Any]) -> None:
+    for key in namespace:
+        if type(key) is not str:
+            raise AccessDenied("class attribute names must be plain strings")
+        if is_reserved(key) and key not in _TYPE_DICT_DUNDERS:
+            raise AccessDenied(f"a class made from a dict may not define '{key}'; "
+                               "use a class statement with ordinary methods")
+
+
+def cell_class(cls: type) -> Any:
+    """What a cell gets for a class: a metaclass (``type``, ``abc.ABCMeta``) only as a view."""
+    if cls is type or cls is _CaveTypeMeta:
+        return CaveType
+    if isinstance(cls, type) and issubclass(cls, type) and not issubclass(cls, _MetaclassView):
+        view = _METACLASS_VIEWS.get(cls)
+        if view is None:
+            view = _METACLASS_VIEWS[cls] = _MetaclassView(
+                cls.__name__, (), {"__cave_real__": cls, "__doc__": cls.__doc__,
+                                   "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+        return view
+    return cls
+
+
+class _MetaclassView(type):
+    """The metaclass of a cell's view of a library metaclass (``abc.ABCMeta``, ``enum.EnumType``).
+
+    Calling a metaclass with a name, bases and a dict makes a class from that dict,
+    as ``type(name, bases, dict)`` does: the view checks the dict the same way.
+    ``isinstance``/``issubclass`` and the metaclass's public methods work as usual.
+    The real metaclass sits under a dunder name, which no cell can read.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if len(args) == 3 and isinstance(args[2], dict):
+            _check_class_dict(args[2])
+        return cls.__cave_real__(*args, **kwargs)  # type: ignore[attr-defined]
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, cls.__cave_real__)  # type: ignore[attr-defined]
+
+    def __subclasscheck__(cls, sub: Any) -> bool:
+        real = sub.__dict__.get("__cave_real__", sub) if isinstance(sub, _MetaclassView) else sub
+        return issubclass(real, cls.__cave_real__)  # type: ignore[attr-defined]
+
+    def __getattr__(cls, name: str) -> Any:
+        if name[:1] == "_":
+            raise AttributeError(name)
+        return getattr(cls.__cave_real__, name)  # type: ignore[attr-defined]
+
+    def __eq__(cls, other: Any) -> bool:
+        return other is cls or other is cls.__dict__.get("__cave_real__")
+
+    def __hash__(cls) -> int:
+        return hash(cls.__dict__.get("__cave_real__"))
+
+    def __repr__(cls) -> str:
+        return repr(cls.__dict__.get("__cave_real__"))
+
+
+_METACLASS_VIEWS: dict[type, type] = {}
 
 
 def guard_getattr_hook(method: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:

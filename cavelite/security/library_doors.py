@@ -156,11 +156,13 @@ class LibraryDoors:
                                "defined by the cell; apply it to your own classes and functions")
 
     def _writes_to_argument(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(func)
         def checked(target: Any, *args: Any, **kwargs: Any) -> Any:
             self._require_owned(target, f"{func.__name__}()")
             return func(target, *args, **kwargs)
 
+        # Name and docstring only: no __wrapped__ that would lead back to the original.
+        checked.__name__ = checked.__qualname__ = func.__name__
+        checked.__doc__ = func.__doc__
         return checked
 
     # functools ---------------------------------------------------------------------------
@@ -190,8 +192,10 @@ class LibraryDoors:
         source = getattr(wrapped, "__dict__", {})
         target = getattr(wrapper, "__dict__", None)
         if isinstance(target, dict):
+            # Public entries only: the cell may read any attribute of its own wrapper,
+            # and a library function's private ones are the library's.
             for key, value in dict(source).items():
-                if type(key) is str and not (key[:1] == "_" and key[-1:] == "_"):
+                if type(key) is str and not key.startswith("_"):
                     target[key] = value
         wrapper.__wrapped__ = wrapped
         return wrapper
@@ -232,6 +236,11 @@ class LibraryDoors:
 
         class singledispatchmethod(functools.singledispatchmethod):  # type: ignore[type-arg]  # noqa: N801
             __doc__ = functools.singledispatchmethod.__doc__
+
+            def __init__(self, func: Callable[..., Any]) -> None:
+                super().__init__(func)
+                # The public .dispatcher is the checked one: its register is the only one.
+                self.dispatcher = doors.singledispatch(func)  # type: ignore[assignment]
 
             def register(self, cls: Any, method: Any = None) -> Any:
                 return doors._annotated_dispatch(self.dispatcher.register, cls, method)
@@ -329,6 +338,44 @@ def _is_keyword(name: str) -> bool:
     return keyword.iskeyword(name)
 
 
+# --- enum: the functional API makes a class from names the cell gives ---------------------
+
+def harden_enum() -> None:
+    """``Enum("E", names)`` may name members only, not dunders or sunders (once per process).
+
+    The functional API puts every name into the new class's namespace, where
+    ``__getattr__``, ``__reduce_ex__`` or ``__array_interface__`` are not members
+    but class attributes: the same door as ``type(name, bases, dict)``.
+    """
+    import enum
+
+    create = enum.EnumType._create_  # type: ignore[attr-defined]
+    if getattr(create, "_cave_checked", False):
+        return
+
+    def _create_(cls: Any, class_name: str, names: Any, **kwargs: Any) -> Any:
+        if isinstance(names, str):
+            names = names.replace(",", " ").split()
+        elif hasattr(names, "items"):
+            names = list(names.items())
+        else:
+            names = list(names)
+        for item in names:
+            name = item if isinstance(item, str) else (item[0] if isinstance(item, (tuple, list))
+                                                       and item else None)
+            if type(name) is not str or (name[:1] == "_" and name[-1:] == "_"):
+                raise AccessDenied(f"enum member names must be plain names, not {name!r}")
+        if kwargs.get("module") is None:
+            # enum reads the module from its caller's frame, which is now this function;
+            # after start-up the functional API is called by cells, whose module is this.
+            kwargs["module"] = "__main__"
+        return create(cls, class_name, names, **kwargs)
+
+    _create_.__dict__["_cave_checked"] = True
+    _create_.__doc__ = create.__doc__
+    enum.EnumType._create_ = _create_  # type: ignore[attr-defined]
+
+
 # --- pandas: string dispatch and plotting backends -----------------------------------------
 
 def harden_pandas(check_name: Callable[[str], None], numpy_denied: Callable[[str], bool]) -> None:
@@ -353,6 +400,8 @@ def harden_pandas(check_name: Callable[[str], None], numpy_denied: Callable[[str
 
     def checked(name: Any) -> None:
         if isinstance(name, str):
+            if type(name) is not str:  # a str subclass can lie to the checks, not to getattr
+                raise AccessDenied("function names must be plain strings")
             check_name(name)
             if numpy_denied(name):
                 raise AccessDenied(f"'{name}' is not available in the cave")

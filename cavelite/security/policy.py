@@ -47,7 +47,11 @@ DEFAULT_DENIED_ATTRIBUTES: dict[str, frozenset[str]] = {
                           "open_connection", "start_server", "open_unix_connection",
                           "start_unix_server", "events", "base_events", "unix_events",
                           "get_event_loop", "new_event_loop", "get_running_loop",
-                          "set_event_loop", "set_event_loop_policy", "get_event_loop_policy"]),
+                          "set_event_loop", "set_event_loop_policy", "get_event_loop_policy",
+                          # Event loop classes: a subclass would reach their private
+                          # transports; the loop a cell runs on belongs to the runtime.
+                          "AbstractEventLoop", "BaseEventLoop", "SelectorEventLoop",
+                          "AbstractEventLoopPolicy", "DefaultEventLoopPolicy", "Runner"]),
     "string": frozenset(["Formatter"]),
     "numpy": frozenset(["load", "save", "savez", "savez_compressed", "fromfile", "memmap",
                         "loadtxt", "savetxt", "genfromtxt", "tofile", "ctypeslib", "f2py",

@@ -48,7 +48,7 @@ READABLE_DUNDERS = frozenset(
     __ceil__ __trunc__ __int__ __float__ __complex__ __index__ __and__ __or__ __xor__
     __lshift__ __rshift__ __copy__ __deepcopy__ __sizeof__ __length_hint__
     __dataclass_fields__ __match_args__ __slots__ __fspath__
-    __cause__ __context__ __suppress_context__ __notes__""".split()
+    __cause__ __context__ __suppress_context__ __notes__ __members__""".split()
 )
 
 # Dunder methods a class body may define (on top of READABLE_DUNDERS).
