@@ -13,12 +13,20 @@ Guards are on the hot path, so each checks the cheap things first.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import string
 import types
 from collections.abc import Callable
 from typing import Any
 
-from .library_doors import AccessDenied, LibraryDoors, checked_formatter, harden_enum, harden_pandas
+from .library_doors import (
+    AccessDenied,
+    LibraryDoors,
+    checked_formatter,
+    harden_enum,
+    harden_pandas,
+    harden_typing,
+)
 from .policy import Policy
 from .transformer import (
     DEFINABLE_DUNDERS,
@@ -212,6 +220,7 @@ class Guard:
 
     def _harden(self) -> None:
         harden_enum()
+        harden_typing()
         harden_pandas(self.check_public_name, self._numpy_denied)
 
     # --- modules ---------------------------------------------------------------------
@@ -414,8 +423,10 @@ class Guard:
         return safe
 
 
+# dataclasses.Field: a library dataclass's fields decide the names dataclasses.asdict()
+# reads and the code @dataclass generates for its subclasses.
 _UNWRITABLE = (type, _ModuleType, ModuleView, _FunctionType, types.BuiltinFunctionType,
-               types.MethodType, types.CodeType, types.FrameType)
+               types.MethodType, types.CodeType, types.FrameType, dataclasses.Field)
 
 
 # The namedtuple API is documented public, underscores and all (rows of df.itertuples()).
@@ -557,13 +568,17 @@ def _check_class_dict(namespace: dict[Any, Any]) -> None:
         if is_reserved(key) and key not in _TYPE_DICT_DUNDERS:
             raise AccessDenied(f"a class made from a dict may not define '{key}'; "
                                "use a class statement with ordinary methods")
+    if namespace.get("__module__", CELL_MODULE) != CELL_MODULE:
+        # A class the cell made, claiming a library's module: typing would evaluate its
+        # annotations in that module's globals, and it would not count as the cell's.
+        raise AccessDenied("a class made by a cell belongs to the cell's module")
 
 
 def cell_class(cls: type) -> Any:
     """What a cell gets for a class: a metaclass (``type``, ``abc.ABCMeta``) only as a view."""
-    if cls is type or cls is _CaveTypeMeta:
-        return CaveType
-    if isinstance(cls, type) and issubclass(cls, type) and not issubclass(cls, _MetaclassView):
+    if cls is type or cls is _CaveTypeMeta or cls is _MetaclassView:
+        return CaveType  # the view's own metaclass would make classes from unchecked dicts
+    if isinstance(cls, type) and issubclass(cls, type):
         view = _METACLASS_VIEWS.get(cls)
         if view is None:
             view = _METACLASS_VIEWS[cls] = _MetaclassView(

@@ -182,6 +182,8 @@ class LibraryDoors:
             raise AccessDenied("update_wrapper() copies the standard attributes only "
                                "(__module__, __name__, __qualname__, __doc__, __annotations__)")
         for name in assigned:
+            if name == "__module__" and isinstance(wrapper, type):
+                continue  # a cell's class stays the cell's (a library module would disown it)
             try:
                 value = getattr(wrapped, name)
             except AttributeError:
@@ -270,7 +272,11 @@ class LibraryDoors:
             raise TypeError("globalns must be a dict")
         elif "__builtins__" not in globalns:
             globalns = {**globalns, "__builtins__": self.cell_builtins()}
-        hints = typing.get_type_hints(obj, globalns, localns, include_extras)
+        _FOR_A_CELL.append(True)
+        try:
+            hints = typing.get_type_hints(obj, globalns, localns, include_extras)
+        finally:
+            _FOR_A_CELL.pop()
         for name, value in hints.items():
             if isinstance(value, types.ModuleType):
                 raise AccessDenied(f"the annotation of '{name}' names a module")
@@ -336,6 +342,36 @@ def _is_keyword(name: str) -> bool:
     import keyword
 
     return keyword.iskeyword(name)
+
+
+# --- typing: a forward reference may name the module it is evaluated in ---------------------
+
+_FOR_A_CELL: list[bool] = []  # non-empty while typing evaluates annotations for a cell
+
+
+def harden_typing() -> None:
+    """Forward references evaluated for a cell ignore the module they name (once per process).
+
+    ``ForwardRef("getattr", module="json")`` is evaluated in json's globals, with the
+    real built-ins, whatever globals the caller passed; typing gives the string
+    annotations of a ``TypedDict`` the cell's module, ``__main__``, which in the worker
+    is the interpreter's own. While `LibraryDoors.get_type_hints` runs they are
+    evaluated in the globals it chose instead (a library class's are its module's).
+    """
+    import typing
+
+    evaluate = typing.ForwardRef._evaluate  # type: ignore[attr-defined]
+    if getattr(evaluate, "_cave_checked", False):
+        return
+
+    def _evaluate(self: Any, globalns: Any, localns: Any, *args: Any, **kwargs: Any) -> Any:
+        if _FOR_A_CELL and self.__forward_module__ is not None:
+            self = typing.ForwardRef(self.__forward_arg__, self.__forward_is_argument__,
+                                     is_class=self.__forward_is_class__)
+        return evaluate(self, globalns, localns, *args, **kwargs)
+
+    _evaluate.__dict__["_cave_checked"] = True
+    typing.ForwardRef._evaluate = _evaluate  # type: ignore[attr-defined, method-assign]
 
 
 # --- enum: the functional API makes a class from names the cell gives ---------------------
