@@ -265,7 +265,19 @@ class Guard:
                 raise ImportDenied(f"import of '{full}' is not allowed")
         module = builtins.__import__(name, None, None, fromlist, 0)
         # `import a.b` binds `a`; `from a.b import c` reads c from `a.b`.
-        return self.view(module)
+        view = self.view(module)
+        # The statement then reads `b` (or `c`) from the view, and when that read fails,
+        # CPython falls back to sys.modules["a.b"]: the raw module. Every name it will
+        # read must therefore be readable through the views, or the import is refused.
+        steps = [item for item in fromlist if item != "*"] if fromlist else name.split(".")[1:]
+        target: Any = view
+        for part in steps:
+            try:
+                found = getattr(target, part)
+            except AttributeError as exc:
+                raise ImportDenied(f"import of '{name}' is not allowed: {exc}") from None
+            target = found if not fromlist else target
+        return view
 
     # --- attributes ------------------------------------------------------------------
 

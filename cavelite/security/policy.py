@@ -299,7 +299,10 @@ class _Checker(ast.NodeVisitor):
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            if not self.policy.imports.allows(alias.name):
+            parts = alias.name.split(".")
+            through_denied = any(self.policy.module_attribute_denied(".".join(parts[:i]), parts[i])
+                                 for i in range(1, len(parts)))
+            if not self.policy.imports.allows(alias.name) or through_denied:
                 self.report(node, self.policy.imports.name, f"import of '{alias.name}' is not allowed",
                             self.allowed_hint())
             local = alias.asname or alias.name.split(".")[0]
