@@ -313,6 +313,8 @@ class Guard:
             return self._sensitive(obj, name, value)
         if name in _CHECKED_DUNDERS:
             return self._checked_dunder(obj, name, value)
+        if name == "_field_defaults" and type(value) is dict and not self.owns(obj):
+            return types.MappingProxyType(value)  # a library namedtuple's table, shared
         return value
 
     def hasattr(self, obj: Any, name: Any) -> bool:
