@@ -39,8 +39,9 @@ attack(CONSTRUCTION, "super_new_on_library_class",
 attack(CONSTRUCTION, "new_through_getattr",
        "import random\nnew = getattr(object, '__new__')\nprint('ESCAPED', new(random.Random))")
 attack(CONSTRUCTION, "reinit_module_view",
-       "import numpy as np\nclass numpy:\n    array = 'ESCAPED'\n"
+       "import numpy as np\nclass numpy:\n    lib = 'ESCAPED'\n"
        "class G:\n    class policy:\n        def module_attribute_denied(m, n):\n            return False\n"
+       "    def denied_object(self, v):\n        return False\n"
        "type(np).__init__(np, numpy, G())\nprint(np.lib)",
        "import numpy as np\nnp.lib.stride_tricks.sliding_window_view(np.arange(3), 2).shape == (2, 2)")
 attack(CONSTRUCTION, "reinit_bound_on_library_object",
