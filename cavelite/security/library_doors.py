@@ -382,34 +382,48 @@ def harden_enum() -> None:
     The functional API puts every name into the new class's namespace, where
     ``__getattr__``, ``__reduce_ex__`` or ``__array_interface__`` are not members
     but class attributes: the same door as ``type(name, bases, dict)``.
+    ``EnumType.__call__`` is replaced, not wrapped, because ``_create_`` finds the
+    calling module two frames up.
     """
     import enum
+    import inspect
 
-    create = enum.EnumType._create_  # type: ignore[attr-defined]
-    if getattr(create, "_cave_checked", False):
+    call = enum.EnumType.__call__
+    if getattr(call, "_cave_checked", False):
         return
+    expected = ["cls", "value", "names", "module", "qualname", "type", "start", "boundary"]
+    known = list(inspect.signature(call).parameters) == expected  # Python 3.11's
 
-    def _create_(cls: Any, class_name: str, names: Any, **kwargs: Any) -> Any:
-        if isinstance(names, str):
-            names = names.replace(",", " ").split()
-        elif hasattr(names, "items"):
-            names = list(names.items())
-        else:
-            names = list(names)
-        for item in names:
-            name = item if isinstance(item, str) else (item[0] if isinstance(item, (tuple, list))
-                                                       and item else None)
-            if type(name) is not str or (name[:1] == "_" and name[-1:] == "_"):
-                raise AccessDenied(f"enum member names must be plain names, not {name!r}")
-        if kwargs.get("module") is None:
-            # enum reads the module from its caller's frame, which is now this function;
-            # after start-up the functional API is called by cells, whose module is this.
-            kwargs["module"] = "__main__"
-        return create(cls, class_name, names, **kwargs)
+    def __call__(cls: Any, value: Any, names: Any = None, *, module: Any = None,
+                 qualname: Any = None, type: Any = None, start: int = 1,
+                 boundary: Any = None) -> Any:
+        if names is None:  # simple value lookup
+            return cls.__new__(cls, value)
+        if not known:  # pragma: no cover - another Python: fail closed
+            raise AccessDenied("enum's functional API is not available in the cave on this "
+                               "Python; write a class statement")
+        names = _plain_member_names(names)
+        return cls._create_(value, names, module=module, qualname=qualname, type=type,
+                            start=start, boundary=boundary)
 
-    _create_.__dict__["_cave_checked"] = True
-    _create_.__doc__ = create.__doc__
-    enum.EnumType._create_ = _create_  # type: ignore[attr-defined]
+    __call__.__doc__ = call.__doc__
+    __call__.__dict__["_cave_checked"] = True
+    enum.EnumType.__call__ = __call__  # type: ignore[method-assign]
+
+
+def _plain_member_names(names: Any) -> Any:
+    if isinstance(names, str):
+        names = names.replace(",", " ").split()
+    elif hasattr(names, "items"):
+        names = list(names.items())
+    else:
+        names = list(names)
+    for item in names:
+        name = item if isinstance(item, str) else (
+            item[0] if isinstance(item, (tuple, list)) and item else None)
+        if type(name) is not str or (name[:1] == "_" and name[-1:] == "_"):
+            raise AccessDenied(f"enum member names must be plain names, not {name!r}")
+    return names
 
 
 # --- pandas: string dispatch and plotting backends -----------------------------------------
