@@ -288,7 +288,8 @@ class Guard:
             if name not in READABLE_DUNDERS:
                 if name[:2] == "__" and name[-2:] == "__":
                     raise AccessDenied(f"'{name}' is a protected attribute")
-                if not self.owns(obj) and not (name in _NAMEDTUPLE_API and _is_namedtuple(obj)):
+                if not is_cell_made(obj) and not self.owns(obj) and not (
+                        name in _NAMEDTUPLE_API and _is_namedtuple(obj)):
                     raise AccessDenied(
                         f"'{name}' is private to {type(obj).__name__}; use its public API"
                     )
@@ -309,12 +310,8 @@ class Guard:
             return self.view(value)
         if isinstance(value, type) and issubclass(value, type):
             return cell_class(value)  # obj.__class__ of a class: type() and metaclasses checked
-        if name in SENSITIVE_ATTRIBUTES:
-            return self._sensitive(obj, name, value)
-        if name in _CHECKED_DUNDERS:
-            return self._checked_dunder(obj, name, value)
-        if name == "_field_defaults" and type(value) is dict and not self.owns(obj):
-            return types.MappingProxyType(value)  # a library namedtuple's table, shared
+        if name in _SPECIAL_NAMES:
+            return self._special(obj, name, value)
         return value
 
     def hasattr(self, obj: Any, name: Any) -> bool:
@@ -323,6 +320,15 @@ class Guard:
         except AttributeError:
             return False
         return True
+
+    def _special(self, obj: Any, name: str, value: Any) -> Any:
+        if name in SENSITIVE_ATTRIBUTES:
+            return self._sensitive(obj, name, value)
+        if name == "_field_defaults":
+            if type(value) is dict and not self.owns(obj):
+                return types.MappingProxyType(value)  # a library namedtuple's table, shared
+            return value
+        return self._checked_dunder(obj, name, value)
 
     def _sensitive(self, obj: Any, name: str, value: Any) -> Any:
         if name in ("format", "format_map"):
@@ -447,6 +453,8 @@ _UNWRITABLE = (type, _ModuleType, ModuleView, _FunctionType, types.BuiltinFuncti
 _NAMEDTUPLE_API = frozenset(["_asdict", "_replace", "_fields", "_make", "_field_defaults"])
 _CHECKED_DUNDERS = frozenset(["__new__", "__init__", "__init_subclass__", "__annotations__",
                               "__dataclass_fields__"])
+# Names whose value the guard checks or replaces after reading it (one set lookup).
+_SPECIAL_NAMES = SENSITIVE_ATTRIBUTES | _CHECKED_DUNDERS | {"_field_defaults"}
 _BOUND_TYPES = (types.MethodType, types.BuiltinMethodType, types.MethodWrapperType)
 
 
