@@ -431,8 +431,9 @@ def _plain_member_names(names: Any) -> Any:
 def harden_pandas(check_name: Callable[[str], None], numpy_denied: Callable[[str], bool]) -> None:
     """Put the cave's name rules into pandas' own string dispatch (once per process).
 
-    ``df.agg("x")``, ``s.apply("x")``, ``df.groupby(k).agg("x")`` and every route
-    to them (``pivot_table(aggfunc="x")``, named aggregation...) end in
+    ``df.agg("x")``, ``s.apply("x")``, ``df.groupby(k).agg("x")``,
+    ``groupby(k)[c].filter("x")`` and every route to them
+    (``pivot_table(aggfunc="x")``, named aggregation...) end in
     ``getattr(obj, "x")`` or ``getattr(numpy, "x")`` inside pandas: privates,
     dunders, ``eval``/``query`` and policy-denied names would be reached there
     without a guard. A plotting backend name is imported as a module.
@@ -468,6 +469,12 @@ def harden_pandas(check_name: Callable[[str], None], numpy_denied: Callable[[str
         checked(func)
         return aggregate(self, func, *args, **kwargs)
 
+    series_filter = generic.SeriesGroupBy.filter
+
+    def filter_groups(self: Any, func: Any, *args: Any, **kwargs: Any) -> Any:
+        checked(func)
+        return series_filter(self, func, *args, **kwargs)
+
     group_apply = groupby.GroupBy.apply
 
     def apply_by_group(self: Any, func: Any, *args: Any, **kwargs: Any) -> Any:
@@ -486,6 +493,7 @@ def harden_pandas(check_name: Callable[[str], None], numpy_denied: Callable[[str
         (apply.Apply, "_apply_str", _apply_str, apply_str),
         (generic.SeriesGroupBy, "aggregate", series_aggregate, aggregate),
         (generic.SeriesGroupBy, "agg", series_aggregate, aggregate),
+        (generic.SeriesGroupBy, "filter", filter_groups, series_filter),
         (groupby.GroupBy, "apply", apply_by_group, group_apply),
     ]
     for cls, name, func, original in patches:

@@ -203,6 +203,9 @@ attack(PANDAS, "apply_string_policy_denied",
 attack(PANDAS, "groupby_agg_string_private",
        "import pandas as pd\ng = pd.DataFrame({'k': [1], 'v': [2]}).groupby('k')['v']\n"
        "print('ESCAPED', g.agg('__getattribute__', '_obj_with_exclusions'))")
+attack(PANDAS, "groupby_filter_string_policy_denied",
+       "import pandas as pd\ng = pd.DataFrame({'k': [1], 'v': [2]}).groupby('k')['v']\n"
+       "g.filter('to_pickle', '{canary_dir}/x.pkl')\nprint('ESCAPED')")
 attack(PANDAS, "groupby_apply_string_dunder",
        "import pandas as pd\ng = pd.DataFrame({'k': [1], 'v': [2]}).groupby('k')\n"
        "print('ESCAPED', g.apply('__reduce_ex__', 2))")
@@ -288,4 +291,4 @@ def test_library_door_does_no_harm(cave: Runtime, canary, harm, name: str) -> No
 def test_corpus_covers_every_class() -> None:
     classes = {name.split(":")[0] for name in ATTACKS}
     assert classes == {TYPING, CODEGEN, WRITERS, PANDAS, NUMPY, LOOP}
-    assert len(ATTACKS) >= 60
+    assert len(ATTACKS) >= 61
