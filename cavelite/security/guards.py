@@ -174,7 +174,6 @@ class Guard:
         self._evaluator_ids: frozenset[int] | None = None
         self._builtins: dict[str, Any] | None = None
         self.doors = LibraryDoors(self.owns, self.cell_builtins)
-        self._harden()
 
     def denied_object(self, value: Any) -> bool:
         """Whether ``value`` is one of the policy's denied functions, under any module name."""
@@ -219,6 +218,8 @@ class Guard:
             self.denied_object(getattr(numpy, name, None))
 
     def _harden(self) -> None:
+        """Put the cave's checks into library dispatch points (process-wide, so only where
+        cells run: a namespace is being made, or a cell imports pandas)."""
         harden_enum()
         harden_typing()
         harden_pandas(self.check_public_name, self._numpy_denied)
@@ -412,6 +413,7 @@ class Guard:
 
     def namespace_globals(self) -> dict[str, Any]:
         """The guard entries every cell namespace carries."""
+        self._harden()
         return {
             "_getattr_": self.getattr,
             "_write_": self.write,
@@ -590,7 +592,8 @@ def _check_class_dict(namespace: dict[Any, Any]) -> None:
         if is_reserved(key) and key not in _TYPE_DICT_DUNDERS:
             raise AccessDenied(f"a class made from a dict may not define '{key}'; "
                                "use a class statement with ordinary methods")
-    if namespace.get("__module__", CELL_MODULE) != CELL_MODULE:
+    module = namespace.get("__module__", CELL_MODULE)
+    if type(module) is not str or module != CELL_MODULE:
         # A class the cell made, claiming a library's module: typing would evaluate its
         # annotations in that module's globals, and it would not count as the cell's.
         raise AccessDenied("a class made by a cell belongs to the cell's module")

@@ -25,6 +25,7 @@ Each stand-in keeps the library's behaviour for what ordinary code passes.
 from __future__ import annotations
 
 import _string  # str.format's own field parser
+import builtins
 import functools
 import operator
 import sys
@@ -403,6 +404,9 @@ def harden_enum() -> None:
             raise AccessDenied("enum's functional API is not available in the cave on this "
                                "Python; write a class statement")
         names = _plain_member_names(names)
+        if module is not None and (builtins.type(module) is not str or module != "__main__"):
+            # A class the cell makes belongs to the cell's module (see guards.is_cell_made).
+            raise AccessDenied("an enum a cell makes belongs to the cell's module")
         return cls._create_(value, names, module=module, qualname=qualname, type=type,
                             start=start, boundary=boundary)
 
