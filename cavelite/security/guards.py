@@ -623,8 +623,9 @@ class _MetaclassView(type):
     """
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        if len(args) == 3 and isinstance(args[2], dict):
-            _check_class_dict(args[2])
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, dict):  # the namespace, however it is passed
+                _check_class_dict(value)
         return cls.__cave_real__(*args, **kwargs)  # type: ignore[attr-defined]
 
     def __instancecheck__(cls, obj: Any) -> bool:

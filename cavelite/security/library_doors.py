@@ -215,8 +215,7 @@ class LibraryDoors:
         object's annotations with the real built-ins; here they go through
         `get_type_hints` below and the type found is registered explicitly.
         """
-        if func is not None or isinstance(cls, (type, types.UnionType)) or \
-                type(cls) is types.GenericAlias:
+        if func is not None or isinstance(cls, (type, types.UnionType)):
             return register(cls, func)
         hints = self.get_type_hints(cls)
         if not hints:

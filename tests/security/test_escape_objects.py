@@ -104,6 +104,10 @@ attack(META, "metaclass_new_direct",
        "import abc\nX = abc.ABCMeta.__new__(abc.ABCMeta, 'X', (), {'__reduce__': 1})\nprint('ESCAPED', X)")
 attack(META, "metaclass_real_behind_view",
        "import abc\nprint('ESCAPED', getattr(abc.ABCMeta, '__cave_' + 'real__'))")
+attack(META, "typed_dict_metaclass_namespace_by_keyword",
+       "import typing, numpy as np\n" + ARRAY + "class T(typing.TypedDict):\n    x: int\n"
+       "M = type(T)\nX = M('X', (), ns={'__array_interface__': d})\n"
+       "print('ESCAPED', bytes(np.asarray(X())))")
 attack(META, "protocol_metaclass_call",
        "import typing, numpy as np\n" + ARRAY + "T = type(typing.Protocol)\n"
        "X = T('X', (), {'__array_interface__': d})\nprint('ESCAPED', bytes(np.asarray(X())))")
