@@ -51,10 +51,7 @@ DEFAULT_DENIED_ATTRIBUTES: dict[str, frozenset[str]] = {
                           # Event loop classes: a subclass would reach their private
                           # transports; the loop a cell runs on belongs to the runtime.
                           "AbstractEventLoop", "BaseEventLoop", "SelectorEventLoop",
-                          "AbstractEventLoopPolicy", "DefaultEventLoopPolicy", "Runner",
-                          # A thread would run cell code while the runtime forks its
-                          # checkpoint or unpickles host data: the worker stays single-threaded.
-                          "to_thread"]),
+                          "AbstractEventLoopPolicy", "DefaultEventLoopPolicy", "Runner"]),
     "string": frozenset(["Formatter"]),
     "numpy": frozenset(["load", "save", "savez", "savez_compressed", "fromfile", "memmap",
                         "loadtxt", "savetxt", "genfromtxt", "tofile", "ctypeslib", "f2py",
@@ -101,7 +98,6 @@ _HINTS = {
     "pandas.read_pickle": "pickles can run code; ask the user to inject the DataFrame",
     "pandas.eval": "write the expression with operators: df.a + df.b, df[df.a > 1]",
     "numpy.lib.stride_tricks.as_strided": "use numpy.lib.stride_tricks.sliding_window_view",
-    "asyncio.to_thread": "threads are off limits in the cave; call the function directly",
     "dataclasses.make_dataclass": "write a @dataclass class statement",
 }
 
