@@ -217,7 +217,7 @@ class Guard:
         return self.policy.module_attribute_denied("numpy", name) or \
             self.denied_object(getattr(numpy, name, None))
 
-    def _harden(self) -> None:
+    def harden(self) -> None:
         """Put the cave's checks into library dispatch points (process-wide, so only where
         cells run: a namespace is being made, or a cell imports pandas)."""
         harden_enum()
@@ -233,7 +233,7 @@ class Guard:
             if not self.policy.imports.allows(name):
                 raise AccessDenied(f"module '{name}' is not available in the cave")
             if name.startswith("pandas"):
-                self._harden()  # imported after this guard was made (no preload)
+                self.harden()  # imported after this guard was made (no preload)
             view = self._views[name] = ModuleView(module, self)
         return view
 
@@ -413,7 +413,7 @@ class Guard:
 
     def namespace_globals(self) -> dict[str, Any]:
         """The guard entries every cell namespace carries."""
-        self._harden()
+        self.harden()
         return {
             "_getattr_": self.getattr,
             "_write_": self.write,
