@@ -797,3 +797,27 @@ def test_summaries_are_bounded_and_exact(fresh_rt: Runtime) -> None:
     assert info["mixed"].summary == "3000 items of float|int|str"
     assert info["tags"].summary == "2 items of str"
     assert info["text"].summary.startswith("str, 5000 chars: 'zzz") and len(info["text"].summary) < 120
+
+
+def test_asyncio_run_runs_on_the_workers_own_loop(rt: Runtime) -> None:
+    r = rt.execute("import asyncio\nasync def main(x):\n    await asyncio.sleep(0)\n    return x * 2\n"
+                   "asyncio.run(main(21))")
+    assert r.ok and r.value_repr == "42", r.error
+    inside = rt.execute("await asyncio.sleep(0)\nasyncio.run(main(1))")
+    assert not inside.ok and "await main()" in inside.error.message
+    assert rt.execute("await main(2)").value_repr == "4"
+
+
+def test_cells_cannot_start_threads(rt: Runtime) -> None:
+    r = rt.execute("import asyncio\nawait asyncio.to_thread(sum, [1, 2])")
+    assert not r.ok and "to_thread" in r.error.message
+
+
+def test_main_is_the_cell_namespace(rt: Runtime) -> None:
+    # typing, dataclasses and pickle look a cell class's module up in sys.modules: they
+    # must find the cell's globals, not the interpreter's own __main__.
+    r = rt.execute("import typing\nclass P:\n    x: 'int'\n    y: 'list[int]'\n"
+                   "typing.get_type_hints(P)")
+    assert r.ok and r.value_repr == "{'x': <class 'int'>, 'y': list[int]}", r.error
+    leak = rt.execute("import typing\nclass Q:\n    x: 'open'\ntyping.get_type_hints(Q)")
+    assert not leak.ok, leak

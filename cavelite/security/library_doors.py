@@ -119,12 +119,20 @@ class LibraryDoors:
         self.owned = owned
         self.cell_builtins = cell_builtins
         self._table: dict[int, Any] | None = None
+        self._extra: dict[int, Any] = {}
+        self._extra_originals: list[Any] = []
+
+    def add(self, original: Any, stand_in: Any) -> None:
+        """A stand-in provided by the runtime (``asyncio.run`` on the worker's own loop)."""
+        self._extra_originals.append(original)
+        self._extra[id(original)] = stand_in
 
     def replacement(self, value: Any) -> Any | None:
         """The stand-in for ``value`` if it is one of the doors, else None."""
         if self._table is None:
             self._table = self._build()
-        return self._table.get(id(value))
+        found = self._table.get(id(value))
+        return found if found is not None else self._extra.get(id(value))
 
     def _build(self) -> dict[int, Any]:
         import abc

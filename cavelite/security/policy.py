@@ -51,7 +51,11 @@ DEFAULT_DENIED_ATTRIBUTES: dict[str, frozenset[str]] = {
                           # Event loop classes: a subclass would reach their private
                           # transports; the loop a cell runs on belongs to the runtime.
                           "AbstractEventLoop", "BaseEventLoop", "SelectorEventLoop",
-                          "AbstractEventLoopPolicy", "DefaultEventLoopPolicy", "Runner"]),
+                          "AbstractEventLoopPolicy", "DefaultEventLoopPolicy", "Runner",
+                          # Threads: the worker forks its checkpoint and unpickles between
+                          # cells; a cell's thread would run on through both (and a
+                          # checkpoint that takes over has no thread to finish its work).
+                          "to_thread", "threads"]),
     "string": frozenset(["Formatter"]),
     "numpy": frozenset(["load", "save", "savez", "savez_compressed", "fromfile", "memmap",
                         "loadtxt", "savetxt", "genfromtxt", "tofile", "ctypeslib", "f2py",
