@@ -9,7 +9,8 @@ def test_cavelite_exports() -> None:
     assert sorted(cavelite.__all__) == sorted([
         "CaveLite", "CaveRuntimeError", "CaveUsageError", "CaveliteError", "CellError",
         "CellFinished", "CellRecord", "CellResult", "CodeExtracted", "Event", "FinalAnswer", "Injected",
-        "ModelError", "ModelReplied", "Policy", "PolicyError", "PolicyViolated", "ProtocolError",
+        "ModelError", "ModelReplied", "ModelRetrying", "Policy", "PolicyError", "PolicyViolated",
+        "ProtocolError",
         "Reply", "Runtime", "RuntimeClosedError", "Snapshot", "StepStats", "StopReason", "Stopped",
         "TextDelta",
         "TransferError", "UnpicklableValueError", "UntrustedTypeError", "Usage", "VariableInfo",
@@ -21,7 +22,8 @@ def test_cavelite_exports() -> None:
 
 def test_models_exports() -> None:
     assert sorted(cavelite.models.__all__) == sorted(
-        ["AnthropicModel", "Message", "Model", "ModelReply", "OpenAIModel", "ScriptedModel"]
+        ["AnthropicModel", "Message", "Model", "ModelReply", "OpenAIModel", "RetryNotice",
+         "ScriptedModel"]
     )
 
 

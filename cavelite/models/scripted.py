@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from cavelite.errors import ModelError
 from cavelite.events import Usage
-from cavelite.models.base import Message, Model, ModelReply, estimate_tokens
+from cavelite.models.base import Message, Model, ModelReply, RetryNotice, estimate_tokens
 
 ScriptItem = str | BaseException
 Script = Sequence[ScriptItem] | Callable[[Sequence[Message]], ScriptItem]
@@ -61,7 +61,9 @@ class ScriptedModel(Model):
             self._next += 1
             return item
 
-    async def astream(self, system: str, messages: Sequence[Message]) -> AsyncIterator[str | ModelReply]:
+    async def astream(
+        self, system: str, messages: Sequence[Message]
+    ) -> AsyncIterator[str | RetryNotice | ModelReply]:
         conversation = tuple(messages)
         self.calls.append(ScriptedCall(system, conversation))
         item = self._take(conversation)
