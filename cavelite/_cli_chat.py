@@ -28,7 +28,7 @@ from cavelite._cli_render import EventRenderer, drive
 from cavelite._cli_show import bounded_view
 from cavelite._cli_transcript import Transcript
 from cavelite.agent import CaveLite
-from cavelite.cli import EXIT_OK, EXIT_TERMINATED, inject_files, open_session
+from cavelite.cli import EXIT_OK, EXIT_TERMINATED, Terminated, inject_files, open_session
 from cavelite.errors import CaveliteError, TransferError, VariableNotFoundError
 from cavelite.events import StopReason
 
@@ -84,6 +84,8 @@ class ChatSession:
                 except EOFError:
                     self.console.print()
                     return EXIT_OK
+                except Terminated:
+                    raise
                 except KeyboardInterrupt:
                     self.console.print("\n[dim](/quit or Ctrl-D to leave)[/]")
                     continue
@@ -134,6 +136,8 @@ class ChatSession:
     def confirm(self, question: str) -> bool:
         try:
             answer = self.reader.read(f"{question} [y/N] ")
+        except Terminated:
+            raise
         except (EOFError, KeyboardInterrupt):
             self.console.print()
             return False

@@ -135,11 +135,11 @@ def _read(path: Path, suffix: str, encoding: str | None, on_bad_lines: str) -> t
         raise DataFileError(f"{path}: JSON must be a list of records or a dict of columns")
     if suffix in (".xlsx", ".xlsm"):
         _need(path, "openpyxl", "Excel files")
-        sheets = pd.ExcelFile(path, engine="openpyxl")
-        frame = sheets.parse(sheets.sheet_names[0])
-        more = len(sheets.sheet_names) - 1
-        return frame, (f"the first of {more + 1} sheets ({sheets.sheet_names[0]!r})" if more else "")
-    _need(path, "pyarrow", "Parquet")
+        with pd.ExcelFile(path, engine="openpyxl") as book:
+            names = book.sheet_names
+            frame = pd.read_excel(book, sheet_name=names[0])
+        return frame, (f"the first of {len(names)} sheets ({names[0]!r})" if len(names) > 1 else "")
+    _need(path, "pyarrow", "Parquet files")
     return pd.read_parquet(path), ""
 
 
@@ -222,7 +222,7 @@ def save(value: Any, path_text: str) -> Path:
                 _need(path, "openpyxl", "Excel files")
                 frame.to_excel(path, index=index, engine="openpyxl")
             else:
-                _need(path, "pyarrow", "Parquet")
+                _need(path, "pyarrow", "Parquet files")
                 frame.to_parquet(path)
     except DataFileError:
         raise

@@ -18,7 +18,9 @@ import contextlib
 import os
 import re
 import select
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,10 @@ class LineReader:
         """One line (EOFError at Ctrl-D / end of input, KeyboardInterrupt at Ctrl-C)."""
         if not self.interactive:
             return input(prompt)
+        with _signals_reach_readline():
+            return self._read_line(prompt)
+
+    def _read_line(self, prompt: str) -> str:
         shown = f"\x01\x1b[1;36m\x02{prompt.rstrip()}\x01\x1b[0m\x02 "  # \x01..\x02: zero width
         if self._readline is not None and self._prefill:
             text, self._prefill = self._prefill, ""
@@ -127,6 +133,51 @@ class LineReader:
             ("\n  it is in the input line below: Enter sends it, Ctrl-U clears it", "dim"),
         ), soft_wrap=True)
         self._prefill = text
+
+
+@contextlib.contextmanager
+def _signals_reach_readline() -> Iterator[None]:
+    """Make a signal that arrives at the prompt take effect now, not after the next Enter.
+
+    CPython runs a signal's Python handler from readline's wait only when the
+    wait is interrupted (EINTR); a signal that lands just before readline
+    starts waiting is noticed only after the next key. The C-level handler
+    writes the signal number to the wakeup fd at once, though, so a helper
+    thread reading it pokes the main thread with a no-op SIGUSR1 until the
+    wait is interrupted and the pending handler (Ctrl-C, SIGTERM) has run.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wake_r, wake_w = os.pipe()
+    stop_r, stop_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    previous_fd = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    previous_usr1 = signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+    done = threading.Event()
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def poke() -> None:
+        ready, _, _ = select.select([wake_r, stop_r], [], [])
+        if wake_r in ready:
+            for _ in range(40):  # at most 2 s of pokes; the first one usually suffices
+                if done.wait(0.05):
+                    break
+                signal.pthread_kill(main, signal.SIGUSR1)
+
+    helper = threading.Thread(target=poke, name="cavelite-prompt-signals", daemon=True)
+    helper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        os.write(stop_w, b"x")
+        helper.join()
+        signal.set_wakeup_fd(previous_fd)
+        signal.signal(signal.SIGUSR1, previous_usr1)
+        for fd in (wake_r, wake_w, stop_r, stop_w):
+            os.close(fd)
 
 
 def _drain(fd: int) -> bytes:

@@ -67,14 +67,14 @@ def check_served(model: Model, *, named: bool) -> None:
         return
     try:
         listed = model.list_models()
+        if listed and not named and model.name not in listed:
+            if len(listed) > 1:
+                raise ConfigError(f"the server at {model.base_url} serves {len(listed)} models "
+                                  f"({', '.join(listed[:20])}); choose one with --model")
+            model.name = listed[0]
+        model.check_name(listed)  # unknown_model, with the list
     except ModelError as exc:
         raise ModelError(f"{exc}{failure_hint(exc, model)}", kind=exc.kind) from exc
-    if listed and not named and model.name not in listed:
-        if len(listed) > 1:
-            raise ConfigError(f"the server at {model.base_url} serves {len(listed)} models "
-                              f"({', '.join(listed[:20])}); choose one with --model")
-        model.name = listed[0]
-    model.check_name(listed)  # raises unknown_model, with the list
 
 
 def describe_model(model: Model) -> str:

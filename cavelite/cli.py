@@ -65,8 +65,13 @@ __all__ = ["main", "build_parser", "pick_model", "ConfigError", "EXIT_OK", "EXIT
            "EXIT_TERMINATED", "describe_model", "model_failure"]
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived outside a chat: unwind (closing the runtime), then exit 143."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived outside a chat: unwind (closing the runtime), then exit 143.
+
+    A `KeyboardInterrupt`, because that is what asyncio and the HTTP stack let
+    through untouched from anywhere (any other exception raised by a signal
+    handler inside them can come out as a "connection error").
+    """
 
 
 def exit_code_for(reply: Reply) -> int:
@@ -204,12 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:
         return _dispatch(args)
-    except KeyboardInterrupt:
-        _say_stopped("interrupted")
-        return EXIT_INTERRUPTED
     except Terminated:
         _say_stopped("terminated")
         return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        _say_stopped("interrupted")
+        return EXIT_INTERRUPTED
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)

@@ -9,6 +9,7 @@ connection mid-body the way a dropped upstream would.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -70,6 +71,15 @@ class RecordedRequest:
     body: Any
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the client went away (a test killed it mid-reply): nothing to report
+        super().handle_error(request, client_address)
+
+
 class LoopbackServer:
     """Serve scripted replies in order; record every request."""
 
@@ -82,8 +92,7 @@ class LoopbackServer:
         self.release = threading.Event()  # set by the test: stalled requests go on
         self._script: deque[Scripted] = deque()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = _HTTPServer(("127.0.0.1", 0), self._handler_class())
         host, port = self._httpd.server_address[:2]
         self.origin = f"http://{host}:{port}"
         self._thread = threading.Thread(

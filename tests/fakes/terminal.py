@@ -80,6 +80,15 @@ class Terminal:
                                      f"the screen after the last match:\n{tail}")
             self._read(left)
 
+    def expect_bytes(self, needle: bytes, timeout: float = 30.0) -> None:
+        """Wait until the raw output (escape sequences and all) holds ``needle``."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.raw:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._eof:
+                raise AssertionError(f"{needle!r} was not written; the end of it: {self.raw[-500:]!r}")
+            self._read(left)
+
     def send(self, keys: str | bytes) -> None:
         os.write(self.master, keys.encode() if isinstance(keys, str) else keys)
 
@@ -88,7 +97,10 @@ class Terminal:
         deadline = time.monotonic() + timeout
         while not self._eof and time.monotonic() < deadline:
             self._read(deadline - time.monotonic())
-        return self.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        try:
+            return self.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the program did not exit; its screen ends with:\n{self.text[-2000:]}") from None
 
     def close(self) -> None:
         if self.proc.poll() is None:
