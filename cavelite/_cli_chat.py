@@ -134,8 +134,9 @@ class ChatSession:
             return True
 
     def confirm(self, question: str) -> bool:
+        self.say(question, "yellow")
         try:
-            answer = self.reader.read(f"{question} [y/N] ")
+            answer = self.reader.read("[y/N] ")
         except Terminated:
             raise
         except (EOFError, KeyboardInterrupt):

@@ -586,3 +586,78 @@ def test_excel_loads_its_first_sheet_and_saves(tmp_path):
     assert "the first of 2 sheets ('Q1')" in loaded.description
     save(loaded.frame, str(tmp_path / "out.xlsx"))
     assert pd.read_excel(tmp_path / "out.xlsx").equals(loaded.frame)
+
+
+# -- chat commands: /history N, /transcript, /show, /save ------------------------------------------
+
+
+def chat_session(model, lines: list[str], monkeypatch, width: int = 120):
+    """A ChatSession reading ``lines`` (as piped input), printing to a string."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    out = io.StringIO()
+    console = Console(file=out, width=width, force_terminal=False, color_system=None)
+    return ChatSession(CaveLite(model), [], console), out
+
+
+def test_history_n_shows_a_whole_message(monkeypatch):
+    long_code = "\n".join(f"v{i} = {i}" for i in range(40))
+    model = ScriptedModel([py(long_code), "Forty variables."])
+    session, out = chat_session(model, ["make forty", "/history", "/history 2", "/history 9", "/quit"],
+                                monkeypatch)
+    with session.agent:
+        assert session.loop() == EXIT_OK
+    text = out.getvalue()
+    assert "(python, 40 lines)" in text  # the list shows one line per message
+    assert "message 2 · assistant" in text and "v0 = 0" in text and "v39 = 39" in text  # all of it
+    assert "usage: /history N, with N from 1 to 4" in text
+
+
+def test_transcript_saves_both_streams_as_jsonl_and_markdown(monkeypatch, tmp_path):
+    model = ScriptedModel([py("total = 2 + 3\nprint('total', total)\ntotal"), "The total is 5."])
+    base = tmp_path / "my chat"
+    session, out = chat_session(model, ["add them", f'/transcript "{base}"', "/quit"], monkeypatch)
+    with session.agent:
+        session.loop()
+    assert f"saved the transcript to {base}.jsonl and {base}.md" in out.getvalue()
+    records = [json.loads(line) for line in (tmp_path / "my chat.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in records] == ["question", "model", "cell", "model", "stop"]
+    cell = records[2]
+    assert cell["code"].startswith("total = 2 + 3") and cell["stdout"] == "total 5\n"
+    assert cell["value"] == "5" and cell["changed"][0]["name"] == "total"
+    assert "[cell ran" in cell["observation"]  # what the model read back, too
+    assert records[-1]["reason"] == "completed"
+    markdown = (tmp_path / "my chat.md").read_text()
+    assert "## You\n\nadd them" in markdown and "The total is 5." in markdown
+    assert "```python\ntotal = 2 + 3" in markdown and "Output:" in markdown
+
+
+def test_show_names_a_series_a_series_and_prints_numbers_as_the_cell_did(monkeypatch):
+    code = ("import pandas as pd\nrevenue = pd.Series([1234567.891, 2.5, None], index=['East', 'West', "
+            "'North'], name='revenue')\nrevenue")
+    model = ScriptedModel([py(code), "done"])
+    session, out = chat_session(model, ["make it", "/show revenue", "/quit"], monkeypatch)
+    with session.agent:
+        session.loop()
+        value_repr = session.agent.runtime.execute("revenue").value_repr
+    text = out.getvalue()
+    shown = text[text.index("/show revenue") if "/show revenue" in text else text.rindex("revenue: Series"):]
+    assert "revenue: Series · 3 items · dtype float64" in shown and "DataFrame" not in shown
+    for number in ("1234567.891", "2.500", "NaN"):  # pandas' own column format, as in the cell
+        assert number in value_repr and number in shown
+
+
+def test_save_asks_before_overwriting_and_takes_quoted_paths(monkeypatch, tmp_path):
+    target = tmp_path / "a folder" / "out put.json"
+    target.parent.mkdir()
+    target.write_text("precious")
+    model = ScriptedModel([py("result = {'a': 1}"), "saved"])
+    lines = ["go", f'/save result "{target}"', "n", f"/save result '{target}'", "y", "/save result 'x",
+             f"/save result {tmp_path}", "/quit"]
+    session, out = chat_session(model, lines, monkeypatch)
+    with session.agent:
+        session.loop()
+    text = out.getvalue()
+    assert text.count("exists; overwrite it?") == 2 and "not saved" in text
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert "cannot read that command: No closing quotation" in text
+    assert "is a directory; give a file name" in text

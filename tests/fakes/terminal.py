@@ -64,7 +64,7 @@ class Terminal:
         else:
             self._eof = True
 
-    def expect(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
+    def expect(self, pattern: str, timeout: float = 90.0) -> re.Match[str]:
         """Wait until ``pattern`` (a regex) appears after what earlier calls matched."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
@@ -80,7 +80,7 @@ class Terminal:
                                      f"the screen after the last match:\n{tail}")
             self._read(left)
 
-    def expect_bytes(self, needle: bytes, timeout: float = 30.0) -> None:
+    def expect_bytes(self, needle: bytes, timeout: float = 90.0) -> None:
         """Wait until the raw output (escape sequences and all) holds ``needle``."""
         deadline = time.monotonic() + timeout
         while needle not in self.raw:
@@ -92,7 +92,7 @@ class Terminal:
     def send(self, keys: str | bytes) -> None:
         os.write(self.master, keys.encode() if isinstance(keys, str) else keys)
 
-    def wait(self, timeout: float = 60.0) -> int:
+    def wait(self, timeout: float = 120.0) -> int:
         """The exit code, once the program has ended (its output is all read)."""
         deadline = time.monotonic() + timeout
         while not self._eof and time.monotonic() < deadline:
