@@ -175,6 +175,7 @@ class PolicyViolated(CellFinished):
 
     @property
     def violations(self) -> tuple[Violation, ...]:
+        """The rules the cell broke, each with its line, snippet and hint."""
         return self.result.error.violations if self.result.error else ()
 
 

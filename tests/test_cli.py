@@ -412,7 +412,8 @@ def test_run_json_holds_each_cells_output_value_changes_and_structured_error(ope
 
 def test_run_save_of_a_missing_variable_exits_4_and_says_so(openai_api, tmp_path, capsys):
     openai_api.reply("Nothing to compute.")
-    code = main(["run", "hi", "--json", "--base-url", openai_api.url, "--save", "nope", str(tmp_path / "n.csv")])
+    code = main(["run", "hi", "--json", "--base-url", openai_api.url,
+                 "--save", "nope", str(tmp_path / "n.csv")])
     out, err = capsys.readouterr()
     assert code == EXIT_DATA
     assert json.loads(out)["saved"][0] == {"name": "nope", "path": str(tmp_path / "n.csv"), "ok": False,
@@ -579,7 +580,8 @@ def test_excel_loads_its_first_sheet_and_saves(tmp_path):
     pytest.importorskip("openpyxl")
     path = tmp_path / "book.xlsx"
     with pd.ExcelWriter(path) as writer:
-        pd.DataFrame({"region": ["East", "West"], "units": [3, 4]}).to_excel(writer, sheet_name="Q1", index=False)
+        first = pd.DataFrame({"region": ["East", "West"], "units": [3, 4]})
+        first.to_excel(writer, sheet_name="Q1", index=False)
         pd.DataFrame({"other": [1]}).to_excel(writer, sheet_name="Q2", index=False)
     loaded = load(str(path))
     assert loaded.frame.to_dict("list") == {"region": ["East", "West"], "units": [3, 4]}

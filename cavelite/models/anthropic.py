@@ -89,6 +89,7 @@ class AnthropicModel(SDKModel):
     def astream(
         self, system: str, messages: Sequence[Message]
     ) -> AsyncIterator[str | RetryNotice | ModelReply]:
+        """Stream one Messages-API call (retried as described above): text deltas, then the reply."""
         request = self.request(system, messages)
         return retrying_stream(self.retry, lambda: self._attempt(request), map_error)
 

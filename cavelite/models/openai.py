@@ -99,6 +99,7 @@ class OpenAIModel(SDKModel):
     def astream(
         self, system: str, messages: Sequence[Message]
     ) -> AsyncIterator[str | RetryNotice | ModelReply]:
+        """Stream one chat-completions call (model list checked once, retried): deltas, then the reply."""
         request = self.request(system, messages)
         return self._checked_stream(request)
 

@@ -64,6 +64,7 @@ class ScriptedModel(Model):
     async def astream(
         self, system: str, messages: Sequence[Message]
     ) -> AsyncIterator[str | RetryNotice | ModelReply]:
+        """Replay the next scripted reply in ``chunks`` deltas (or raise the scripted exception)."""
         conversation = tuple(messages)
         self.calls.append(ScriptedCall(system, conversation))
         item = self._take(conversation)

@@ -24,7 +24,9 @@ _ADOPT_TTY = (
     "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
     "os.execvp(sys.argv[1], sys.argv[1:])"
 )
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-B]|\x1b[=>78]|\r")
+_ANSI = re.compile(
+    r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-B]|\x1b[=>78]|\r"
+)
 
 
 class Terminal:
@@ -100,7 +102,8 @@ class Terminal:
         try:
             return self.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"the program did not exit; its screen ends with:\n{self.text[-2000:]}") from None
+            screen = self.text[-2000:]
+            raise AssertionError(f"the program did not exit; its screen ends with:\n{screen}") from None
 
     def close(self) -> None:
         if self.proc.poll() is None:
