@@ -354,6 +354,10 @@ def drive(agent: CaveLite, message: str, renderer: EventRenderer | None,
             renderer.cancelling()
 
     async def consume() -> Reply:
+        if main:  # from the loop's wakeup fd: no signal can slip in just before it waits
+            loop = asyncio.get_running_loop()
+            for each in previous:
+                loop.add_signal_handler(each, on_signal, each, None)
         reply: Reply | None = None
         try:
             async with contextlib.aclosing(agent.stream(message)) as events:
@@ -366,22 +370,25 @@ def drive(agent: CaveLite, message: str, renderer: EventRenderer | None,
                         reply = event.reply
         finally:
             await agent.model.aclose()  # its HTTP pool belongs to this loop
+            if main:
+                for each in previous:
+                    loop.remove_signal_handler(each)
         assert reply is not None  # stream() always ends with Stopped
         return reply
 
     # Signal handlers can only be set from the main thread; elsewhere signals keep their default.
     main = threading.current_thread() is threading.main_thread()
-    previous = {}
+    previous: dict[int, Any] = {}
     if main:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, on_signal)
+        for each in (signal.SIGINT, signal.SIGTERM):
+            previous[each] = signal.signal(each, on_signal)
     try:
         if renderer is not None:
             renderer.begin()
         reply = asyncio.run(consume())
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         if renderer is not None:
             renderer.stop()
     return Driven(reply, stopped_by)
