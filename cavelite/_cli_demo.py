@@ -31,8 +31,8 @@ from cavelite.cli import (
     exit_code_for_signal,
 )
 from cavelite.errors import CaveliteError
-from cavelite.events import Usage
 from cavelite.models import Message, Model, ScriptedModel
+from cavelite.usage import Usage
 
 REGIONS = ("North", "South", "East", "West", "Central")
 PRODUCTS = {"widget": 12.0, "gadget": 25.0, "gizmo": 40.0, "doohickey": 8.5, "sprocket": 15.0,

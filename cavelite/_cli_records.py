@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from cavelite.errors import ModelError
-from cavelite.events import Reply, Usage
+from cavelite.events import Reply
 from cavelite.runtime.results import CellError, CellResult, VariableInfo
+from cavelite.usage import Usage
 
 
 def usage_record(usage: Usage) -> dict[str, int]:

@@ -137,13 +137,15 @@ class CaveLite:
             if limit is not None and limit < 0:
                 raise CaveUsageError(f"{name} must be 0 or more, or None for no limit")
         resumed = _history_from(history)  # checked before a runtime is started
-        if runtime is not None:
+        if runtime is not None:  # a shared runtime's own limits, unless told otherwise
             cell_timeout = runtime.cell_timeout if cell_timeout is None else cell_timeout
-            max_output_chars = _output_budget(runtime) if max_output_chars is None else max_output_chars
+            max_output_chars = runtime.max_output_chars if max_output_chars is None else max_output_chars
+        else:
+            cell_timeout = DEFAULT_CELL_TIMEOUT if cell_timeout is None else cell_timeout
         self.model = model
         self.instructions = instructions
         self.max_steps = max_steps
-        self.cell_timeout = DEFAULT_CELL_TIMEOUT if cell_timeout is None else cell_timeout
+        self.cell_timeout: float | None = cell_timeout  # None: the shared runtime sets no limit
         self.max_output_chars = DEFAULT_MAX_OUTPUT_CHARS if max_output_chars is None else max_output_chars
         self.max_tokens_total = max_tokens_total
         self.max_wall_s = max_wall_s
@@ -463,9 +465,12 @@ class CaveLite:
             return None
         return self.max_wall_s - (time.monotonic() - run.started)
 
-    def _cell_timeout(self, run: _Chat) -> float:
+    def _cell_timeout(self, run: _Chat) -> float | None:
         left = self._wall_left(run)
-        return self.cell_timeout if left is None else max(0.001, min(self.cell_timeout, left))
+        if left is None:
+            return self.cell_timeout
+        left = max(0.001, left)
+        return left if self.cell_timeout is None else min(self.cell_timeout, left)
 
     # -- lifecycle ---------------------------------------------------------------
     def _check_open(self) -> None:
@@ -523,13 +528,6 @@ def _history_from(history: Iterable[Message | Mapping[str, str]]) -> list[Messag
         except CaveUsageError as exc:
             raise CaveUsageError(f"history[{index}]: {exc}") from None
     return messages
-
-
-def _output_budget(runtime: Runtime) -> int:
-    """The stdout budget a runtime was made with (what its results are cut to)."""
-    config = getattr(runtime, "_config", None)  # no public accessor yet (runtime is being reshaped)
-    budget = config.get("max_output_chars") if isinstance(config, dict) else None
-    return budget if isinstance(budget, int) else DEFAULT_MAX_OUTPUT_CHARS
 
 
 def _log_event(event: Event) -> None:

@@ -23,6 +23,7 @@ from enum import StrEnum
 
 from cavelite.errors import ModelError
 from cavelite.runtime.results import CellResult, Violation
+from cavelite.usage import Usage
 
 
 class StopReason(StrEnum):
@@ -40,35 +41,6 @@ class StopReason(StrEnum):
     """The model provider failed, after retries; the runtime is untouched."""
     RUNTIME_ERROR = "runtime_error"
     """The runtime itself failed (not a cell): for example the worker could not be restarted."""
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Token counts as reported by the provider.
-
-    ``input_tokens`` counts uncached input only (Anthropic's convention; the
-    OpenAI adapter subtracts cached tokens), so the four fields never overlap.
-    """
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        """Every token the provider processed: what a token budget is measured in."""
-        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        if not isinstance(other, Usage):
-            return NotImplemented
-        return Usage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.cache_read_tokens + other.cache_read_tokens,
-            self.cache_write_tokens + other.cache_write_tokens,
-        )
 
 
 @dataclass(frozen=True)

@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import inspect
 
-import pytest
-
 import cavelite
 import cavelite.models
 import cavelite.security
 
-# Owned by the runtime/security redesign (issues 8 and 9); strict: once documented, drop the entry.
+# Owned by the runtime/security redesign (issues 8 and 9). The test below wants this set exact:
+# a new undocumented method fails it, and so does one of these once documented (drop it here).
 KNOWN_UNDOCUMENTED = {
-    "cavelite.runtime.results.VariableInfo.for_model", "cavelite.runtime.results.Violation.for_model",
-    "cavelite.runtime.runtime.Runtime.aclose", "cavelite.runtime.runtime.Runtime.adelete",
-    "cavelite.runtime.runtime.Runtime.aexecute", "cavelite.runtime.runtime.Runtime.ainject",
-    "cavelite.runtime.runtime.Runtime.areset", "cavelite.runtime.runtime.Runtime.aretrieve",
-    "cavelite.runtime.runtime.Runtime.asnapshot", "cavelite.runtime.runtime.Runtime.avariables",
-    "cavelite.runtime.runtime.Runtime.closed", "cavelite.runtime.runtime.Snapshot.from_bytes",
-    "cavelite.runtime.runtime.Snapshot.to_bytes", "cavelite.security.policy.ImportRule.allows",
-    "cavelite.security.policy.Policy.add_regex", "cavelite.security.policy.Policy.allow_functions",
-    "cavelite.security.policy.Policy.allow_imports", "cavelite.security.policy.Policy.default",
-    "cavelite.security.policy.Policy.deny_attributes", "cavelite.security.policy.Policy.deny_functions",
-    "cavelite.security.policy.Policy.deny_imports",
+    "cavelite.runtime.results.VariableInfo.for_model",
+    "cavelite.runtime.runtime.Runtime.atomic", "cavelite.runtime.runtime.Runtime.cell_timeout",
+    "cavelite.runtime.runtime.Runtime.closed", "cavelite.runtime.runtime.Runtime.max_output_chars",
+    "cavelite.runtime.runtime.Runtime.policy", "cavelite.runtime.runtime.Runtime.preload",
+    "cavelite.runtime.runtime.Runtime.request_timeout",
+    "cavelite.runtime.snapshot.Snapshot.from_bytes", "cavelite.runtime.snapshot.Snapshot.to_bytes",
+    "cavelite.security.policy.ImportRule.allows", "cavelite.security.policy.Policy.add_regex",
+    "cavelite.security.policy.Policy.allow_functions", "cavelite.security.policy.Policy.allow_imports",
+    "cavelite.security.policy.Policy.default", "cavelite.security.policy.Policy.deny_attributes",
+    "cavelite.security.policy.Policy.deny_functions", "cavelite.security.policy.Policy.deny_imports",
     "cavelite.security.policy.Policy.module_attribute_denied",
+    "cavelite.security.violation.Violation.for_model",
 }
 
 
@@ -46,11 +45,8 @@ def public_methods() -> list[tuple[str, object]]:
     return sorted(found.items())
 
 
-@pytest.mark.parametrize(
-    ("name", "method"),
-    [pytest.param(n, m, marks=pytest.mark.xfail(strict=True, reason="documented by its owner"))
-     if n in KNOWN_UNDOCUMENTED else (n, m) for n, m in public_methods()],
-    ids=lambda value: value if isinstance(value, str) else "",
-)
-def test_public_method_has_a_docstring(name: str, method: object) -> None:
-    assert (getattr(method, "__doc__", None) or "").strip(), f"{name} has no docstring"
+def test_every_public_method_has_a_docstring() -> None:
+    undocumented = {name for name, method in public_methods()
+                    if not (getattr(method, "__doc__", None) or "").strip()}
+    assert undocumented - KNOWN_UNDOCUMENTED == set(), "public methods without a docstring"
+    assert KNOWN_UNDOCUMENTED - undocumented == set(), "documented now: drop them from the list"

@@ -756,9 +756,11 @@ def test_worker_and_checkpoint_both_killed_means_a_fresh_worker(fresh_rt: Runtim
     checkpoints = {pid for pid, name in descendants().items() if name == "cave-checkpoint"
                    and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(fresh_rt.pid)}
     assert checkpoints
-    for pid in {fresh_rt.pid, *checkpoints}:
+    for pid in checkpoints:  # first: a checkpoint that outlived its worker would take over
         os.kill(pid, signal.SIGKILL)
-    assert not wait_gone({fresh_rt.pid, *checkpoints})
+    assert not wait_gone(checkpoints)
+    os.kill(fresh_rt.pid, signal.SIGKILL)
+    assert not wait_gone({fresh_rt.pid})
     r = fresh_rt.execute("doomed")
     assert r.error.kind == "crash" and "variables were lost" in r.error.message
     assert fresh_rt.execute("'doomed' in dir()").value_repr == "False"
@@ -775,12 +777,13 @@ def test_a_request_after_both_died_raises_once_then_the_runtime_works(fresh_rt: 
 
     fresh_rt.execute("x = 1")
     fresh_rt.variables()  # served after the next checkpoint is forked: it exists now
-    victims = {fresh_rt.pid} | {pid for pid, name in descendants().items()
-                                if name == "cave-checkpoint"
-                                and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(fresh_rt.pid)}
-    for pid in victims:
+    checkpoints = {pid for pid, name in descendants().items() if name == "cave-checkpoint"
+                   and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(fresh_rt.pid)}
+    for pid in checkpoints:  # first: a checkpoint that outlived its worker would take over
         os.kill(pid, signal.SIGKILL)
-    assert not wait_gone(victims)
+    assert not wait_gone(checkpoints)
+    os.kill(fresh_rt.pid, signal.SIGKILL)
+    assert not wait_gone({fresh_rt.pid})
     with pytest.raises(WorkerDiedError):
         fresh_rt.variables()
     assert fresh_rt.variables() == []  # a fresh worker answers

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from cavelite.errors import ModelError
-from cavelite.events import Usage
 from cavelite.models.base import (
     Message,
     ModelReply,
@@ -26,6 +25,7 @@ from cavelite.models.base import (
     alternating,
     retrying_stream,
 )
+from cavelite.usage import Usage
 
 _RETRYABLE_STATUS = {408, 409, 429}
 

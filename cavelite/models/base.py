@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from cavelite.errors import CaveUsageError, ModelError
-from cavelite.events import Usage
+from cavelite.usage import Usage
 
 Role = Literal["user", "assistant"]
 T = TypeVar("T")

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from cavelite.errors import ModelError
-from cavelite.events import Usage
 from cavelite.models.base import (
     Message,
     ModelReply,
@@ -27,6 +26,7 @@ from cavelite.models.base import (
     retrying_stream,
     run_sync,
 )
+from cavelite.usage import Usage
 
 _RETRYABLE_STATUS = {408, 409, 429}
 log = logging.getLogger("cavelite.models")

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from cavelite.errors import ModelError
-from cavelite.events import Usage
 from cavelite.models.base import Message, Model, ModelReply, RetryNotice, estimate_tokens
+from cavelite.usage import Usage
 
 ScriptItem = str | BaseException
 Script = Sequence[ScriptItem] | Callable[[Sequence[Message]], ScriptItem]

@@ -10,25 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..security.violation import Violation
+
 ErrorKind = Literal["exception", "timeout", "crash", "memory", "policy", "output_limit"]
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One policy rule broken by a cell, with where and how to fix it."""
-
-    rule: str
-    message: str
-    line: int
-    col: int
-    snippet: str
-    hint: str = ""
-
-    def for_model(self) -> str:
-        text = f"line {self.line}: {self.message} [{self.rule}]\n    {self.snippet.strip()}"
-        if self.hint:
-            text += f"\n    hint: {self.hint}"
-        return text
 
 
 @dataclass(frozen=True)

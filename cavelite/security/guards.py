@@ -152,9 +152,24 @@ class ModuleView:
 
 
 def _restore_view(name: str) -> ModuleView:
-    from ..runtime import cell  # the worker-side guard that owns the policy
+    return current_guard().import_module(name)
 
-    return cell.current_guard().import_module(name)
+
+_CURRENT_GUARD: Guard | None = None
+
+
+def current_guard() -> Guard:
+    """The worker's guard (used when a snapshot re-creates module views)."""
+    global _CURRENT_GUARD
+    if _CURRENT_GUARD is None:
+        _CURRENT_GUARD = Guard(Policy.default())
+    return _CURRENT_GUARD
+
+
+def set_current_guard(guard: Guard) -> None:
+    """Called once by the worker, with the guard bound to its session's policy."""
+    global _CURRENT_GUARD
+    _CURRENT_GUARD = guard
 
 
 class Guard:

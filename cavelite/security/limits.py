@@ -45,6 +45,12 @@ def _prctl(option: int, value: int, arg3: object = 0) -> bool:
     return _LIBC is not None and _LIBC.prctl(option, value, arg3, 0, 0) == 0
 
 
+def become_subreaper() -> None:
+    """Orphaned descendants are re-parented to this process (the zygote), not to init."""
+    if _LIBC is not None:
+        _LIBC.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
 def set_process_name(name: str) -> None:
     """Name this process in ps/top (/proc/PID/comm): cave-spare, cave-worker, cave-checkpoint."""
     if _LIBC is not None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..runtime.results import Violation
+from .violation import Violation
 
 DEFAULT_ALLOWED_IMPORTS = frozenset(
     """math cmath statistics random decimal fractions numbers datetime time calendar zoneinfo
