@@ -27,7 +27,6 @@ SIGTERM stop the chat through the agent (see `cavelite._cli_render.drive`).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -220,20 +219,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-def console_entry() -> None:
-    """The console script: `main`, then an exit no late signal can turn into a traceback."""
-    code = main()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    # What is left is interpreter shutdown (closing the zygote): a signal now just ends it.
-    signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(EXIT_TERMINATED))
-    sys.exit(code)
-
-
 def _dispatch(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -325,4 +310,6 @@ def inject_files(agent: Any, files: Sequence[Any]) -> None:
 
 
 if __name__ == "__main__":
+    from cavelite.__main__ import console_entry
+
     console_entry()
