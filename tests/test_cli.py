@@ -663,3 +663,38 @@ def test_save_asks_before_overwriting_and_takes_quoted_paths(monkeypatch, tmp_pa
     assert json.loads(target.read_text()) == {"a": 1}
     assert "cannot read that command: No closing quotation" in text
     assert "is a directory; give a file name" in text
+
+
+def test_a_reply_cut_by_ctrl_c_stays_in_the_transcript():
+    import asyncio
+    import threading
+
+    from cavelite._cli_render import drive
+    from cavelite._cli_transcript import Transcript
+    from cavelite.models import Model
+
+    streamed = threading.Event()
+
+    class Slow(Model):
+        name = "slow"
+
+        async def astream(self, system, messages):
+            yield "I was saying that"
+            await asyncio.Event().wait()  # never finishes by itself
+
+    transcript = Transcript()
+
+    def on_event(event):
+        transcript.on_event(event)
+        if getattr(event, "text", None) == "I was saying that":
+            streamed.set()
+
+    with CaveLite(Slow()) as agent:
+        canceller = threading.Thread(target=lambda: streamed.wait(30) and agent.cancel())
+        canceller.start()
+        driven = drive(agent, "talk", None, on_event=on_event)
+        canceller.join()
+    assert driven.reply.stop_reason is StopReason.CANCELLED
+    cut = [r for r in transcript.records if r["type"] == "cut_reply"]
+    assert cut and cut[0]["text"] == "I was saying that"
+    assert "I was saying that\n\n*(the reply was cut here)*" in transcript.markdown()
