@@ -35,7 +35,9 @@ def pick_model(model: str | None = None, base_url: str | None = None, *, retries
     url = base_url or None
     if url is None and not os.environ.get("ANTHROPIC_API_KEY"):
         url = os.environ.get("CAVELITE_BASE_URL") or None
-    http_timeout = timeout or 600.0  # the SDK's per-request limit; the agent bounds the whole call
+    # The SDK's limit per HTTP request; the agent bounds each whole call by its call_timeout. At
+    # least 10 s, so a tiny call timeout does not also fail the start-up model check.
+    http_timeout = max(timeout, 10.0) if timeout else 600.0
     if url is not None:
         key = os.environ.get("CAVELITE_API_KEY") or os.environ.get("OPENAI_API_KEY")
         return OpenAIModel(name or DEFAULT_OPENAI, base_url=url, api_key=key, max_retries=retries,
