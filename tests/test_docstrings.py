@@ -10,20 +10,7 @@ import cavelite.security
 
 # Owned by the runtime/security redesign (issues 8 and 9). The test below wants this set exact:
 # a new undocumented method fails it, and so does one of these once documented (drop it here).
-KNOWN_UNDOCUMENTED = {
-    "cavelite.runtime.results.VariableInfo.for_model",
-    "cavelite.runtime.runtime.Runtime.atomic", "cavelite.runtime.runtime.Runtime.cell_timeout",
-    "cavelite.runtime.runtime.Runtime.closed", "cavelite.runtime.runtime.Runtime.max_output_chars",
-    "cavelite.runtime.runtime.Runtime.policy", "cavelite.runtime.runtime.Runtime.preload",
-    "cavelite.runtime.runtime.Runtime.request_timeout",
-    "cavelite.runtime.snapshot.Snapshot.from_bytes", "cavelite.runtime.snapshot.Snapshot.to_bytes",
-    "cavelite.security.policy.ImportRule.allows", "cavelite.security.policy.Policy.add_regex",
-    "cavelite.security.policy.Policy.allow_functions", "cavelite.security.policy.Policy.allow_imports",
-    "cavelite.security.policy.Policy.default", "cavelite.security.policy.Policy.deny_attributes",
-    "cavelite.security.policy.Policy.deny_functions", "cavelite.security.policy.Policy.deny_imports",
-    "cavelite.security.policy.Policy.module_attribute_denied",
-    "cavelite.security.violation.Violation.for_model",
-}
+KNOWN_UNDOCUMENTED: set[str] = set()
 
 
 def public_methods() -> list[tuple[str, object]]:

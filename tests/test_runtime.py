@@ -821,3 +821,44 @@ def test_main_is_the_cell_namespace(rt: Runtime) -> None:
     assert r.ok and r.value_repr == "{'x': <class 'int'>, 'y': list[int]}", r.error
     leak = rt.execute("import typing\nclass Q:\n    x: 'open'\ntyping.get_type_hints(Q)")
     assert not leak.ok, leak
+
+
+def test_interrupt_stops_a_running_cell_from_another_thread(fresh_rt: Runtime) -> None:
+    started = threading.Event()
+    fresh_rt.inject("started", lambda: started.set())
+    fresh_rt.execute("kept = 'yes'")
+    results = []
+    runner = threading.Thread(target=lambda: results.append(
+        fresh_rt.execute("kept = 'no'\nstarted()\nwhile True:\n    pass", timeout=None)))
+    runner.start()
+    assert started.wait(30)
+    assert fresh_rt.interrupt()
+    runner.join(30)
+    assert results and results[0].error.kind == "interrupted" and results[0].rolled_back
+    assert fresh_rt.execute("kept").value_repr == "'yes'"
+    assert not fresh_rt.interrupt()  # nothing runs now
+
+
+def test_a_hosts_sessions_die_with_it_even_mid_cell(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from fakes.processes import wait_gone
+
+    script = tmp_path / "host.py"
+    script.write_text(
+        "import os, sys, threading\n"
+        "from cavelite import Runtime\n"
+        "rt = Runtime(cell_timeout=None)\n"
+        "ready = threading.Event()\n"
+        "rt.inject('ready', lambda: ready.set())\n"
+        "threading.Thread(target=rt.execute, args=('ready()\\nwhile True:\\n    pass',),\n"
+        "                 daemon=True).start()\n"
+        "ready.wait(60)\n"
+        "print(rt.pid, flush=True)\n"
+        "os._exit(1)  # no atexit, no close: as if the host were killed\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         cwd=root, env={**os.environ, "PYTHONPATH": root})
+    worker = int(out.stdout.split()[0])
+    assert not wait_gone({worker}, timeout=30), "the worker outlived its host"

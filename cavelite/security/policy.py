@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..errors import PolicyError
 from .violation import Violation
 
 DEFAULT_ALLOWED_IMPORTS = frozenset(
@@ -125,6 +126,7 @@ class ImportRule:
     name: str = "import"
 
     def allows(self, module: str) -> bool:
+        """Whether a cell may import ``module`` (allowed itself or by a parent, and not denied)."""
         parts = module.split(".")
         if any(part.startswith("_") for part in parts):
             return False  # private modules (numpy._core): their public names are internals
@@ -184,11 +186,13 @@ class Policy:
 
     @classmethod
     def default(cls) -> Policy:
+        """The safe default: the allowed modules, denied functions and attributes above."""
         return cls()
 
     # --- builders (each returns a new Policy) -------------------------------------
 
     def allow_imports(self, *modules: str) -> Policy:
+        """A copy that also allows importing ``modules`` (and their submodules)."""
         imports = replace(
             self.imports,
             allowed=self.imports.allowed | frozenset(modules),
@@ -197,19 +201,30 @@ class Policy:
         return replace(self, imports=imports)
 
     def deny_imports(self, *modules: str) -> Policy:
+        """A copy that refuses importing ``modules`` (and their submodules)."""
         return replace(self, imports=replace(self.imports, denied=self.imports.denied | set(modules)))
 
     def deny_functions(self, *names: str) -> Policy:
+        """A copy that refuses calls to these functions (``"eval"``, ``"numpy.load"``)."""
         return replace(self, functions=replace(self.functions, denied=self.functions.denied | set(names)))
 
     def allow_functions(self, *names: str) -> Policy:
+        """A copy that no longer refuses calls to these functions by name."""
         return replace(self, functions=replace(self.functions, denied=self.functions.denied - set(names)))
 
     def deny_attributes(self, *names: str) -> Policy:
+        """A copy that refuses these attribute names anywhere in a cell."""
         return replace(self, attributes=replace(self.attributes, denied=self.attributes.denied | set(names)))
 
     def add_regex(self, pattern: str, message: str, hint: str = "") -> Policy:
-        re.compile(pattern)  # fail here, not in the worker
+        """A copy that refuses cells whose source matches ``pattern`` (with ``message`` and a hint).
+
+        Raises `PolicyError` if ``pattern`` is not a valid regular expression.
+        """
+        try:
+            re.compile(pattern)  # fail here, not in the worker
+        except re.error as exc:
+            raise PolicyError(f"invalid regex {pattern!r}: {exc}") from None
         return replace(self, regexes=(*self.regexes, RegexRule(pattern, message, hint)))
 
     def allow_read_dirs(self, *dirs: str) -> Policy:
@@ -221,6 +236,7 @@ class Policy:
     # --- checks -------------------------------------------------------------------
 
     def module_attribute_denied(self, module: str, name: str) -> bool:
+        """Whether ``module.name`` is one of the refused module attributes."""
         for mod, names in self.denied_module_attributes:
             if mod == module and name in names:
                 return True
