@@ -1,7 +1,9 @@
 """The runtime stream: a persistent, contained namespace in a forked worker."""
 
-from .results import CellError, CellResult, Injected, VariableInfo, Violation
-from .runtime import DEFAULT, Runtime
+from ..security.violation import Violation
+from .config import DEFAULT
+from .results import CellError, CellResult, Injected, VariableInfo
+from .runtime import Runtime
 from .snapshot import Snapshot
 
 __all__ = ["DEFAULT", "CellError", "CellResult", "Injected", "Runtime", "Snapshot", "VariableInfo",

@@ -28,7 +28,8 @@ class AsyncTwins:
     async def aexecute(self, code: str, *,
                        timeout: float | None | Default = DEFAULT) -> CellResult:
         """`execute` without blocking the event loop."""
-        return await self._in_thread("execute", code, timeout=timeout)
+        result: CellResult = await self._in_thread("execute", code, timeout=timeout)
+        return result
 
     async def ainject(self, name: str, value: Any, *, description: str | None = None,
                       remote: bool | None = None) -> None:
@@ -46,7 +47,8 @@ class AsyncTwins:
 
     async def avariables(self) -> list[VariableInfo]:
         """`variables` without blocking the event loop."""
-        return await self._in_thread("variables")
+        found: list[VariableInfo] = await self._in_thread("variables")
+        return found
 
     async def adelete(self, name: str) -> None:
         """`delete` without blocking the event loop."""
@@ -58,14 +60,16 @@ class AsyncTwins:
 
     async def asnapshot(self) -> Snapshot:
         """`snapshot` without blocking the event loop."""
-        return await self._in_thread("snapshot")
+        snapshot: Snapshot = await self._in_thread("snapshot")
+        return snapshot
 
     @classmethod
     async def arestore(cls, snapshot: Snapshot | bytes, *, remotes: Mapping[str, Any] | None = None,
                        **kwargs: Any) -> Runtime:
         """`restore` without blocking the event loop."""
         restore = getattr(cls, "restore")  # noqa: B009 - the blocking twin, defined by Runtime
-        return await asyncio.to_thread(restore, snapshot, remotes=remotes, **kwargs)  # type: ignore[no-any-return]
+        runtime: Runtime = await asyncio.to_thread(restore, snapshot, remotes=remotes, **kwargs)
+        return runtime
 
     async def aclose(self) -> None:
         """`close` without blocking the event loop."""

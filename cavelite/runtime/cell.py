@@ -24,9 +24,9 @@ from typing import Any
 from ..security.policy import Policy
 from ..security.transformer import CaveTransformer
 from ..security.violation import Violation
-from .messages import plain_text
-from .namespace import DESCRIBE_TIME_S, safe_repr, time_limit
+from .namespace import bounded, describing, safe_repr
 from .results import CellError, ErrorKind
+from .wire import plain_text
 
 DISPLAY_NAME = "_display_"
 
@@ -164,6 +164,28 @@ def prepare_event_loop() -> None:
     _LOOP = asyncio.SelectorEventLoop(selectors.SelectSelector())
 
 
+def run_coroutine(main: Any, *, debug: bool | None = None) -> Any:
+    """``asyncio.run`` for cells: on this worker's own loop (a new loop needs a socketpair).
+
+    Models write ``asyncio.run(main())`` often; inside a cell that already awaits,
+    ``await main()`` is the way (as in Jupyter), and the message says so.
+    """
+    if not inspect.iscoroutine(main):
+        raise ValueError(f"a coroutine was expected, got {type(main).__name__}")
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        main.close()
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop: "
+                           "write `await main()` instead")
+    if _LOOP is None:
+        prepare_event_loop()
+    assert _LOOP is not None
+    return _LOOP.run_until_complete(main)
+
+
 def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
              max_repr_chars: int) -> Outcome:
     """Run a compiled cell in ``ns``; never raises (except BaseExceptions we must not catch)."""
@@ -184,7 +206,8 @@ def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
         if compiled.display:
             value = ns.pop(DISPLAY_NAME, None)
             if value is not None:
-                value_repr = safe_repr(value, max_repr_chars)
+                with describing():
+                    value_repr = safe_repr(value, max_repr_chars)
     except OutputLimitExceeded as exc:
         error = CellError("output_limit", "OutputLimitExceeded", str(exc))
     except KeyboardInterrupt as exc:
@@ -209,11 +232,12 @@ def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
 def _exception_error(exc: BaseException, filename: str, kind: ErrorKind = "exception") -> CellError:
     """The error of a failed cell, in plain text: the exception's own code runs bounded."""
     tb_text, line = _format_exc_tb(exc.__traceback__, filename)
+    unreadable = "<the exception's message could not be read>"
     try:
-        with time_limit(DESCRIBE_TIME_S):
-            message = str(exc)
-    except BaseException:  # a cell-made __str__ that fails or spins
-        message = "<the exception's message could not be read>"
+        with describing():
+            message = bounded(str, exc, fallback=unreadable)  # a cell-made __str__ may spin
+    except Exception:  # or fail
+        message = unreadable
     if kind == "memory":
         message = message or "the cell ran out of memory (the worker's memory limit)"
     remote_type = getattr(exc, "remote_type", None)

@@ -113,12 +113,14 @@ def _by_value_pickler() -> type:
                     try:
                         obj.__module__ = "__main__"  # dill sends __main__ objects by value
                     except (AttributeError, TypeError):
-                        return super().save(obj, save_persistent_id)
+                        super().save(obj, save_persistent_id)
+                        return
                     try:
-                        return super().save(obj, save_persistent_id)
+                        super().save(obj, save_persistent_id)
                     finally:
                         obj.__module__ = module
-            return super().save(obj, save_persistent_id)
+                    return
+            super().save(obj, save_persistent_id)
 
     return ByValuePickler
 
@@ -244,17 +246,25 @@ def encode_call_result(result: Any, registry: RemoteRegistry, types_: dict[str, 
 ProxyFactory = Callable[[tuple[Any, ...]], Any]
 
 
+class _ResultUnpickler(pickle.Unpickler):
+    """Worker side: host objects in a call result become proxies; injected types by name."""
+
+    def __init__(self, file: io.BytesIO, buffers: list[Any], types_: dict[str, type],
+                 new_proxy: ProxyFactory):
+        super().__init__(file, buffers=buffers)
+        self._types = types_
+        self._new_proxy = new_proxy
+
+    def persistent_load(self, pid: Any) -> Any:
+        if type(pid) is tuple and pid:
+            if pid[0] == TYPE and len(pid) == 2 and pid[1] in self._types:
+                return self._types[pid[1]]
+            if pid[0] in (FUNCTION, OBJECT):
+                return self._new_proxy(pid)
+        raise pickle.UnpicklingError("unknown persistent reference in a call result")
+
+
 def decode_call_result(payload: bytes, buffers: list[Any], types_: dict[str, type],
                        new_proxy: ProxyFactory) -> Any:
     """Worker side: ``new_proxy`` turns a function/object id into a tracked proxy."""
-
-    class _ResultUnpickler(pickle.Unpickler):
-        def persistent_load(self, pid: Any) -> Any:
-            if type(pid) is tuple and pid:
-                if pid[0] == TYPE and len(pid) == 2 and pid[1] in types_:
-                    return types_[pid[1]]
-                if pid[0] in (FUNCTION, OBJECT):
-                    return new_proxy(pid)
-            raise pickle.UnpicklingError("unknown persistent reference in a call result")
-
-    return _ResultUnpickler(io.BytesIO(payload), buffers=buffers).load()
+    return _ResultUnpickler(io.BytesIO(payload), buffers, types_, new_proxy).load()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ProtocolError
-from . import messages, protocol
+from . import messages, protocol, wire
 from .config import WorkerConfig
 from .zygote import Zygote
 
@@ -79,7 +79,7 @@ class WorkerConnection:
     # --- talking -------------------------------------------------------------------------
 
     def send(self, message: messages.HostRequest, buffers: list[Any] = ()) -> None:  # type: ignore[assignment]
-        body, extra = messages.encode(message)
+        body, extra = wire.encode(message)
         try:
             protocol.send(self.sock, body, [*extra, *buffers])
         except OSError as exc:
@@ -105,7 +105,7 @@ class WorkerConnection:
             for fd in frame.fds:
                 os.close(fd)
             raise ProtocolError("the worker passed descriptors the host did not ask for")
-        message, released = messages.decode(frame.body, accept=messages.WORKER_KINDS,
+        message, released = wire.decode(frame.body, accept=messages.WORKER_KINDS,
                                             limits=self._limits)
         if serving and frame.sender != self.pid and not isinstance(message, messages.Ready):
             raise ProtocolError(f"a message came from process {frame.sender}, not the worker")

@@ -3,27 +3,34 @@
 Everything here runs in the worker, on values cells made. Cell-made code
 (``__repr__``, ``__len__``, ``__del__``) may raise, lie or spin: summaries
 and reprs run under a short time limit and never fail, and every string
-that leaves is plain and cut to a bound (see `messages.plain_text`).
+that leaves is plain and cut to a bound (see `wire.plain_text`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
-from collections.abc import Iterator
-from typing import Any
+import sys
+import time
+import types
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from ..security.guards import Guard, ModuleView
 from ..security.transformer import is_reserved
 from .describe import bounded_repr, summarize, type_name
-from .messages import plain_text
 from .results import VariableInfo
+from .wire import plain_text
+
+T = TypeVar("T")
 
 OUTPUTS_NAME = "cell_outputs"
 _HIDDEN = frozenset([OUTPUTS_NAME])
 # A summary or repr that takes longer than this is replaced by a note (a spinning
 # __repr__ must not stall every later listing; the host's deadline is the backstop).
 DESCRIBE_TIME_S = 0.5
+_TICK_S = 0.05
 _IMMUTABLE = (int, float, str, bytes, bool, tuple, type(None), frozenset)
 
 
@@ -31,36 +38,57 @@ class _TookTooLong(BaseException):
     """A BaseException, so a cell's ``except Exception`` inside a slow ``__repr__`` lets it out."""
 
 
+# One interval timer per batch of descriptions (a listing, a cell's changes), not per
+# value: arming a timer costs syscalls; checking a deadline in the handler costs nothing.
+_deadline = [math.inf]
+_depth = [0]
+
+
 def _alarm(signum: int, frame: Any) -> None:
-    raise _TookTooLong()
+    if time.monotonic() > _deadline[0]:
+        raise _TookTooLong()
+
+
+def install_time_limits() -> None:
+    """Called once by the worker: SIGALRM enforces the per-value limit of `bounded`."""
+    signal.signal(signal.SIGALRM, _alarm)
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raise `_TookTooLong` in this (single-threaded) process after ``seconds``."""
-    previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)  # and again, if the first is swallowed
+def describing() -> Iterator[None]:
+    """A batch of `bounded` calls (re-entrant): the timer ticks only inside it."""
+    _depth[0] += 1
+    if _depth[0] == 1:
+        signal.setitimer(signal.ITIMER_REAL, _TICK_S, _TICK_S)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        _depth[0] -= 1
+        if _depth[0] == 0:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def bounded(fn: Callable[..., T], *args: Any, fallback: T) -> T:
+    """``fn(*args)``, or ``fallback`` if it takes longer than `DESCRIBE_TIME_S` (in a batch).
+
+    Re-ticks every `_TICK_S` after the limit, so a cell that swallows the first
+    interruption meets the next; the host's deadline covers what never yields.
+    """
+    _deadline[0] = time.monotonic() + DESCRIBE_TIME_S
+    try:
+        return fn(*args)
+    except _TookTooLong:
+        return fallback
+    finally:
+        _deadline[0] = math.inf
 
 
 def safe_summary(value: Any) -> str:
-    try:
-        with time_limit(DESCRIBE_TIME_S):
-            return summarize(value)
-    except _TookTooLong:
-        return "<summary unavailable: it took too long>"
+    return bounded(summarize, value, fallback="<summary unavailable: it took too long>")
 
 
 def safe_repr(value: Any, limit: int) -> str:
-    try:
-        with time_limit(DESCRIBE_TIME_S):
-            return bounded_repr(value, limit)
-    except _TookTooLong:
-        return "<repr unavailable: it took too long>"
+    return bounded(bounded_repr, value, limit, fallback="<repr unavailable: it took too long>")
 
 
 def safe_type_name(value: Any) -> str:
@@ -75,7 +103,12 @@ class Namespace:
 
     def __init__(self, guard: Guard):
         self.guard = guard
-        self.ns: dict[str, Any] = {}
+        # The namespace is the dict of a module that *is* ``__main__`` in this process:
+        # libraries that look up a cell class's module (typing, dataclasses, pickle) find
+        # the cell's own globals and built-ins, never the interpreter's real ``__main__``.
+        self.module = types.ModuleType("__main__")
+        sys.modules["__main__"] = self.module
+        self.ns: dict[str, Any] = self.module.__dict__
         self.types: dict[str, type] = {}  # injected classes, by the name cells know them
         self.remotes: set[str] = set()  # names bound to host objects
         self.descriptions: dict[str, str] = {}
@@ -100,8 +133,8 @@ class Namespace:
         self._summaries.pop(name, None)
 
     def forget(self, name: str) -> None:
-        with contextlib.suppress(_TookTooLong), time_limit(DESCRIBE_TIME_S):
-            del self.ns[name]  # a cell-made __del__ runs here, bounded
+        with describing():
+            bounded(self.ns.__delitem__, name, fallback=None)  # a cell-made __del__ runs here
         self.remotes.discard(name)
         self.types.pop(name, None)
         self.descriptions.pop(name, None)

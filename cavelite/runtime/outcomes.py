@@ -6,8 +6,6 @@ exception from the `CaveliteError` tree, saying whether the variables survived.
 
 from __future__ import annotations
 
-import pickle
-
 from ..errors import (
     CaveRuntimeError,
     ProtocolError,
@@ -18,7 +16,7 @@ from ..errors import (
     VariableNotFoundError,
     WorkerDiedError,
 )
-from .messages import CallResult, CellReply, ErrorCode, Failure
+from .messages import CellReply, ErrorCode, Failure
 from .results import CellError, CellResult
 from .session import Failed
 
@@ -43,10 +41,14 @@ def cell_result(reply: CellReply, limit: float | None, wall: float, lost: bool) 
     )
 
 
-def failed_cell(failed: Failed, limit: float | None, wall: float) -> CellResult:
+def failed_cell(failed: Failed, limit: float | None, wall: float, *,
+                interrupted: bool = False) -> CellResult:
     lost = _LOST if failed.recovery.lost else ""
     crash = failed.recovery.crash
-    if failed.why == "timeout":
+    if interrupted and failed.why == "crash":
+        error = CellError("interrupted", "Interrupted", f"the cell was interrupted "
+                          f"(Runtime.interrupt).{lost}")
+    elif failed.why == "timeout":
         error = CellError("timeout", "Timeout", f"the cell ran longer than {limit:g} s and was "
                           f"stopped.{lost}")
     elif failed.why == "protocol":
@@ -87,14 +89,3 @@ def failure_error(reply: Failure, missing: str | None) -> Exception:
     if reply.code in (ErrorCode.TOO_LARGE, ErrorCode.NEEDS_BY_VALUE):
         return TransferError(reply.message)
     return CaveRuntimeError(reply.message)
-
-
-def call_error(exc: Exception) -> CallResult:
-    message = str(exc)
-    if isinstance(exc, UntrustedTypeError):
-        return CallResult(False, b"", "TypeError", "an argument cannot be sent to the host: only "
-                          f"plain data, numpy, pandas and injected types travel ({exc})")
-    if isinstance(exc, (TypeError, pickle.PicklingError)) and "pickle" in message:
-        return CallResult(False, b"", "TypeError",
-                          f"the remote result cannot be copied into the cave: {message}")
-    return CallResult(False, b"", type(exc).__name__, message)

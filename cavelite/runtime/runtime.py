@@ -8,7 +8,6 @@ the only source it trusts about the session.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import os
 import threading
 import time
@@ -23,7 +22,7 @@ from ..errors import (
     UntrustedTypeError,
 )
 from ..security.policy import Policy
-from . import codec, injection, outcomes
+from . import calls, codec, injection, outcomes
 from .aio import AsyncTwins
 from .config import DEFAULT, Default, WorkerConfig
 from .injection import FUNCTION_TYPES, check_description, check_name
@@ -51,11 +50,6 @@ from .results import CellResult, Injected, VariableInfo
 from .session import Failed, Session
 from .snapshot import Snapshot
 from .zygote import track_session
-
-# Runtimes (by id) whose remote call is running in this context: see Runtime._exclusive.
-_NESTED: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
-    "cavelite_nested", default=frozenset()
-)
 
 
 class Runtime(AsyncTwins):
@@ -116,30 +110,37 @@ class Runtime(AsyncTwins):
 
     @property
     def atomic(self) -> bool:
+        """Whether a failed cell rolls back (fixed at creation)."""
         return self._config.atomic
 
     @property
     def cell_timeout(self) -> float | None:
+        """The default time limit of a cell, in seconds (None: no limit)."""
         return self._cell_timeout
 
     @property
     def request_timeout(self) -> float:
+        """The time limit of every other request, in seconds."""
         return self._request_timeout
 
     @property
     def policy(self) -> Policy:
+        """The policy cells are checked against (fixed at creation)."""
         return self._config.policy
 
     @property
     def preload(self) -> tuple[str, ...]:
+        """The modules the worker's zygote imported before forking it."""
         return self._preload
 
     @property
     def max_output_chars(self) -> int:
+        """How much stdout a `CellResult` carries (the rest is kept in the cave)."""
         return self._config.max_output_chars
 
     @property
     def closed(self) -> bool:
+        """Whether `close` was called."""
         return self._closed
 
     @property
@@ -175,11 +176,14 @@ class Runtime(AsyncTwins):
         with self._exclusive():
             self._check_open()
             started = time.perf_counter()
+            self._session.interrupted = False
             try:
                 incoming = self._session.request(Exec(code), timeout=limit,
                                                  interruptible=not self.atomic)
             except Failed as failed:
-                return outcomes.failed_cell(failed, limit, time.perf_counter() - started)
+                interrupted, self._session.interrupted = self._session.interrupted, False
+                return outcomes.failed_cell(failed, limit, time.perf_counter() - started,
+                                            interrupted=interrupted)
             reply = incoming.message
             if not isinstance(reply, CellReply):
                 self._session.recover(kill=True)
@@ -190,6 +194,15 @@ class Runtime(AsyncTwins):
             else:
                 self._apply_releases()
             return outcomes.cell_result(reply, limit, time.perf_counter() - started, lost)
+
+    def interrupt(self) -> bool:
+        """Stop the cell (or request) running now, from any thread; True if one was running.
+
+        The serving process is killed and the checkpoint takes over, so the
+        namespace is as it was before the cell; `execute` returns with an
+        ``interrupted`` error (a non-cell request raises `WorkerDiedError`).
+        """
+        return self._session.interrupt()
 
     # --- the namespace --------------------------------------------------------------------
 
@@ -355,7 +368,7 @@ class Runtime(AsyncTwins):
         the lock and is blocked until the tool returns, so the nested request
         runs without it, whichever thread the tool hops to (the context follows).
         """
-        if id(self) in _NESTED.get():
+        if calls.serving(id(self)):
             return contextlib.nullcontext()
         return self._lock
 
@@ -395,23 +408,8 @@ class Runtime(AsyncTwins):
             self._session.releases.clear()
 
     def _serve_call(self, call: Call, buffers: list[Any]) -> tuple[CallResult, list[Any]]:
-        """Run a cell's remote call here, in the host; its arguments are decoded restricted."""
-        try:
-            decoded = codec.decode_from_worker(call.payload, buffers, types_=self._records.types,
-                                               refs=self._registry.objects)
-            if not (type(decoded) is tuple and len(decoded) == 2 and type(decoded[0]) is tuple
-                    and type(decoded[1]) is dict and all(type(k) is str for k in decoded[1])):
-                raise TypeError("malformed call arguments")
-            loop = getattr(self._loop, "value", None)
-            token = _NESTED.set(_NESTED.get() | {id(self)})
-            try:
-                result = self._registry.resolve(call.op, call.ref, call.name, *decoded, loop=loop)
-            finally:
-                _NESTED.reset(token)
-            payload, out = codec.encode_call_result(result, self._registry, self._records.types)
-            return CallResult(True, payload, "", ""), out
-        except Exception as exc:
-            return outcomes.call_error(exc), []
+        return calls.serve(call, buffers, self._registry, self._records.types,
+                           getattr(self._loop, "value", None), nested_in=id(self))
 
     def _rebind(self) -> None:
         """A fresh worker replaced a lost one: bind the host's remotes and types again."""

@@ -21,7 +21,7 @@ from typing import NoReturn
 from ..security import audit, limits
 from ..security.guards import Guard
 from ..security.policy import Policy
-from . import cell, checkpoint, codec, messages, protocol, restore
+from . import cell, checkpoint, codec, protocol, restore, wire
 from .config import WorkerConfig
 from .messages import ForkWorker, Ready
 
@@ -33,7 +33,7 @@ def run(zygote_line: socket.socket, *, landlock: bool, read_dirs: tuple[str, ...
     try:
         prepare(landlock=landlock, read_dirs=read_dirs)
         frame = protocol.recv(zygote_line, _LIMITS)
-        request = messages.decode_request(frame.body, accept=(ForkWorker,))
+        request = wire.decode_request(frame.body, accept=(ForkWorker,))
         if len(frame.fds) != 1:
             os._exit(0)
         # The configuration comes from the zygote, which got it from the host; no cell
@@ -76,7 +76,7 @@ def prepare(*, landlock: bool = True, read_dirs: tuple[str, ...] = ()) -> None:
     guard = Guard(Policy.default())
     guard.namespace_globals()
     cell.compile_cell("x = [i for i in range(2)]\nx", guard.policy, "<spare>")
-    messages.encode(Ready("", ("rlimits",)), coerce=True)
+    wire.encode(Ready("", ("rlimits",)), coerce=True)
     # Kernel layer (cgroup leaf, privileges, seccomp, Landlock): see security/limits.py.
     limits.confine_early([*audit.session_independent_roots(), *read_dirs], landlock_now=landlock)
 

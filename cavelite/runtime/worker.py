@@ -10,6 +10,7 @@ serves the host's nested requests until the `CallResult` arrives.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import os
 import socket
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ..security.guards import Guard, set_current_guard
-from . import codec, messages, protocol
-from .cell import compile_cell, run_cell
+from . import codec, messages, protocol, wire
+from .cell import compile_cell, run_cell, run_coroutine
 from .checkpoint import Checkpoints, NoCheckpoints
 from .config import WorkerConfig
 from .messages import (
@@ -47,7 +48,7 @@ from .messages import (
     Value,
     Variables,
 )
-from .namespace import Namespace, bound_output, safe_type_name
+from .namespace import Namespace, bound_output, describing, install_time_limits, safe_type_name
 from .proxies import RemoteObject, make_function_proxy, rebuild_exception
 from .restore import dumps_variable, loads_variable, pack_snapshot, parse_snapshot
 from .results import CellError
@@ -62,8 +63,10 @@ class Worker:
         self.config = config
         self.limits = config.limits
         self.confinement = confinement
+        install_time_limits()
         self.guard = Guard(config.policy)
         self.guard.remote_types = (RemoteObject,)
+        self.guard.doors.add(asyncio.run, run_coroutine)
         set_current_guard(self.guard)
         self.space = Namespace(self.guard)
         self.checkpoints: Checkpoints | NoCheckpoints = (
@@ -139,7 +142,7 @@ class Worker:
 
     def send(self, message: messages.WorkerMessage, buffers: list[Any] = ()) -> None:  # type: ignore[assignment]
         released, self._released = tuple(self._released), []
-        body, extra = messages.encode(message, released, coerce=True, limits=self.limits)
+        body, extra = wire.encode(message, released, coerce=True, limits=self.limits)
         protocol.send(self.sock, body, [*extra, *buffers])
 
     def recv(self) -> tuple[Any, list[Any]]:
@@ -147,7 +150,7 @@ class Worker:
             frame = protocol.recv(self.sock, _FRAME_LIMITS)
         except protocol.PeerClosed:
             self.exit()
-        return messages.decode_request(frame.body, accept=messages.HOST_KINDS), frame.buffers
+        return wire.decode_request(frame.body, accept=messages.HOST_KINDS), frame.buffers
 
     def exit(self) -> NoReturn:
         self.checkpoints.commit()
@@ -162,7 +165,7 @@ class Worker:
                 eval(compiled.code, scratch)  # noqa: S307 - our own constant cell
             except Exception:
                 pass
-        messages.encode(CellReply(True, "", "", "1", None, 0.0, (), (), False, None, False),
+        wire.encode(CellReply(True, "", "", "1", None, 0.0, (), (), False, None, False),
                         coerce=True, limits=self.limits)
 
     # --- cells ---------------------------------------------------------------------------
@@ -181,7 +184,8 @@ class Worker:
             index = self.space.keep_output(outcome.stdout) if len(outcome.stdout) > budget else None
             stdout, truncated = bound_output(outcome.stdout, budget, index)
             stderr, _ = bound_output(outcome.stderr, budget, None)
-            changed, deleted = self.space.diff(before)
+            with describing():
+                changed, deleted = self.space.diff(before)
             return CellReply(outcome.ok, stdout, stderr, outcome.value_repr, outcome.error,
                              outcome.duration_s, tuple(changed), tuple(deleted), truncated, index,
                              False)
@@ -198,10 +202,12 @@ class Worker:
             value = codec.decode_injected(request.payload, buffers, self.space.types)
         except (ModuleNotFoundError, AttributeError) as exc:
             return Failure(ErrorCode.NEEDS_BY_VALUE, _message(exc))
+        self.guard.harden()  # the value may have imported pandas into this process
         if request.is_type:
             self.space.types[request.name] = value
         self.space.bind(request.name, value, request.description)
-        return InjectDone(self.space.info(request.name))
+        with describing():
+            return InjectDone(self.space.info(request.name))
 
     def on_inject_enum(self, request: InjectEnum, buffers: list[Any], nested: bool) -> Any:
         # dill cannot send Enum classes by value (they refer to themselves), so the
@@ -209,10 +215,11 @@ class Worker:
         members = codec.decode_injected(request.payload, buffers, self.space.types)
         base = {"IntFlag": enum.IntFlag, "Flag": enum.Flag, "IntEnum": enum.IntEnum,
                 "StrEnum": enum.StrEnum}.get(request.base, enum.Enum)
-        cls = base(request.enum_name, [tuple(m) for m in members], module="__main__")  # type: ignore[misc]
+        cls = base(request.enum_name, [tuple(m) for m in members], module="__main__")
         self.space.types[request.name] = cls
         self.space.bind(request.name, cls, request.description)
-        return InjectDone(self.space.info(request.name))
+        with describing():
+            return InjectDone(self.space.info(request.name))
 
     def on_inject_remote(self, request: InjectRemote, buffers: list[Any], nested: bool) -> Any:
         value: Any
@@ -246,7 +253,8 @@ class Worker:
         return Outgoing(Value(safe_type_name(value), payload), out)
 
     def on_variables(self, request: ListVariables, buffers: list[Any], nested: bool) -> Variables:
-        return Variables(tuple(self.space.info(name) for name in self.space.user_names()))
+        with describing():
+            return Variables(tuple(self.space.info(name) for name in self.space.user_names()))
 
     def on_delete(self, request: Delete, buffers: list[Any], nested: bool) -> Any:
         if not self.space.has(request.name):
@@ -271,6 +279,7 @@ class Worker:
     def on_restore(self, request: Restore, buffers: list[Any], nested: bool) -> Any:
         state = parse_snapshot(request.blob)
         restored = {name: loads_variable(raw, self.space.ns) for name, raw in state.variables.items()}
+        self.guard.harden()
         self.space.ns.update(restored)
         for name in state.types:
             if name in self.space.ns and isinstance(self.space.ns[name], type):
@@ -329,6 +338,6 @@ class Outgoing:
 
 def _message(exc: BaseException) -> str:
     try:
-        return messages.plain_text(str(exc), 2000)
+        return wire.plain_text(str(exc), 2000)
     except Exception:
         return "<the message could not be read>"

@@ -24,7 +24,7 @@ import weakref
 from typing import Any
 
 from ..errors import CaveRuntimeError, ProtocolError
-from . import messages, protocol
+from . import protocol, wire
 from .config import WorkerConfig
 from .messages import Forked, ForkWorker, ZygoteReady
 
@@ -113,7 +113,7 @@ class Zygote:
         host_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # Before the worker can send anything: every frame then carries its sender's pid.
         protocol.enable_credentials(host_end)
-        body, _ = messages.encode(ForkWorker(pickle.dumps(config, protocol=5)))
+        body, _ = wire.encode(ForkWorker(pickle.dumps(config, protocol=5)))
         try:
             with self._request_lock:
                 protocol.send(self.sock, body, fds=[worker_end.fileno()])
@@ -132,7 +132,7 @@ class Zygote:
             frame = protocol.recv(self.sock, _LIMITS)
         except protocol.PeerClosed:
             raise CaveRuntimeError("the zygote is gone") from None
-        message, _ = messages.decode(frame.body, accept=(kind,))
+        message, _ = wire.decode(frame.body, accept=(kind,))
         if isinstance(message, Forked) and message.pid <= 0:
             raise ProtocolError("the zygote named no worker")
         return message

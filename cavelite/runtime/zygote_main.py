@@ -18,7 +18,7 @@ import sys
 import tempfile
 from typing import NoReturn
 
-from . import messages, protocol
+from . import messages, protocol, wire
 from .messages import Forked, ForkWorker, ZygoteReady
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -45,12 +45,13 @@ def main() -> NoReturn:
     gc.freeze()
     _send(control, ZygoteReady(tempfile.gettempdir()))
     spare, spare_pid = _fork_spare(control)
+    sessions: set[int] = set()  # the session ids (spare pids) handed to the host
     while True:
         try:
             frame = protocol.recv(control, _LIMITS)
-            request = messages.decode_request(frame.body, accept=(ForkWorker,))
-        except Exception:  # the host is gone (or confused): stop serving
-            _exit_reaping(spare)
+            request = wire.decode_request(frame.body, accept=(ForkWorker,))
+        except Exception:  # the host is gone (or confused): its sessions go with it
+            _exit_reaping(spare, sessions)
         if len(frame.fds) != 1:
             for fd in frame.fds:
                 os.close(fd)
@@ -62,6 +63,7 @@ def main() -> NoReturn:
             fresh, pid = _fork_spare(control, landlock=False, inherited=(spare,),
                                      read_dirs=pickle.loads(request.config).policy.readable_dirs)
             _hand_over(fresh, frame.body, fd)
+            sessions.add(pid)
             _send(control, Forked(pid))
             continue
         # Hand the request to the spare forked earlier, so the fork is not on the
@@ -71,13 +73,14 @@ def main() -> NoReturn:
         except OSError:  # that spare died: fork another one for this session
             spare, spare_pid = _fork_spare(control)
             _hand_over(spare, frame.body, fd)
+        sessions.add(spare_pid)
         _send(control, Forked(spare_pid))
         spare, spare_pid = _fork_spare(control)
         limits.sweep()  # cgroup leaves of sessions that ended (off the session's path)
 
 
 def _send(sock: socket.socket, message: messages.Message) -> None:
-    body, _ = messages.encode(message)
+    body, _ = wire.encode(message)
     protocol.send(sock, body)
 
 
@@ -90,13 +93,19 @@ def _hand_over(spare: socket.socket, body: bytes, fd: int) -> None:
     os.close(fd)
 
 
-def _exit_reaping(spare: socket.socket) -> NoReturn:
-    """The host is gone: let the spare go, and stay until every descendant has exited.
+def _exit_reaping(spare: socket.socket, sessions: set[int]) -> NoReturn:
+    """The host is gone: stop its sessions, and stay until every descendant has exited.
 
-    As the subreaper, the zygote adopts orphaned checkpoints; staying until they
-    are gone means none of them ends as a zombie under an init that does not reap.
+    A worker busy in a cell would never notice the host's end of its socket
+    closing: every process of the host's sessions (found by session id, which
+    they cannot leave for another) is killed. As the subreaper, the zygote
+    adopts orphaned checkpoints; staying until they are gone means none of
+    them ends as a zombie under an init that does not reap.
     """
     spare.close()
+    for _ in range(10):  # a checkpoint may take over while the first pass runs
+        if not _kill_sessions(sessions):
+            break
     while True:
         try:
             os.waitpid(-1, 0)
@@ -107,6 +116,24 @@ def _exit_reaping(spare: socket.socket) -> NoReturn:
             os._exit(0)
         except InterruptedError:
             continue
+
+
+def _kill_sessions(sessions: set[int]) -> int:
+    """SIGKILL every process whose session id is one of ``sessions``; returns how many."""
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            fields = stat[stat.rfind(")") + 2:].split()
+            if fields[0] != "Z" and int(fields[3]) in sessions:
+                os.kill(int(entry), signal.SIGKILL)
+                killed += 1
+        except (OSError, ValueError, IndexError):
+            continue
+    return killed
 
 
 def _fork_spare(control: socket.socket, *, landlock: bool = True,

@@ -8,7 +8,7 @@ guards, in the worker process, with these names bound:
 - ``worker``: the `Worker` object (its socket, namespace, checkpoints...);
 - ``send(message, released=(), buffers=())``: send a typed message as the worker;
 - ``send_frame(body, buffers=(), fds=())``: send raw frame bytes;
-- ``messages``, ``protocol``, ``os``, ``sys``, ``pickle``, ``ast``.
+- ``messages``, ``protocol``, ``wire``, ``os``, ``sys``, ``pickle``, ``ast``.
 
 The audit hook, seccomp, Landlock and the rlimits still apply, as they would
 to code that escaped RestrictedPython. What such code can do to the *host*,
@@ -25,7 +25,7 @@ import os
 import pickle
 import sys
 
-from cavelite.runtime import messages, protocol
+from cavelite.runtime import messages, protocol, wire
 from cavelite.runtime import worker as _worker
 from cavelite.runtime.messages import CellReply
 from cavelite.runtime.results import CellError
@@ -40,14 +40,14 @@ def _raw_exec(self, request, buffers, nested):  # type: ignore[no-untyped-def]
         return _ordinary_exec(self, request, buffers, nested)
 
     def send(message, released=(), buffers=()):  # type: ignore[no-untyped-def]
-        body, extra = messages.encode(message, tuple(released))
+        body, extra = wire.encode(message, tuple(released))
         protocol.send(self.sock, body, [*extra, *buffers])
 
     def send_frame(body, buffers=(), fds=()):  # type: ignore[no-untyped-def]
         protocol.send(self.sock, body, list(buffers), list(fds))
 
     env = {"worker": self, "send": send, "send_frame": send_frame, "messages": messages,
-           "protocol": protocol, "os": os, "sys": sys, "pickle": pickle, "ast": ast,
+           "protocol": protocol, "wire": wire, "os": os, "sys": sys, "pickle": pickle, "ast": ast,
            "__name__": "__raw__"}
     out = io.StringIO()
     error = None

@@ -169,7 +169,7 @@ def test_a_descriptor_that_is_not_a_sealed_memfd_is_refused(session: Runtime) ->
     result = session.execute(attack("""
         import struct
         from cavelite.runtime import protocol as p
-        body, _ = messages.encode(messages.Done())
+        body, _ = wire.encode(messages.Done())
         header = p.HEADER.pack(len(body), 1, 0)
         table = p.ENTRY.pack(4096, 1)  # "a memfd of 4096 bytes", but the fd is the socket
         import socket
@@ -276,10 +276,32 @@ def test_sessions_share_no_event_loop(session: Runtime, other_taken: Runtime) ->
         cell._LOOP._csock.close()
     """))
     assert broken.ok, broken.error
-    woken = other_taken.execute("import asyncio\nawait asyncio.to_thread(sum, [1, 2])")
+    woken = other_taken.execute("import asyncio\n"
+                                "await asyncio.gather(*(asyncio.sleep(0.01) for _ in range(3)))\n3")
     assert woken.value_repr == "3", woken.error
     with Runtime() as newcomer:
         assert newcomer.execute("import asyncio\nawait asyncio.sleep(0)\n1").value_repr == "1"
     session.reset()  # this session broke its own loop: a fresh worker has a new one
     assert session.execute("import asyncio\nawait asyncio.sleep(0)\n2").value_repr == "2"
     session.execute("precious = [1, 2, 3]")
+
+
+FD_PROBE = raw("""
+    import stat
+    held = []
+    for fd in range(256):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if not stat.S_ISCHR(st.st_mode):  # /dev/null is stateless; the rest must be our own
+            held.append((stat.S_IFMT(st.st_mode), st.st_ino))
+    print(held)
+""")
+
+
+def test_no_kernel_object_is_shared_with_another_session(session: Runtime,
+                                                         other_taken: Runtime) -> None:
+    mine, theirs = (set(eval(rt.execute(FD_PROBE).stdout)) for rt in (session, other_taken))  # noqa: S307
+    assert mine and theirs
+    assert not mine & theirs, f"descriptors shared between sessions: {mine & theirs}"
