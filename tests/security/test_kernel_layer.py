@@ -467,20 +467,25 @@ def _interpreter_for_anyone(tmp_dir: Path) -> str | None:
 
 
 @pytest.mark.skipif(not ROOT, reason="needs root to start a host as another user")
-def test_a_host_that_is_not_root(tmp_path_factory) -> None:
-    """As uid 65534: a private user namespace per session, no capabilities, no memfds, and a
-    taken worker still cannot touch the host, its zygote or a neighbour (same uid as all)."""
+@pytest.mark.parametrize("user", [65534, 0], ids=["not_root", "root"])
+def test_a_host_whose_python_anyone_can_read(user: int) -> None:
+    """The whole runtime, from a Python installation every uid can read.
+
+    As uid 65534 (a host that is not root): a private user namespace per session, no
+    capabilities, no memfds, and a taken worker still cannot touch the host, its zygote
+    or a neighbour, which all share its uid. As root: a uid of its own per session and
+    no capability at all (none is needed to import after the fork)."""
     import tempfile
 
-    tmp_dir = Path(tempfile.mkdtemp(prefix="cave-unprivileged-"))
+    tmp_dir = Path(tempfile.mkdtemp(prefix="cave-readable-"))
     os.chmod(tmp_dir, 0o755)
     try:
         python = _interpreter_for_anyone(tmp_dir)
         if python is None:
             pytest.skip("no Python installation here that an unprivileged user can read")
-        proc = subprocess.run([python, str(Path(__file__).with_name("unprivileged_host.py"))],
+        proc = subprocess.run([python, str(Path(__file__).with_name("readable_python_host.py"))],
                               input=RAW_ACTS, capture_output=True, text=True, timeout=300,
-                              user=65534, group=65534, extra_groups=[], cwd="/tmp",
+                              user=user, group=user, extra_groups=[], cwd="/tmp",
                               env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
     finally:
         import shutil
@@ -488,12 +493,19 @@ def test_a_host_that_is_not_root(tmp_path_factory) -> None:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["host_uid"] == 65534
-    assert {"seccomp", "user-namespace", "nproc", "no-capabilities"} <= set(out["confinement"])
-    assert "private-uid" not in out["confinement"] and "cgroup-memory" not in out["confinement"]
+    assert out["host_uid"] == user
+    names = set(out["confinement"])
+    assert {"seccomp", "nproc", "no-capabilities"} <= names, names
     worker = out["worker"]
-    assert worker["Uid"].split()[0] == "65534" and worker["CapEff"] == worker["CapPrm"] == "0" * 16
+    assert worker["CapEff"] == worker["CapPrm"] == "0" * 16
     assert worker["NoNewPrivs"] == "1" and worker["Seccomp"] == "2"
+    if user:
+        assert "user-namespace" in names and "private-uid" not in names
+        assert "cgroup-memory" not in names  # so memfds were refused: transfers went inline
+        assert worker["Uid"].split()[0] == str(user)
+    else:
+        assert "private-uid" in names
+        assert int(worker["Uid"].split()[0]) >= privileges.FIRST_SESSION_UID
     assert out["cell"] == f"(2, {float((np.arange(3_000_000, dtype='float64') * 2).sum())})"
     assert out["retrieved_ok"] and out["neighbour_ok"]
     assert out["unchanged"], "the host's, the zygote's or the neighbour's scheduling changed"

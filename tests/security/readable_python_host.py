@@ -1,4 +1,4 @@
-"""A host that is not root, run by test_kernel_layer.py as uid 65534: what its sessions hold.
+"""A host run by test_kernel_layer.py from a Python every uid can read: what its sessions hold.
 
 Prints one JSON line: the runtime's confinement, the worker's credentials, whether
 cells and large transfers still work (memfds are refused without a memory cgroup,
