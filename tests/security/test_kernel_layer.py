@@ -403,7 +403,11 @@ print("held", held)
     assert not result.ok and result.error.kind in ("crash", "exception"), result
     assert "held" not in result.stdout  # it never got to hold 8 GB
     assert int(peak_file.read_text()) <= limit
-    assert taken.execute("before").value_repr == "'kept'"
+    # The kernel killed a process of the session: usually the worker, and the checkpoint
+    # took over; memfd pages are not in anyone's RSS, so it may pick the checkpoint first,
+    # and then the session restarts. Either way the session answers, and only it paid.
+    assert taken.execute("before").value_repr in ("'kept'", None)
+    assert taken.execute("1 + 1").value_repr == "2"
     assert neighbour.execute("mine").value_repr == "'untouched'"
 
 
