@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from cavelite import prompt
-from cavelite.errors import CaveRuntimeError, CaveUsageError, ModelError
+from cavelite.errors import AgentClosedError, CaveRuntimeError, CaveUsageError, ModelError
 from cavelite.events import (
     CellFinished,
     CellRecord,
@@ -199,6 +199,30 @@ class CaveLite:
         """The runtime's variables, each with its type and bounded summary (no data is copied)."""
         self._check_open()
         return self.runtime.variables()
+
+    async def ainject(
+        self, name: str, value: Any, *, description: str | None = None, remote: bool | None = None
+    ) -> None:
+        """`inject` without blocking the event loop."""
+        await asyncio.to_thread(self.inject, name, value, description=description, remote=remote)
+
+    async def ainject_type(
+        self, cls: type, *, name: str | None = None, description: str | None = None
+    ) -> None:
+        """`inject_type` without blocking the event loop."""
+        await asyncio.to_thread(self.inject_type, cls, name=name, description=description)
+
+    async def aretrieve(self, name: str, *, trusted: bool = False) -> Any:
+        """`retrieve` without blocking the event loop."""
+        return await asyncio.to_thread(self.retrieve, name, trusted=trusted)
+
+    async def avariables(self) -> list[VariableInfo]:
+        """`variables` without blocking the event loop."""
+        return await asyncio.to_thread(self.variables)
+
+    async def areset(self, *, runtime: bool = True) -> None:
+        """`reset` without blocking the event loop."""
+        await asyncio.to_thread(self.reset, runtime=runtime)
 
     @property
     def history(self) -> tuple[Message, ...]:
@@ -475,7 +499,7 @@ class CaveLite:
     # -- lifecycle ---------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
-            raise CaveUsageError("this agent is closed")
+            raise AgentClosedError("this agent was closed")
 
     def close(self) -> None:
         """Close the runtime if this agent created it (a shared runtime stays open)."""

@@ -40,9 +40,9 @@ class AnthropicModel(SDKModel):
     def __init__(
         self,
         model: str,
+        *,
         api_key: str | None = None,
         base_url: str | None = None,
-        *,
         max_tokens: int = 4096,
         stream: bool = True,
         cache: bool = True,

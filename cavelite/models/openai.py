@@ -57,9 +57,9 @@ class OpenAIModel(SDKModel):
     def __init__(
         self,
         model: str,
+        *,
         base_url: str | None = None,
         api_key: str | None = None,
-        *,
         max_tokens: int | None = None,
         stream: bool = True,
         max_retries: int = 4,

@@ -17,7 +17,8 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from ..security.guards import Guard, ModuleView
+from ..security.guards import Guard
+from ..security.modules import ModuleView
 from ..security.transformer import is_reserved
 from .describe import bounded_repr, summarize, type_name
 from .results import VariableInfo

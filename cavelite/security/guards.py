@@ -19,6 +19,18 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from .classes import (
+    CELL_MODULE as CELL_MODULE,
+)
+from .classes import (
+    CELL_TYPES,
+    CaveType,
+    cell_class,
+    check_self,
+    guard_getattr_hook,
+    guard_getstate_hook,
+    is_cell_made,
+)
 from .library_doors import (
     AccessDenied,
     LibraryDoors,
@@ -27,16 +39,16 @@ from .library_doors import (
     harden_pandas,
     harden_typing,
 )
+from .modules import ModuleView
+from .modules import current_guard as current_guard
+from .modules import set_current_guard as set_current_guard
 from .policy import Policy
 from .transformer import (
-    DEFINABLE_DUNDERS,
     READABLE_DUNDERS,
     REFUSED_ATTRIBUTES,
     SENSITIVE_ATTRIBUTES,
-    is_reserved,
 )
 
-CELL_MODULE = "__main__"
 _MISSING = object()
 _ModuleType = types.ModuleType
 _FunctionType = types.FunctionType
@@ -44,137 +56,6 @@ _FunctionType = types.FunctionType
 
 class ImportDenied(ImportError):
     """A cell imported a module that the policy does not allow."""
-
-
-def is_cell_made(obj: Any) -> bool:
-    """True for classes defined by a cell and their instances."""
-    if isinstance(obj, type):
-        return obj.__dict__.get("__module__") == CELL_MODULE
-    return getattr(type(obj), "__module__", None) == CELL_MODULE
-
-
-def check_self(obj: Any) -> None:
-    """Entry check of a cell method that reads its own _private attributes natively."""
-    if type(obj).__module__ == CELL_MODULE:
-        return  # the common case, kept to one attribute read: this runs on every call
-    if not is_cell_made(obj):
-        raise AccessDenied(
-            f"this method reads private attributes, and {type(obj).__name__} objects are not "
-            "made by a cell"
-        )
-
-
-class _CellTypes(dict):  # type: ignore[type-arg]
-    """``_cell_types_[type(self)]``: the entry check of a cell method, at C speed on a hit.
-
-    A hit is a dict lookup; a miss decides once (and remembers cell-made classes).
-    Only the runtime's guards can reach this object: its name is reserved.
-    """
-
-    def __reduce__(self) -> str:
-        # dill follows a method's globals when it copies cell code (snapshots,
-        # trusted retrieve): the table travels as a reference, not with its classes.
-        return "CELL_TYPES"
-
-    def __missing__(self, cls: Any) -> bool:
-        if getattr(cls, "__module__", None) == CELL_MODULE:
-            self[cls] = True
-            return True
-        raise AccessDenied(
-            f"this method uses attributes of its first argument directly, and {cls.__name__} "
-            "objects are not made by a cell"
-        )
-
-
-CELL_TYPES = _CellTypes()
-
-
-class ModuleView:
-    """What a cell gets instead of a module: attribute reads are policed.
-
-    Submodules are handed out as views only if the policy allows importing
-    them; denied attributes and underscore names are refused. Safe values are
-    cached on the view so the next read is a native dict lookup.
-    """
-
-    __slots__ = ("_cave_module", "_cave_guard", "__dict__")
-
-    def __init__(self, module: types.ModuleType, guard: Guard):
-        object.__setattr__(self, "_cave_module", module)
-        object.__setattr__(self, "_cave_guard", guard)
-
-    def __getattr__(self, name: str) -> Any:
-        module = object.__getattribute__(self, "_cave_module")
-        guard: Guard = object.__getattribute__(self, "_cave_guard")
-        modname = module.__name__
-        if type(name) is not str:
-            raise AccessDenied("attribute names must be plain strings")
-        if name.startswith("_") and name not in ("__name__", "__doc__", "__version__", "__all__"):
-            raise AccessDenied(f"'{modname}.{name}' is private to the module")
-        if guard.policy.module_attribute_denied(modname, name):
-            raise AccessDenied(f"'{modname}.{name}' is not available in the cave"
-                               f"{_module_hint(modname, name)}")
-        try:
-            value = getattr(module, name)
-        except AttributeError:
-            raise AttributeError(f"module '{modname}' has no attribute '{name}'") from None
-        if type(value) is _ModuleType:
-            return guard.view(value)
-        replacement = guard.doors.replacement(value)
-        if replacement is not None:
-            value = replacement
-        elif guard.denied_object(value) or guard.from_denied_module(value):
-            # The same function re-exported under another module's name is still refused.
-            raise AccessDenied(f"'{modname}.{name}' is not available in the cave"
-                               f"{_module_hint(modname, name)}")
-        elif isinstance(value, type) and issubclass(value, string.Formatter):
-            raise AccessDenied(f"'{modname}.{name}' is not available in the cave")
-        elif isinstance(value, type) and issubclass(value, type):
-            value = cell_class(value)  # abc.ABCMeta, enum.EnumType: checked class creation
-        elif type(value) in _MUTABLE_CONTAINERS:
-            # Module-level tables are shared by the whole process (json's escape table,
-            # numpy's type dicts): cells get read-only views, never the table itself.
-            value = _MUTABLE_CONTAINERS[type(value)](value)
-        self.__dict__[name] = value
-        return value
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AccessDenied("modules cannot be modified from a cell")
-
-    def __delattr__(self, name: str) -> None:
-        raise AccessDenied("modules cannot be modified from a cell")
-
-    def __dir__(self) -> list[str]:
-        module = object.__getattribute__(self, "_cave_module")
-        return [n for n in dir(module) if not n.startswith("_")]
-
-    def __repr__(self) -> str:
-        return f"<module '{object.__getattribute__(self, '_cave_module').__name__}'>"
-
-    def __reduce__(self) -> tuple[Callable[..., Any], tuple[str]]:
-        # Snapshots re-import by name inside the worker that restores them.
-        return (_restore_view, (object.__getattribute__(self, "_cave_module").__name__,))
-
-
-def _restore_view(name: str) -> ModuleView:
-    return current_guard().import_module(name)
-
-
-_CURRENT_GUARD: Guard | None = None
-
-
-def current_guard() -> Guard:
-    """The worker's guard (used when a snapshot re-creates module views)."""
-    global _CURRENT_GUARD
-    if _CURRENT_GUARD is None:
-        _CURRENT_GUARD = Guard(Policy.default())
-    return _CURRENT_GUARD
-
-
-def set_current_guard(guard: Guard) -> None:
-    """Called once by the worker, with the guard bound to its session's policy."""
-    global _CURRENT_GUARD
-    _CURRENT_GUARD = guard
 
 
 class Guard:
@@ -532,18 +413,6 @@ slice sorted staticmethod str sum super tuple type zip Ellipsis NotImplemented N
 
 # --- objects with raw-memory and file doors, refused by identity ----------------------------
 
-_MUTABLE_CONTAINERS: dict[type, Callable[[Any], Any]] = {
-    dict: types.MappingProxyType, list: tuple, set: frozenset,
-}
-
-
-def _module_hint(module: str, name: str) -> str:
-    from .policy import attribute_hint
-
-    hint = attribute_hint(module, name)
-    return f" ({hint})" if hint else ""
-
-
 def _resolve_all(policy: Policy) -> list[Any]:
     """The objects behind the policy's denied module attributes and functions."""
     import importlib
@@ -566,140 +435,3 @@ def _resolve_all(policy: Policy) -> list[Any]:
     return found
 
 
-# --- class creation: no raw dunders through type(name, bases, dict) ----------------------------
-
-# Dunders a dict-made class may carry (what a class statement could define).
-_TYPE_DICT_DUNDERS = (DEFINABLE_DUNDERS | frozenset(
-    ["__module__", "__qualname__", "__doc__", "__slots__", "__annotations__",
-     "__orig_bases__", "__firstlineno__", "__static_attributes__"]
-)) - frozenset(["__getattr__", "__getstate__"])
-
-
-class _CaveTypeMeta(type):
-    def __instancecheck__(cls, obj: Any) -> bool:
-        return isinstance(obj, type)
-
-    def __subclasscheck__(cls, sub: Any) -> bool:
-        return issubclass(sub, type)
-
-
-class CaveType(metaclass=_CaveTypeMeta):
-    """``type`` for cells: ``type(x)`` as usual; ``type(name, bases, dict)`` checks the dict.
-
-    A dict-made class could otherwise carry attributes no class statement may
-    define (``__array_interface__`` hands numpy a raw memory address, ``__reduce__``
-    runs code wherever the object is unpickled).
-    """
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-        if len(args) == 1 and not kwargs:
-            return cell_class(type(args[0]))
-        if len(args) != 3 or not isinstance(args[2], dict):
-            raise TypeError("type() takes 1 or 3 arguments")
-        _check_class_dict(args[2])
-        return type(*args, **kwargs)
-
-
-def _check_class_dict(namespace: dict[Any, Any]) -> None:
-    for key in namespace:
-        if type(key) is not str:
-            raise AccessDenied("class attribute names must be plain strings")
-        if is_reserved(key) and key not in _TYPE_DICT_DUNDERS:
-            raise AccessDenied(f"a class made from a dict may not define '{key}'; "
-                               "use a class statement with ordinary methods")
-    module = namespace.get("__module__", CELL_MODULE)
-    if type(module) is not str or module != CELL_MODULE:
-        # A class the cell made, claiming a library's module: typing would evaluate its
-        # annotations in that module's globals, and it would not count as the cell's.
-        raise AccessDenied("a class made by a cell belongs to the cell's module")
-
-
-def cell_class(cls: type) -> Any:
-    """What a cell gets for a class: a metaclass (``type``, ``abc.ABCMeta``) only as a view."""
-    if cls is type or cls is _CaveTypeMeta or cls is _MetaclassView:
-        return CaveType  # the view's own metaclass would make classes from unchecked dicts
-    if isinstance(cls, type) and issubclass(cls, type):
-        view = _METACLASS_VIEWS.get(cls)
-        if view is None:
-            view = _METACLASS_VIEWS[cls] = _MetaclassView(
-                cls.__name__, (), {"__cave_real__": cls, "__doc__": cls.__doc__,
-                                   "__module__": cls.__module__, "__qualname__": cls.__qualname__})
-        return view
-    return cls
-
-
-class _MetaclassView(type):
-    """The metaclass of a cell's view of a library metaclass (``abc.ABCMeta``, ``enum.EnumType``).
-
-    Calling a metaclass with a name, bases and a dict makes a class from that dict,
-    as ``type(name, bases, dict)`` does: the view checks the dict the same way.
-    ``isinstance``/``issubclass`` and the metaclass's public methods work as usual.
-    The real metaclass sits under a dunder name, which no cell can read.
-    """
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        for value in (*args, *kwargs.values()):
-            if isinstance(value, dict):  # the namespace, however it is passed
-                _check_class_dict(value)
-        return cls.__cave_real__(*args, **kwargs)  # type: ignore[attr-defined]
-
-    def __instancecheck__(cls, obj: Any) -> bool:
-        return isinstance(obj, cls.__cave_real__)  # type: ignore[attr-defined]
-
-    def __subclasscheck__(cls, sub: Any) -> bool:
-        real = sub.__dict__.get("__cave_real__", sub) if isinstance(sub, _MetaclassView) else sub
-        return issubclass(real, cls.__cave_real__)  # type: ignore[attr-defined]
-
-    def __getattr__(cls, name: str) -> Any:
-        if name[:1] == "_":
-            raise AttributeError(name)
-        return getattr(cls.__cave_real__, name)  # type: ignore[attr-defined]
-
-    def __eq__(cls, other: Any) -> bool:
-        return other is cls or other is cls.__dict__.get("__cave_real__")
-
-    def __hash__(cls) -> int:
-        return hash(cls.__dict__.get("__cave_real__"))
-
-    def __repr__(cls) -> str:
-        return repr(cls.__dict__.get("__cave_real__"))
-
-
-_METACLASS_VIEWS: dict[type, type] = {}
-
-
-def guard_getattr_hook(method: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
-    """Wraps a cell class's ``__getattr__``: dunder lookups never reach it.
-
-    Libraries probe objects for protocol attributes with getattr
-    (numpy's ``__array_interface__`` takes a raw memory address); a cell's
-    catch-all ``__getattr__`` must not be able to answer those.
-    """
-
-    def __getattr__(self: Any, name: str) -> Any:
-        if name[:2] == "__" and name[-2:] == "__":
-            raise AttributeError(name)
-        return method(self, name)
-
-    __getattr__.__qualname__ = getattr(method, "__qualname__", "__getattr__")
-    return __getattr__
-
-
-def guard_getstate_hook(method: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Wraps a cell class's ``__getstate__``: copies may not gain dunder attributes.
-
-    copy.copy() puts the state into the new object's ``__dict__``; a state
-    with ``__array_interface__`` would give numpy a raw address.
-    """
-
-    def __getstate__(self: Any) -> Any:
-        state = method(self)
-        for part in state if isinstance(state, tuple) else (state,):
-            if isinstance(part, dict):
-                for key in part:
-                    if type(key) is not str or (key[:1] == "_" and key[-1:] == "_"):
-                        raise AccessDenied(f"__getstate__ may not return the key {key!r}")
-        return state
-
-    __getstate__.__qualname__ = getattr(method, "__qualname__", "__getstate__")
-    return __getstate__
