@@ -862,3 +862,35 @@ def test_a_hosts_sessions_die_with_it_even_mid_cell(tmp_path) -> None:
                          cwd=root, env={**os.environ, "PYTHONPATH": root})
     worker = int(out.stdout.split()[0])
     assert not wait_gone({worker}, timeout=30), "the worker outlived its host"
+
+
+def test_a_zygote_leaves_no_private_directory_behind(tmp_path) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    def stale() -> set[str]:
+        found = set()
+        for entry in os.listdir(tempfile.gettempdir()):
+            if entry.startswith("cavelite-") and entry[9:].isdigit():
+                try:
+                    os.kill(int(entry[9:]), 0)
+                except ProcessLookupError:
+                    found.add(entry)
+                except PermissionError:
+                    pass
+        return found
+
+    before = stale()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("from cavelite import Runtime\n"
+            "from cavelite.runtime.zygote import Zygote\n"
+            "for _ in range(3):\n    with Runtime() as rt:\n        rt.execute('1')\n"
+            "kept = Runtime()  # never closed: the host exits with it open\n"
+            "print(*(z.pid for z in Zygote._instances.values()))\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=root,
+                         capture_output=True, text=True).stdout
+    from fakes.processes import wait_gone
+
+    assert not wait_gone({int(pid) for pid in out.split()}, timeout=30)
+    assert stale() <= before, stale() - before

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import shutil
 import signal
 import socket
 import sys
@@ -113,6 +114,7 @@ def _exit_reaping(spare: socket.socket, sessions: set[int]) -> NoReturn:
             from ..security import limits
 
             limits.close()  # every worker is gone: remove the zygote's cgroup directories
+            _remove_workdirs()
             os._exit(0)
         except InterruptedError:
             continue
@@ -157,7 +159,25 @@ def _fork_spare(control: socket.socket, *, landlock: bool = True,
 
         spare.run(theirs, landlock=landlock, read_dirs=read_dirs)
     theirs.close()
+    _FORKED.add(pid)
     return ours, pid
+
+
+_FORKED: set[int] = set()  # every spare this zygote forked (each made cavelite-<pid>)
+
+
+def _remove_workdirs() -> None:
+    """Every spare's private directory goes when the zygote does (workers and spares are
+    gone by then; a spare never handed out and a host that died would leave theirs)."""
+    for pid in _FORKED:
+        try:
+            os.kill(pid, 0)
+            continue  # that pid belongs to a live process again: not ours to touch
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(os.path.join(tempfile.gettempdir(), f"cavelite-{pid}"), ignore_errors=True)
 
 
 def _warm_up(preload: list[str]) -> None:
