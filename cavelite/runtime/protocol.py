@@ -93,12 +93,11 @@ def send(sock: socket.socket, body: bytes, buffers: Sequence[Any] = (),
         passing = [*memfds, *fds]
         if passing:
             socket.send_fds(sock, [header], passing)
+            sock.sendall(bytes(table) + body)
+        elif len(body) < 65536:
+            sock.sendall(header + bytes(table) + body)  # one syscall, one wake-up of the peer
         else:
-            sock.sendall(header)
-        if len(body) < 65536:
-            sock.sendall(bytes(table) + body)  # one syscall for the common small message
-        else:
-            sock.sendall(table)
+            sock.sendall(header + bytes(table))
             sock.sendall(body)
         for view in inline:
             sock.sendall(view)
