@@ -65,7 +65,9 @@ class Runtime(AsyncTwins):
     allocate on top of the worker's baseline; ``max_output_chars`` bounds the
     stdout a result carries (the rest stays in ``cell_outputs`` in the
     namespace). ``atomic=False`` turns off per-cell rollback (as in Jupyter)
-    for state that cannot be forked. These are fixed for the runtime's life.
+    for state that cannot be forked. A cell returns at most ``max_figures``
+    figures (matplotlib, when preloaded), each at most ``max_figure_bytes`` of
+    PNG. These are fixed for the runtime's life.
     """
 
     def __init__(
@@ -80,6 +82,8 @@ class Runtime(AsyncTwins):
         hard_output_limit: int = 10_000_000,
         atomic: bool = True,
         policy: Policy | None = None,
+        max_figures: int = 8,
+        max_figure_bytes: int = 5_000_000,
     ):
         if cell_timeout is not None and not cell_timeout > 0:
             raise CaveUsageError("cell_timeout must be positive (or None for no limit)")
@@ -89,10 +93,16 @@ class Runtime(AsyncTwins):
             raise CaveUsageError("max_output_chars must be at least 100")
         if memory_limit_mb is not None and memory_limit_mb < 16:
             raise CaveUsageError("memory_limit_mb must be at least 16 (or None)")
+        if not 0 <= max_figures <= 100:
+            raise CaveUsageError("max_figures must be between 0 and 100")
+        if not 1_000 <= max_figure_bytes <= 1 << 28:
+            raise CaveUsageError("max_figure_bytes must be between 1000 and 2**28")
         if policy is not None and not isinstance(policy, Policy):
             raise CaveUsageError(f"policy must be a cavelite.Policy, not {type(policy).__name__}")
         self._config = WorkerConfig(policy or Policy.default(), bool(atomic), memory_limit_mb,
-                                    max_output_chars, max_repr_chars, hard_output_limit)
+                                    max_output_chars, max_repr_chars, hard_output_limit,
+                                    max_figures=int(max_figures),
+                                    max_figure_bytes=int(max_figure_bytes))
         self._cell_timeout = cell_timeout
         self._request_timeout = float(request_timeout)
         self._preload = tuple(preload)

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from typing import NoReturn
 
-from . import messages, protocol, wire
+from . import figures, messages, protocol, wire
 from .messages import Forked, ForkWorker, ZygoteReady
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -36,6 +36,8 @@ def main() -> NoReturn:
     limits.become_subreaper()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the host's terminal is the host's
+    if figures.wants_matplotlib(preload):
+        figures.prepare_zygote(tempfile.gettempdir())  # before matplotlib is imported
     for name in preload:
         __import__(name)
     _warm_up(preload)
@@ -101,6 +103,7 @@ def _exit_reaping(spare: socket.socket, sessions: set[int]) -> NoReturn:
     them ends as a zombie under an init that does not reap.
     """
     spare.close()
+    figures.remove_zygote_dir()
     for _ in range(10):  # a checkpoint may take over while the first pass runs
         if not _kill_sessions(sessions):
             break
@@ -166,6 +169,8 @@ def _warm_up(preload: list[str]) -> None:
     audit.library_roots()  # cached for every worker
     limits.seccomp_program()  # likewise: workers only install it
     tempfile.gettempdir()
+    if figures.wants_matplotlib(preload):
+        figures.warm_zygote(audit.library_roots())
     if "pandas" in preload:
         import pandas as pd
 

@@ -19,6 +19,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from .figure_doors import harden_matplotlib
 from .library_doors import (
     AccessDenied,
     LibraryDoors,
@@ -238,6 +239,7 @@ class Guard:
         harden_enum()
         harden_typing()
         harden_pandas(self.check_public_name, self._numpy_denied)
+        harden_matplotlib()
 
     # --- modules ---------------------------------------------------------------------
 
