@@ -95,6 +95,10 @@ def test_more_figures_than_the_limit_are_counted_not_sent(plots: Runtime) -> Non
     assert result.ok, result.error
     assert len(result.figures) == 3
     assert "[2 more figure(s) not shown: at most 3 per cell]" in result.stderr
+    # Each show() closes its figure, and a new one may reuse the freed one's id: still new.
+    shown = plots.execute("for i in range(8):\n    plt.plot([i])\n    plt.show()")
+    assert len(shown.figures) == 3
+    assert "[5 more figure(s) not shown: at most 3 per cell]" in shown.stderr
 
 
 def test_a_huge_figure_is_refused_with_a_reason(plots: Runtime) -> None:

@@ -28,6 +28,7 @@ import math
 import os
 import shutil
 import sys
+import weakref
 from typing import Any
 
 from ..security.figure_doors import CAVE_BACKEND
@@ -122,7 +123,9 @@ class FigureCapture:
         self.max_bytes = max_bytes
         self.figures: list[Figure] = []
         self.notes: list[str] = []
-        self._seen: set[int] = set()
+        # Figures already taken, by id, with a weak reference to tell a live figure from
+        # a new one that got the id of a figure shown (and freed) earlier in the cell.
+        self._seen: dict[int, Any] = {}
         self._skipped = 0
 
     def install(self) -> FigureCapture:
@@ -131,7 +134,7 @@ class FigureCapture:
         return self
 
     def begin(self) -> None:
-        self.figures, self.notes, self._seen, self._skipped = [], [], set(), 0
+        self.figures, self.notes, self._seen, self._skipped = [], [], {}, 0
 
     def finish(self, value: Any) -> tuple[tuple[Figure, ...], str]:
         """After the cell: the open figures and the value's, then ``(figures, notes)``."""
@@ -160,9 +163,13 @@ class FigureCapture:
                 Gcf.destroy_all()
 
     def take(self, figure: Any) -> None:
-        if id(figure) in self._seen:
+        seen = self._seen.get(id(figure))
+        if seen is not None and seen() is figure:
             return
-        self._seen.add(id(figure))
+        try:
+            self._seen[id(figure)] = weakref.ref(figure)
+        except TypeError:  # not weakly referenceable: keep it alive for the cell instead
+            self._seen[id(figure)] = lambda figure=figure: figure
         if len(self.figures) >= self.max_figures:
             self._skipped += 1
             return
