@@ -44,7 +44,7 @@ from cavelite.events import (
     Usage,
 )
 from cavelite.extract import Extraction, extract_code
-from cavelite.models.base import Message, Model, ModelReply, RetryNotice, run_sync
+from cavelite.models.base import Image, Message, Model, ModelReply, RetryNotice, run_sync
 from cavelite.runtime.results import CellResult, Injected, VariableInfo
 
 if TYPE_CHECKING:
@@ -110,6 +110,11 @@ class CaveLite:
     (``[{"role": "user", "content": ...}, ...]``, what `history_records`
     gives), for example saved by another process together with a runtime
     snapshot.
+
+    ``show_figures=True`` sends the figures a cell drew (matplotlib, preloaded by
+    the runtime) to the model as images with the observation, so it can look at
+    its own chart; the model must take images (`AnthropicModel` does). Without
+    it the model is told only that a figure was made and how big it is.
     """
 
     def __init__(
@@ -125,10 +130,14 @@ class CaveLite:
         max_tokens_total: int | None = None,
         max_wall_s: float | None = DEFAULT_MAX_WALL_S,
         call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
-        history: Iterable[Message | Mapping[str, str]] = (),
+        history: Iterable[Message | Mapping[str, Any]] = (),
+        show_figures: bool = False,
     ) -> None:
         if not isinstance(model, Model):
             raise CaveUsageError(f"model must be a cavelite.models.Model, not {type(model).__name__}")
+        if show_figures and not model.accepts_images:
+            raise CaveUsageError(f"show_figures=True needs a model that takes images, and {model!r} "
+                                 "does not (AnthropicModel does)")
         if max_steps < 1:
             raise CaveUsageError("max_steps must be at least 1")
         if runtime is not None and policy is not None:
@@ -150,6 +159,7 @@ class CaveLite:
         self.max_tokens_total = max_tokens_total
         self.max_wall_s = max_wall_s
         self.call_timeout = call_timeout
+        self.show_figures = bool(show_figures)
         self._owns_runtime = runtime is None
         if runtime is None:
             from cavelite.runtime import Runtime  # here, so importing cavelite stays light
@@ -229,7 +239,7 @@ class CaveLite:
         """The conversation so far, exactly as the model is shown it (after the system prompt)."""
         return tuple(self._history)
 
-    def history_records(self) -> list[dict[str, str]]:
+    def history_records(self) -> list[dict[str, Any]]:
         """The history in its plain JSON form, which ``CaveLite(history=...)`` takes back."""
         return [message.to_dict() for message in self._history]
 
@@ -383,7 +393,8 @@ class CaveLite:
             if run.cells and run.cells[-1].code.strip() == extraction.code.strip():
                 # Small models loop on the same cell; say so, so they move on or answer.
                 observation += "\n" + prompt.REPEAT_NOTE
-            self._history.append(Message("user", observation))
+            images = tuple(Image(f.mime_type, f.data) for f in result.figures) if self.show_figures else ()
+            self._history.append(Message("user", observation, images))
             pending_note.clear()
             run.cells.append(CellRecord(step, extraction.code, result))
             run.stats.append(StepStats(step, reply.usage, model_s, result.duration_s))
@@ -541,7 +552,7 @@ class CaveLite:
         return f"CaveLite({self.model!r}, {state})"
 
 
-def _history_from(history: Iterable[Message | Mapping[str, str]]) -> list[Message]:
+def _history_from(history: Iterable[Message | Mapping[str, Any]]) -> list[Message]:
     """Messages from `Message`s or their plain JSON form; `CaveUsageError` names a bad item."""
     if isinstance(history, str | bytes | Mapping):
         raise CaveUsageError("history is a list of messages, not a single str or dict")

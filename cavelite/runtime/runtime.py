@@ -8,6 +8,7 @@ the only source it trusts about the session.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import threading
 import time
@@ -51,6 +52,12 @@ from .session import Failed, Session
 from .snapshot import Snapshot
 from .zygote import track_session
 
+# matplotlib is preloaded where it is installed: it can only be set up before the cave
+# closes, and preloaded it costs sessions and cells nothing (the zygote's start pays
+# for it once; benchmarks/figures_bench.py measures both).
+DEFAULT_PRELOAD: tuple[str, ...] = ("numpy", "pandas") + (
+    ("matplotlib",) if importlib.util.find_spec("matplotlib") is not None else ())
+
 
 class Runtime(AsyncTwins):
     """A persistent, contained Python namespace in a worker process.
@@ -64,7 +71,9 @@ class Runtime(AsyncTwins):
     retrieve, inject...); ``memory_limit_mb`` is the memory a cell may
     allocate on top of the worker's baseline; ``max_output_chars`` bounds the
     stdout a result carries (the rest stays in ``cell_outputs`` in the
-    namespace). ``atomic=False`` turns off per-cell rollback (as in Jupyter)
+    namespace). ``preload`` names the modules the zygote imports before forking
+    workers: numpy, pandas and, where it is installed, matplotlib
+    (`DEFAULT_PRELOAD`). ``atomic=False`` turns off per-cell rollback (as in Jupyter)
     for state that cannot be forked. A cell returns at most ``max_figures``
     figures (matplotlib, when preloaded), each at most ``max_figure_bytes`` of
     PNG. These are fixed for the runtime's life.
@@ -73,7 +82,7 @@ class Runtime(AsyncTwins):
     def __init__(
         self,
         *,
-        preload: Iterable[str] = ("numpy", "pandas"),
+        preload: Iterable[str] = DEFAULT_PRELOAD,
         cell_timeout: float | None = 30.0,
         request_timeout: float = 60.0,
         memory_limit_mb: int | None = 2048,
