@@ -133,6 +133,9 @@ def _session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cell-timeout", type=_positive_seconds, default=30.0, metavar="SECONDS",
                         help="time limit for one cell (default: 30)")
     parser.add_argument("--instructions", default=INSTRUCTIONS, help="the system instructions")
+    parser.add_argument("--figures", default="cavelite-figures", metavar="DIR",
+                        help="where the figures cells draw are saved, one subfolder per session "
+                        "(default: ./cavelite-figures)")
 
 
 def _positive(text: str) -> int:
