@@ -61,5 +61,6 @@ def test_a_folder_that_cannot_be_written_is_a_data_error(openai_api, tmp_path: P
     assert code == EXIT_DATA
     assert record["answer"] == "Done."  # the chat itself went on
     assert [f["path"] for f in record["cells"][0]["figures"]] == [None, None]
-    assert len(record["figure_errors"]) == 2 and "cannot save figure 1 of step 1" in record["figure_errors"][0]
+    errors = record["figure_errors"]
+    assert len(errors) == 2 and "cannot save figure 1 of step 1" in errors[0]
     assert blocker.read_text() == "a file where the folder should be"
