@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                      ".xlsx, .pkl; repeatable)")
     _session_options(run)
     _model_options(run)
+    from cavelite._cli_mcp import add_parser as add_mcp_parser
+
+    add_mcp_parser(sub)
     demo = sub.add_parser("demo", help="an agent analysing a generated sales dataset")
     demo.add_argument("--offline", action="store_true",
                       help="use the scripted model even when a real one is configured")
@@ -235,6 +238,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from cavelite._cli_run import run_question
 
             return run_question(args, err)
+        if args.command == "mcp":
+            from cavelite._cli_mcp import run_mcp
+
+            return run_mcp(args)
         from cavelite._cli_chat import run_chat
 
         return run_chat(args, Console())
