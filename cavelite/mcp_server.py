@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -367,14 +368,28 @@ async def _reap(sessions: Sessions) -> None:
 
 
 def serve_http(options: ServerOptions, *, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve streamable HTTP at ``http://HOST:PORT/mcp`` until interrupted."""
+    """Serve streamable HTTP at ``http://HOST:PORT/mcp`` until interrupted (port 0: any free one).
+
+    The socket is bound and listening before the address is printed on stderr,
+    so a client may connect as soon as it reads that line.
+    """
+    import socket
+
     import uvicorn
 
     app, sessions = http_app(options, host=host)
-    log.info("serving MCP on http://%s:%d/mcp", host, port)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(128)
+    bound = listener.getsockname()[1]
+    print(f"cavelite mcp: serving on http://{host}:{bound}/mcp", file=sys.stderr, flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+        server.run(sockets=[listener])
     finally:
+        listener.close()
         sessions.close_all()
 
 
