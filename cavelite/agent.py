@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from cavelite import prompt
+from cavelite import prompt, telemetry
 from cavelite.errors import AgentClosedError, CaveRuntimeError, CaveUsageError, ModelError
 from cavelite.events import (
     CellFinished,
@@ -73,6 +73,7 @@ class _Chat:
     reason: StopReason | None = None
     detail: str = ""
     error: ModelError | None = None
+    trace: telemetry.NoTrace = telemetry.NO_TRACE  # OpenTelemetry spans, when installed
 
     def stop(self, reason: StopReason, detail: str = "", error: ModelError | None = None) -> None:
         self.reason, self.detail, self.error = reason, detail, error
@@ -319,7 +320,7 @@ class CaveLite:
         waker = asyncio.Event()
         with self._wakers_lock:
             self._wakers[loop] = waker
-        run = _Chat(started=time.monotonic())
+        run = _Chat(started=time.monotonic(), trace=telemetry.chat_trace(self.model))
         pending_note: list[str] = []  # the note owed to the model if the chat ends here
         try:
             try:
@@ -334,9 +335,11 @@ class CaveLite:
                         _log_event(event)
                         yield event
             stopped = Stopped(run.reason or StopReason.COMPLETED, run.reply())
+            run.trace.end(stopped.reply)
             _log_event(stopped)
             yield stopped
         finally:
+            run.trace.end(run.reply())  # once: a chat torn down by an exception ends its span too
             if pending_note:  # the model wrote code that never got an observation
                 self._history.append(Message("user", pending_note[0]))
             with self._wakers_lock:
@@ -353,9 +356,13 @@ class CaveLite:
             started = time.monotonic()
             replies: list[ModelReply] = []
             call = self._call_model(step, system, run, waker, replies)
-            async with contextlib.aclosing(call) as events:
-                async for event in events:
-                    yield event
+            span = run.trace.model_call(step)
+            try:
+                async with contextlib.aclosing(call) as events:
+                    async for event in events:
+                        yield event
+            finally:
+                run.trace.model_done(span, replies[0] if replies else None, run.error)
             if not replies:  # stopped during the call: cancel, budget or model error
                 return
             reply = replies[0]
@@ -383,12 +390,18 @@ class CaveLite:
             pending_note[:] = [prompt.not_run_note("the chat was stopped")]
             yield CodeExtracted(step, extraction.code, extraction.ignored_blocks)
             pending_note[:] = [prompt.interrupted_note()]
+            span = run.trace.cell(step, extraction.code)
             try:
                 result = await self.runtime.aexecute(extraction.code, timeout=self._cell_timeout(run))
             except CaveRuntimeError as exc:  # the runtime failed (or was closed), not the cell
+                run.trace.cell_done(span, None, exc)
                 run.stats.append(StepStats(step, reply.usage, model_s))
                 run.stop(StopReason.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}")
                 return
+            except BaseException as exc:  # the chat itself was torn down mid-cell
+                run.trace.cell_done(span, None, exc)
+                raise
+            run.trace.cell_done(span, result)
             observation = prompt.observation(result, extraction, max_chars=self.max_output_chars)
             if run.cells and run.cells[-1].code.strip() == extraction.code.strip():
                 # Small models loop on the same cell; say so, so they move on or answer.
