@@ -23,7 +23,10 @@ _EXPORTER = InMemorySpanExporter()
 
 @pytest.fixture(scope="module", autouse=True)
 def provider() -> Iterator[None]:
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):  # set before (a docs sample): listen to it too
+        current.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+    else:
         tracer_provider = TracerProvider()
         tracer_provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
         trace.set_tracer_provider(tracer_provider)  # once per process: the API allows no other

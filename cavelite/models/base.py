@@ -40,10 +40,12 @@ class Image:
     data: bytes = field(repr=False)
 
     def to_dict(self) -> dict[str, str]:
+        """The plain JSON form: ``{"mime_type": ..., "data": <base64>}``."""
         return {"mime_type": self.mime_type, "data": base64.b64encode(self.data).decode("ascii")}
 
     @classmethod
     def from_dict(cls, data: Any) -> Image:
+        """An `Image` from its plain JSON form; `CaveUsageError` if it is not one."""
         if not isinstance(data, dict) or set(data) != {"mime_type", "data"} or not all(
                 isinstance(v, str) for v in data.values()):
             raise CaveUsageError(f"an image is a dict with 'mime_type' and base64 'data', not {data!r:.80}")
