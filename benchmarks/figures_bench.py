@@ -52,26 +52,37 @@ def zygote_start(preload: tuple[str, ...], n: int) -> list[float]:
     return out
 
 
-def session_ready(preload: tuple[str, ...], n: int) -> list[float]:
-    Runtime(preload=preload).close()
-    out = []
+def session_ready(n: int) -> dict[tuple[str, ...], list[float]]:
+    """Both preload sets, alternating sample by sample (so a change in load hits both)."""
+    out: dict[tuple[str, ...], list[float]] = {BASE: [], WITH_MPL: []}
+    for preload in out:
+        Runtime(preload=preload).close()
     for _ in range(n):
-        t = time.perf_counter()
-        rt = Runtime(preload=preload)
-        out.append(time.perf_counter() - t)
-        rt.close()
+        for preload, samples in out.items():
+            t = time.perf_counter()
+            rt = Runtime(preload=preload)
+            samples.append(time.perf_counter() - t)
+            rt.close()
     return out
 
 
-def trivial_cell(preload: tuple[str, ...], n: int) -> list[float]:
-    with Runtime(preload=preload) as rt:
-        rt.execute("x = 0")
-        out = []
+def trivial_cells(n: int, pause: float) -> dict[tuple[str, ...], list[float]]:
+    """A trivial atomic cell on each, alternating; ``pause`` before each (the model thinking)."""
+    out: dict[tuple[str, ...], list[float]] = {BASE: [], WITH_MPL: []}
+    runtimes = {preload: Runtime(preload=preload) for preload in out}
+    try:
+        for rt in runtimes.values():
+            rt.execute("x = 0")
         for _ in range(n):
-            time.sleep(0.025)  # the model thinks between cells: the checkpoint is ready
-            t = time.perf_counter()
-            rt.execute("x = 1")
-            out.append(time.perf_counter() - t)
+            for preload, rt in runtimes.items():
+                if pause:
+                    time.sleep(pause)
+                t = time.perf_counter()
+                rt.execute("x = 1")
+                out[preload].append(time.perf_counter() - t)
+    finally:
+        for rt in runtimes.values():
+            rt.close()
     return out
 
 
@@ -109,10 +120,12 @@ def main() -> None:
     print(f"cavelite figures benchmark — python {sys.version.split()[0]}, {os.cpu_count()} cores\n")
     starts = {p: zygote_start(p, max(3, n // 8)) for p in (BASE, WITH_MPL)}
     add("zygote start + first session", starts[BASE], starts[WITH_MPL])
-    ready = {p: session_ready(p, n) for p in (BASE, WITH_MPL)}
+    ready = session_ready(n)
     add("session ready, warm zygote", ready[BASE], ready[WITH_MPL])
-    cells = {p: trivial_cell(p, n) for p in (BASE, WITH_MPL)}
+    cells = trivial_cells(n * 2, 0.025)
     add("trivial atomic cell, 25 ms apart", cells[BASE], cells[WITH_MPL])
+    cells = trivial_cells(n * 2, 0.0)
+    add("trivial atomic cell, back-to-back (waits for the fork)", cells[BASE], cells[WITH_MPL])
     memory = {p: idle_memory(p) for p in (BASE, WITH_MPL)}
     b, m = statistics.median(memory[BASE]), statistics.median(memory[WITH_MPL])
     ROWS.append(("unique memory per idle session", f"{b:.1f} MB", f"{m:.1f} MB", f"{m / b:.2f}x"))
