@@ -31,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                      help="time limit of one run_python call (default: 30)")
     mcp.add_argument("--memory-limit-mb", type=int, default=2048, metavar="MB",
                      help="memory a call may allocate (default: 2048)")
+    mcp.add_argument("--max-output-chars", type=int, default=20_000, metavar="N",
+                     help="stdout a result carries; the rest stays in the runtime (default: 20000)")
     mcp.add_argument("--max-sessions", type=int, default=16, metavar="N",
                      help="HTTP: runtimes open at once (default: 16)")
     mcp.add_argument("--idle-timeout", type=float, default=1800.0, metavar="SECONDS",
@@ -55,6 +57,7 @@ def run_mcp(args: argparse.Namespace) -> int:
         preload=tuple(m for m in args.preload.split(",") if m) if args.preload is not None else None,
         policy=mcp_server.policy_from_json(args.policy) if args.policy else None,
         cell_timeout=args.cell_timeout, memory_limit_mb=args.memory_limit_mb,
+        max_output_chars=args.max_output_chars,
         max_sessions=args.max_sessions, idle_timeout=args.idle_timeout)
     if args.http:
         mcp_server.serve_http(options, host=args.host, port=args.port)

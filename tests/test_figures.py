@@ -156,3 +156,15 @@ def _is_zygote_dir(path: str) -> bool:
     from cavelite.runtime.zygote import Zygote
 
     return any(path.endswith(f"-{z.pid}") for z in Zygote._instances.values())
+
+
+def test_a_figure_record_checks_its_own_bytes(plots: Runtime) -> None:
+    from cavelite import CaveUsageError
+
+    [real] = plots.execute("plt.plot([1])").figures
+    assert Figure("image/png", real.width, real.height, real.data) == real
+    for args, message in ((("image/png", real.width + 1, real.height, real.data), "disagrees"),
+                          (("image/png", 1, 1, b"GIF89a" + real.data[6:]), "signature"),
+                          (("image/gif", real.width, real.height, real.data), "image/png")):
+        with pytest.raises(CaveUsageError, match=message):
+            Figure(*args)

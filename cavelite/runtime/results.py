@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..errors import CaveUsageError
 from ..security.violation import Violation
 from . import png
 
@@ -74,7 +75,8 @@ class Figure:
     """A figure a cell drew, as PNG bytes (``plt.show()``, left open, or the cell's value).
 
     Built in the host from a worker's message: the bytes are checked to be a
-    PNG whose IHDR header says ``width`` x ``height``, never decoded as an image.
+    PNG whose IHDR header says ``width`` x ``height``, never decoded as an image
+    (`CaveUsageError` if they are not; the decoder makes that a `ProtocolError`).
     """
 
     mime_type: Literal["image/png"]
@@ -84,9 +86,13 @@ class Figure:
 
     def __post_init__(self) -> None:
         if self.mime_type != "image/png":
-            raise ValueError(f"a figure is image/png, not {self.mime_type!r:.40}")
-        if png.dimensions(self.data) != (self.width, self.height):
-            raise ValueError("a figure whose PNG header disagrees with its width and height")
+            raise CaveUsageError(f"a figure is image/png, not {self.mime_type!r:.40}")
+        try:
+            size = png.dimensions(self.data)
+        except ValueError as exc:
+            raise CaveUsageError(str(exc)) from None
+        if size != (self.width, self.height):
+            raise CaveUsageError("a figure whose PNG header disagrees with its width and height")
 
     def for_model(self) -> str:
         """What a model is told of it: that it exists and how big it is, not the pixels."""
