@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import keyword
 import logging
 import os
 import sys
@@ -226,6 +227,10 @@ def _list_data_files(options: ServerOptions, limit: int = 500) -> types.CallTool
 def _load(options: ServerOptions, runtime: Runtime, path_text: str, name: str | None) -> types.CallToolResult:
     from cavelite._cli_files import load
 
+    if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
+        # Checked here, not by the loader: a name it did not take for one would make
+        # "NAME=PATH" a path of its own, one that was never resolved against the roots.
+        raise CaveUsageError(f"{name!r} is not a valid Python variable name")
     real = resolve_data_path(options, path_text)
     spec = f"{name}={real}" if name else str(real)
     item = load(spec)

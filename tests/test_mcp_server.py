@@ -100,6 +100,10 @@ def test_load_data_reads_only_under_the_data_directories(data_dirs: tuple[Path, 
                 refused = await client.call_tool("load_data", {"path": path})
                 assert refused.is_error and "not a file under the data directories" in text(refused), path
                 assert SECRET not in text(refused)
+            # A name that is not one must not turn "NAME=PATH" into a path of its own.
+            for name in ("../../secret.csv", "x/y", "class", "a=b"):
+                odd = await client.call_tool("load_data", {"path": "sales.csv", "name": name})
+                assert odd.is_error and "not a valid Python variable name" in text(odd), name
             listed = text(await client.call_tool("list_variables", {}))
             assert SECRET not in listed and "secret" not in listed and "link" not in listed
             # Cells still cannot open the files the server may load.
