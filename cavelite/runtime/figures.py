@@ -198,6 +198,7 @@ def _figure_of(value: Any) -> Any:
 def _render(figure: Any, max_bytes: int) -> Figure | str:
     """One figure as a checked PNG, or why not (a text for the notes)."""
     from matplotlib.figure import Figure as MplFigure
+    from matplotlib.transforms import Bbox
 
     try:
         width_in, height_in = MplFigure.get_size_inches(figure)
@@ -207,7 +208,10 @@ def _render(figure: Any, max_bytes: int) -> Figure | str:
             return (f"{width:.0f}x{height:.0f} pixels is more than {MAX_PIXELS} (make figsize or "
                     "dpi smaller)")
         buffer = io.BytesIO()
-        MplFigure.savefig(figure, buffer, format="png", dpi=dpi, bbox_inches=figure.bbox_inches)
+        # The box is built from the size just checked, not read from the figure (a cell may
+        # have set its bbox_inches attribute to anything).
+        box = Bbox.from_bounds(0, 0, width_in, height_in)
+        MplFigure.savefig(figure, buffer, format="png", dpi=dpi, bbox_inches=box)
         data = buffer.getvalue()
         if len(data) > max_bytes:
             return f"its PNG takes {len(data)} bytes, more than {max_bytes}"

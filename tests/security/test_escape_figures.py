@@ -45,6 +45,12 @@ ATTACKS: dict[str, tuple[str, str]] = {
         "    def get_size_inches(self):\n        return [1, 1]\n"
         "    def savefig(self, fname, **kw):\n        fname.write(b'not a png')\n"
         "f = Liar(figsize=(600, 600))\nf", "bounded"),
+    "bbox_inches_attribute": ("from matplotlib.transforms import Bbox\nfig = plt.figure()\n"
+                              "fig.bbox_inches = Bbox.from_bounds(0, 0, 5000, 5000)", "bounded"),
+    "canvas_swapped_for_fake_bytes": (
+        "class Fake:\n    def print_figure(self, fname, **kw):\n"
+        "        fname.write(b'\\x89PNG\\r\\n\\x1a\\n' + b'x' * 100)\n"
+        "fig = plt.figure()\nfig.canvas = Fake()", "bounded"),
     # --- writing elsewhere ---
     "savefig_to_path": ("plt.plot([1])\nplt.savefig({canary_dir!r} + '/chart.png')", "refused"),
     "savefig_canary": ("plt.plot([1])\nplt.gcf().savefig({canary!r})", "refused"),
