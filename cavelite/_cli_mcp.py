@@ -6,12 +6,14 @@ Logs go to stderr: on stdio, stdout carries the protocol.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from pathlib import Path
 
 from cavelite.errors import CaveUsageError
+from cavelite.security import Policy
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -55,7 +57,7 @@ def run_mcp(args: argparse.Namespace) -> int:
     options = mcp_server.ServerOptions(
         data_dirs=tuple(dirs),
         preload=tuple(m for m in args.preload.split(",") if m) if args.preload is not None else None,
-        policy=mcp_server.policy_from_json(args.policy) if args.policy else None,
+        policy=policy_from_json(args.policy) if args.policy else None,
         cell_timeout=args.cell_timeout, memory_limit_mb=args.memory_limit_mb,
         max_output_chars=args.max_output_chars,
         max_sessions=args.max_sessions, idle_timeout=args.idle_timeout)
@@ -64,3 +66,30 @@ def run_mcp(args: argparse.Namespace) -> int:
     else:
         mcp_server.serve_stdio(options)
     return 0
+
+
+def policy_from_json(path: str) -> Policy:
+    """A `Policy` from a JSON file of builder calls: ``{"allow_imports": ["scipy"], ...}``."""
+    builders = ("allow_imports", "deny_imports", "allow_functions", "deny_functions", "deny_attributes",
+                "allow_read_dirs")
+    try:
+        spec = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise CaveUsageError(f"cannot read the policy file {path}: {exc}") from None
+    if not isinstance(spec, dict):
+        raise CaveUsageError(f"the policy file {path} must hold a JSON object")
+    policy = Policy.default()
+    for key, values in spec.items():
+        if key == "regexes":
+            for rule in values if isinstance(values, list) else [None]:
+                if not isinstance(rule, dict) or not isinstance(rule.get("pattern"), str):
+                    raise CaveUsageError('"regexes" is a list of {"pattern", "message", "hint"} objects')
+                policy = policy.add_regex(rule["pattern"], str(rule.get("message", "refused")),
+                                          str(rule.get("hint", "")))
+            continue
+        if key not in builders:
+            raise CaveUsageError(f"unknown policy key {key!r}; use {', '.join(builders)} or regexes")
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise CaveUsageError(f"{key!r} must be a list of strings")
+        policy = getattr(policy, key)(*values)
+    return policy

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import keyword
 import logging
 import os
@@ -396,30 +395,3 @@ def serve_http(options: ServerOptions, *, host: str = "127.0.0.1", port: int = 8
     finally:
         listener.close()
         sessions.close_all()
-
-
-def policy_from_json(path: str) -> Policy:
-    """A `Policy` from a JSON file of builder calls: ``{"allow_imports": ["scipy"], ...}``."""
-    builders = ("allow_imports", "deny_imports", "allow_functions", "deny_functions", "deny_attributes",
-                "allow_read_dirs")
-    try:
-        spec = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise CaveUsageError(f"cannot read the policy file {path}: {exc}") from None
-    if not isinstance(spec, dict):
-        raise CaveUsageError(f"the policy file {path} must hold a JSON object")
-    policy = Policy.default()
-    for key, values in spec.items():
-        if key == "regexes":
-            for rule in values if isinstance(values, list) else [None]:
-                if not isinstance(rule, dict) or not isinstance(rule.get("pattern"), str):
-                    raise CaveUsageError('"regexes" is a list of {"pattern", "message", "hint"} objects')
-                policy = policy.add_regex(rule["pattern"], str(rule.get("message", "refused")),
-                                          str(rule.get("hint", "")))
-            continue
-        if key not in builders:
-            raise CaveUsageError(f"unknown policy key {key!r}; use {', '.join(builders)} or regexes")
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise CaveUsageError(f"{key!r} must be a list of strings")
-        policy = getattr(policy, key)(*values)
-    return policy

@@ -21,7 +21,8 @@ from mcp.client.stdio import StdioServerParameters
 from PIL import Image
 
 from cavelite import CaveUsageError
-from cavelite.mcp_server import ServerOptions, Sessions, policy_from_json
+from cavelite._cli_mcp import policy_from_json
+from cavelite.mcp_server import ServerOptions, Sessions
 
 SECRET = "MCP-CANARY-91d2"
 
