@@ -22,6 +22,8 @@ test: lint
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/runtime_bench.py
+	$(PY) benchmarks/figures_bench.py
+	$(PY) benchmarks/telemetry_bench.py
 
 demo: $(STAMP)
 	$(VENV)/bin/cavelite demo

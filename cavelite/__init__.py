@@ -46,7 +46,16 @@ if _typing.TYPE_CHECKING:
         StopReason,
         TextDelta,
     )
-    from .runtime import DEFAULT, CellError, CellResult, Injected, Runtime, Snapshot, VariableInfo
+    from .runtime import (
+        DEFAULT,
+        CellError,
+        CellResult,
+        Figure,
+        Injected,
+        Runtime,
+        Snapshot,
+        VariableInfo,
+    )
     from .security import Policy, Violation
     from .usage import Usage
 
@@ -58,7 +67,7 @@ _LAZY = {
          "ModelRetrying", "PolicyViolated", "Reply", "StepStats", "Stopped", "StopReason", "TextDelta"],
         ".events",
     ),
-    **dict.fromkeys(["DEFAULT", "CellError", "CellResult", "Injected", "Runtime", "Snapshot",
+    **dict.fromkeys(["DEFAULT", "CellError", "CellResult", "Figure", "Injected", "Runtime", "Snapshot",
                      "VariableInfo"], ".runtime"),
     "Policy": ".security",
     "Violation": ".security",
@@ -76,6 +85,7 @@ __all__ = [
     "CellFinished",
     "CellRecord",
     "CellResult",
+    "Figure",
     "ClosedError",
     "CodeExtracted",
     "Event",

@@ -21,6 +21,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from cavelite._cli_figures import FigureFolder
 from cavelite._cli_files import DataFile, DataFileError, save
 from cavelite._cli_input import LineReader
 from cavelite._cli_model import describe_model, model_failure
@@ -49,8 +50,9 @@ class ChatSession:
     """One interactive session: an agent, the files loaded into it, a console and its input."""
 
     def __init__(self, agent: CaveLite, files: list[DataFile], console: Console,
-                 reader: LineReader | None = None) -> None:
+                 reader: LineReader | None = None, figures: FigureFolder | None = None) -> None:
         self.agent = agent
+        self.figures = figures or FigureFolder()
         self.files = files
         self.console = console
         self.reader = reader or LineReader(console)
@@ -105,7 +107,8 @@ class ChatSession:
     def ask(self, message: str) -> int | None:
         """One question, shown live; an exit code if the session must end (SIGTERM)."""
         self.transcript.question(message)
-        renderer = EventRenderer(self.console, cell_timeout=self.agent.cell_timeout)
+        renderer = EventRenderer(self.console, cell_timeout=self.agent.cell_timeout,
+                                 figures=self.figures)
         with self.reader.model_working():
             driven = drive(self.agent, message, renderer, on_event=self.transcript.on_event)
         reply = driven.reply
@@ -282,4 +285,4 @@ def run_chat(args: argparse.Namespace, console: Console) -> int:
     """``cavelite chat``: load, connect, then read messages until /quit or end of input."""
     agent, files = open_session(args)
     with agent:
-        return ChatSession(agent, files, console).loop()
+        return ChatSession(agent, files, console, figures=FigureFolder(args.figures)).loop()

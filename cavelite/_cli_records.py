@@ -44,7 +44,16 @@ def cell_error_record(error: CellError | None) -> dict[str, Any] | None:
     }
 
 
-def cell_record(step: int, code: str, result: CellResult) -> dict[str, Any]:
+def figure_records(result: CellResult, paths: list[str] | None = None) -> list[dict[str, Any]]:
+    """The cell's figures: where the CLI saved each (None if it did not), size and bytes."""
+    paths = paths or []
+    return [{"path": paths[i] if i < len(paths) else None, "mime_type": f.mime_type,
+             "width": f.width, "height": f.height, "bytes": len(f.data)}
+            for i, f in enumerate(result.figures)]
+
+
+def cell_record(step: int, code: str, result: CellResult,
+                figure_paths: list[str] | None = None) -> dict[str, Any]:
     """One cell: the code, what it printed, the value shown, what changed, and how it failed."""
     return {
         "step": step,
@@ -60,6 +69,7 @@ def cell_record(step: int, code: str, result: CellResult) -> dict[str, Any]:
         "stdout_truncated": result.stdout_truncated,
         "output_index": result.output_index,
         "duration_s": round(result.duration_s, 6),
+        "figures": figure_records(result, figure_paths),
     }
 
 
@@ -70,8 +80,10 @@ def model_error_record(error: ModelError | None) -> dict[str, Any] | None:
             "message": str(error)}
 
 
-def reply_record(reply: Reply, model_name: str) -> dict[str, Any]:
-    """The whole of one chat, as ``run --json`` prints it."""
+def reply_record(reply: Reply, model_name: str,
+                 figure_paths: dict[int, list[str]] | None = None) -> dict[str, Any]:
+    """The whole of one chat, as ``run --json`` prints it (``figure_paths`` by step)."""
+    figure_paths = figure_paths or {}
     return {
         "answer": reply.text if reply.completed else None,
         "last_text": reply.text,
@@ -80,7 +92,8 @@ def reply_record(reply: Reply, model_name: str) -> dict[str, Any]:
         "detail": reply.detail,
         "model_error": model_error_record(reply.error),
         "steps": reply.steps,
-        "cells": [cell_record(c.step, c.code, c.result) for c in reply.cells],
+        "cells": [cell_record(c.step, c.code, c.result, figure_paths.get(c.step))
+                  for c in reply.cells],
         "usage": usage_record(reply.usage),
         "wall_s": round(reply.wall_s, 6),
         "model": model_name,

@@ -18,7 +18,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from rich.spinner import Spinner
 from rich.syntax import Syntax
 from rich.text import Text
 
+from cavelite._cli_figures import FigureFolder
 from cavelite.agent import CaveLite
 from cavelite.events import (
     CellFinished,
@@ -69,8 +70,10 @@ def format_seconds(seconds: float) -> str:
 class EventRenderer:
     """Prints one chat's events as they come. ``show_answer=False`` leaves the answer to the caller."""
 
-    def __init__(self, console: Console, *, show_answer: bool = True, cell_timeout: float | None = None):
+    def __init__(self, console: Console, *, show_answer: bool = True, cell_timeout: float | None = None,
+                 figures: FigureFolder | None = None):
         self.console = console
+        self.figures = figures
         self.show_answer = show_answer
         self.cell_timeout = cell_timeout
         self._live: Live | None = None
@@ -144,8 +147,14 @@ class EventRenderer:
             self._set_phase("running the cell")
         elif isinstance(event, CellFinished):
             self._running_cell = False
-            for renderable in cell_renderables(event.result, policy=isinstance(event, PolicyViolated)):
+            paths = self.figures.save(event.step, event.result.figures) if self.figures else []
+            for renderable in cell_renderables(event.result, policy=isinstance(event, PolicyViolated),
+                                               figure_paths=paths):
                 self._print(renderable)
+            for error in self.figures.errors if self.figures else []:
+                self._print(Text(f"  {error}", style="bold red"))
+            if self.figures:
+                self.figures.errors.clear()
             self._set_phase("model thinking")
         elif isinstance(event, FinalAnswer):
             pass  # shown with its ModelReplied, which comes first
@@ -267,8 +276,9 @@ def _code_panel(code: str, title: str, border: str, *, dim: bool = False) -> Pan
                  style="dim" if dim else "")
 
 
-def cell_renderables(result: CellResult, *, policy: bool = False) -> list[Any]:
-    """Output, value, stderr, error (or violations) and changed variables of one cell."""
+def cell_renderables(result: CellResult, *, policy: bool = False,
+                     figure_paths: Sequence[str] = ()) -> list[Any]:
+    """Output, value, stderr, figures, error (or violations) and changed variables of one cell."""
     out: list[Any] = []
     kept = where_output_is_kept(result)
     if result.stdout:
@@ -284,6 +294,11 @@ def cell_renderables(result: CellResult, *, policy: bool = False) -> list[Any]:
         value.append("\n" if "\n" in result.value_repr else " ")
         value.append(_clip(result.value_repr, "the value itself is in the runtime"), style="default")
         out.append(value)
+    for number, figure in enumerate(result.figures, 1):
+        line = Text(f"  figure {number}: {figure.for_model()}", style="bold blue")
+        if number <= len(figure_paths):
+            line.append(f" · saved to {figure_paths[number - 1]}", style="default")
+        out.append(line)
     error = result.error
     if error is not None and (policy or error.kind == "policy"):
         body = Text()

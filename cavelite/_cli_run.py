@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from cavelite._cli_figures import FigureFolder
 from cavelite._cli_files import DataFileError, save
 from cavelite._cli_model import model_failure
 from cavelite._cli_records import reply_record
@@ -29,18 +30,23 @@ from cavelite.errors import CaveliteError, VariableNotFoundError
 
 def run_question(args: argparse.Namespace, err: Console) -> int:
     agent, _ = open_session(args)
+    figures = FigureFolder(args.figures)
     with agent:
         renderer = None if args.json else EventRenderer(err, show_answer=False,
-                                                         cell_timeout=agent.cell_timeout)
+                                                         cell_timeout=agent.cell_timeout, figures=figures)
         driven = drive(agent, args.question, renderer)
         reply = driven.reply
+        if renderer is None:  # the renderer saved them as the cells came
+            for cell in reply.cells:
+                figures.save(cell.step, cell.result.figures)
         saved = [save_variable(agent, name, path) for name, path in args.save]
     code = exit_code_for(reply)
-    if any(not item["ok"] for item in saved) and code == EXIT_OK:
+    if (figures.errors or any(not item["ok"] for item in saved)) and code == EXIT_OK:
         code = EXIT_DATA
     code = exit_code_for_signal(driven.signal) or code
     if args.json:
-        record = reply_record(reply, agent.model.name)
+        record = reply_record(reply, agent.model.name, figures.saved)
+        record["figure_errors"] = figures.errors
         record["saved"] = saved
         record["signal"] = signal.Signals(driven.signal).name if driven.signal else None
         sys.stdout.write(json.dumps(record, indent=2, ensure_ascii=False) + "\n")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from cavelite import prompt
+from cavelite import prompt, telemetry
 from cavelite.errors import AgentClosedError, CaveRuntimeError, CaveUsageError, ModelError
 from cavelite.events import (
     CellFinished,
@@ -44,7 +44,7 @@ from cavelite.events import (
     Usage,
 )
 from cavelite.extract import Extraction, extract_code
-from cavelite.models.base import Message, Model, ModelReply, RetryNotice, run_sync
+from cavelite.models.base import Image, Message, Model, ModelReply, RetryNotice, run_sync
 from cavelite.runtime.results import CellResult, Injected, VariableInfo
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ class _Chat:
     reason: StopReason | None = None
     detail: str = ""
     error: ModelError | None = None
+    trace: telemetry.NoTrace = telemetry.NO_TRACE  # OpenTelemetry spans, when installed
 
     def stop(self, reason: StopReason, detail: str = "", error: ModelError | None = None) -> None:
         self.reason, self.detail, self.error = reason, detail, error
@@ -110,6 +111,12 @@ class CaveLite:
     (``[{"role": "user", "content": ...}, ...]``, what `history_records`
     gives), for example saved by another process together with a runtime
     snapshot.
+
+    ``show_figures=True`` sends the figures a cell drew (matplotlib, preloaded by
+    the runtime: ``preload=FIGURES_PRELOAD`` for a runtime the agent makes) to the
+    model as images with the observation, so it can look at its own chart; the
+    model must take images (`AnthropicModel` does). Without it the model is told
+    only that a figure was made and how big it is.
     """
 
     def __init__(
@@ -120,19 +127,24 @@ class CaveLite:
         max_steps: int = 20,
         runtime: Runtime | None = None,
         policy: Policy | None = None,
+        preload: Iterable[str] | None = None,
         cell_timeout: float | None = None,
         max_output_chars: int | None = None,
         max_tokens_total: int | None = None,
         max_wall_s: float | None = DEFAULT_MAX_WALL_S,
         call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
-        history: Iterable[Message | Mapping[str, str]] = (),
+        history: Iterable[Message | Mapping[str, Any]] = (),
+        show_figures: bool = False,
     ) -> None:
         if not isinstance(model, Model):
             raise CaveUsageError(f"model must be a cavelite.models.Model, not {type(model).__name__}")
+        if show_figures and not model.accepts_images:
+            raise CaveUsageError(f"show_figures=True needs a model that takes images, and {model!r} "
+                                 "does not (AnthropicModel does)")
         if max_steps < 1:
             raise CaveUsageError("max_steps must be at least 1")
-        if runtime is not None and policy is not None:
-            raise CaveUsageError("pass policy to the shared Runtime, not to the agent")
+        if runtime is not None and (policy is not None or preload is not None):
+            raise CaveUsageError("pass policy and preload to the shared Runtime, not to the agent")
         for name, limit in (("max_wall_s", max_wall_s), ("call_timeout", call_timeout)):
             if limit is not None and limit < 0:
                 raise CaveUsageError(f"{name} must be 0 or more, or None for no limit")
@@ -150,12 +162,14 @@ class CaveLite:
         self.max_tokens_total = max_tokens_total
         self.max_wall_s = max_wall_s
         self.call_timeout = call_timeout
+        self.show_figures = bool(show_figures)
         self._owns_runtime = runtime is None
         if runtime is None:
             from cavelite.runtime import Runtime  # here, so importing cavelite stays light
 
+            options: dict[str, Any] = {} if preload is None else {"preload": tuple(preload)}
             runtime = Runtime(cell_timeout=self.cell_timeout, max_output_chars=self.max_output_chars,
-                              policy=policy)
+                              policy=policy, **options)
         self.runtime: Runtime = runtime
         self._history: list[Message] = resumed
         self._injected_notes: dict[str, Injected] = {}
@@ -229,7 +243,7 @@ class CaveLite:
         """The conversation so far, exactly as the model is shown it (after the system prompt)."""
         return tuple(self._history)
 
-    def history_records(self) -> list[dict[str, str]]:
+    def history_records(self) -> list[dict[str, Any]]:
         """The history in its plain JSON form, which ``CaveLite(history=...)`` takes back."""
         return [message.to_dict() for message in self._history]
 
@@ -309,7 +323,7 @@ class CaveLite:
         waker = asyncio.Event()
         with self._wakers_lock:
             self._wakers[loop] = waker
-        run = _Chat(started=time.monotonic())
+        run = _Chat(started=time.monotonic(), trace=telemetry.chat_trace(self.model))
         pending_note: list[str] = []  # the note owed to the model if the chat ends here
         try:
             try:
@@ -324,9 +338,11 @@ class CaveLite:
                         _log_event(event)
                         yield event
             stopped = Stopped(run.reason or StopReason.COMPLETED, run.reply())
+            run.trace.end(stopped.reply)
             _log_event(stopped)
             yield stopped
         finally:
+            run.trace.end(run.reply())  # once: a chat torn down by an exception ends its span too
             if pending_note:  # the model wrote code that never got an observation
                 self._history.append(Message("user", pending_note[0]))
             with self._wakers_lock:
@@ -343,9 +359,13 @@ class CaveLite:
             started = time.monotonic()
             replies: list[ModelReply] = []
             call = self._call_model(step, system, run, waker, replies)
-            async with contextlib.aclosing(call) as events:
-                async for event in events:
-                    yield event
+            span = run.trace.model_call(step)
+            try:
+                async with contextlib.aclosing(call) as events:
+                    async for event in events:
+                        yield event
+            finally:
+                run.trace.model_done(span, replies[0] if replies else None, run.error)
             if not replies:  # stopped during the call: cancel, budget or model error
                 return
             reply = replies[0]
@@ -373,17 +393,24 @@ class CaveLite:
             pending_note[:] = [prompt.not_run_note("the chat was stopped")]
             yield CodeExtracted(step, extraction.code, extraction.ignored_blocks)
             pending_note[:] = [prompt.interrupted_note()]
+            span = run.trace.cell(step, extraction.code)
             try:
                 result = await self.runtime.aexecute(extraction.code, timeout=self._cell_timeout(run))
             except CaveRuntimeError as exc:  # the runtime failed (or was closed), not the cell
+                run.trace.cell_done(span, None, exc)
                 run.stats.append(StepStats(step, reply.usage, model_s))
                 run.stop(StopReason.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}")
                 return
+            except BaseException as exc:  # the chat itself was torn down mid-cell
+                run.trace.cell_done(span, None, exc)
+                raise
+            run.trace.cell_done(span, result)
             observation = prompt.observation(result, extraction, max_chars=self.max_output_chars)
             if run.cells and run.cells[-1].code.strip() == extraction.code.strip():
                 # Small models loop on the same cell; say so, so they move on or answer.
                 observation += "\n" + prompt.REPEAT_NOTE
-            self._history.append(Message("user", observation))
+            images = tuple(Image(f.mime_type, f.data) for f in result.figures) if self.show_figures else ()
+            self._history.append(Message("user", observation, images))
             pending_note.clear()
             run.cells.append(CellRecord(step, extraction.code, result))
             run.stats.append(StepStats(step, reply.usage, model_s, result.duration_s))
@@ -541,7 +568,7 @@ class CaveLite:
         return f"CaveLite({self.model!r}, {state})"
 
 
-def _history_from(history: Iterable[Message | Mapping[str, str]]) -> list[Message]:
+def _history_from(history: Iterable[Message | Mapping[str, Any]]) -> list[Message]:
     """Messages from `Message`s or their plain JSON form; `CaveUsageError` names a bad item."""
     if isinstance(history, str | bytes | Mapping):
         raise CaveUsageError("history is a list of messages, not a single str or dict")

@@ -133,6 +133,9 @@ def _session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cell-timeout", type=_positive_seconds, default=30.0, metavar="SECONDS",
                         help="time limit for one cell (default: 30)")
     parser.add_argument("--instructions", default=INSTRUCTIONS, help="the system instructions")
+    parser.add_argument("--figures", default="cavelite-figures", metavar="DIR",
+                        help="where the figures cells draw are saved, one subfolder per session "
+                        "(default: ./cavelite-figures)")
 
 
 def _positive(text: str) -> int:
@@ -187,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                      ".xlsx, .pkl; repeatable)")
     _session_options(run)
     _model_options(run)
+    from cavelite._cli_mcp import add_parser as add_mcp_parser
+
+    add_mcp_parser(sub)
     demo = sub.add_parser("demo", help="an agent analysing a generated sales dataset")
     demo.add_argument("--offline", action="store_true",
                       help="use the scripted model even when a real one is configured")
@@ -232,6 +238,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from cavelite._cli_run import run_question
 
             return run_question(args, err)
+        if args.command == "mcp":
+            from cavelite._cli_mcp import run_mcp
+
+            return run_mcp(args)
         from cavelite._cli_chat import run_chat
 
         return run_chat(args, Console())
@@ -293,9 +303,11 @@ def open_session(args: argparse.Namespace) -> tuple[Any, list[Any]]:
                        timeout=call_timeout)
     assert model is not None
     check_served(model, named=name_given(args.model))
+    from cavelite.runtime.runtime import FIGURES_PRELOAD  # charts are what a CLI user wants
+
     agent = CaveLite(model, instructions=args.instructions, max_steps=args.max_steps,
                      cell_timeout=args.cell_timeout, max_wall_s=args.max_wall_s or None,
-                     call_timeout=call_timeout)
+                     call_timeout=call_timeout, preload=FIGURES_PRELOAD)
     try:
         inject_files(agent, files)
     except BaseException:

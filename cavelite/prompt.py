@@ -66,6 +66,9 @@ def system_prompt(
         parts.append(instructions.strip())
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     preloaded = f"\n  Preloaded, import them freely: {', '.join(modules)}." if modules else ""
+    if "matplotlib" in modules:
+        preloaded += ("\n- Charts: draw with matplotlib and call `plt.show()` (or leave the figure "
+                      "open);\n  it reaches the user as an image. Never `savefig` to a file.")
     parts.append(_HOW_TO_WORK.format(version=version, max_output_chars=max_output_chars, modules=preloaded))
     ordered = sorted(injected, key=lambda item: item.name)
     functions = [_describe_function(i) for i in ordered if i.kind == "function"]

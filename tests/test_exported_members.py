@@ -20,18 +20,19 @@ PINNED = {
     "cavelite": [
         "DEFAULT", "AgentClosedError", "CaveLite", "CaveRuntimeError", "CaveUsageError",
         "CaveliteError", "CellError", "CellFinished", "CellRecord", "CellResult", "ClosedError",
-        "CodeExtracted", "Event", "FinalAnswer", "Injected", "ModelError", "ModelReplied", "ModelRetrying",
+        "CodeExtracted", "Event", "Figure", "FinalAnswer", "Injected", "ModelError", "ModelReplied",
+        "ModelRetrying",
         "Policy",
         "PolicyError", "PolicyViolated", "ProtocolError", "Reply", "RequestTimeoutError", "Runtime",
         "RuntimeClosedError", "Snapshot", "StepStats", "StopReason", "Stopped", "TextDelta",
         "TransferError", "UnpicklableValueError", "UntrustedTypeError", "Usage", "VariableInfo",
         "VariableNotFoundError", "Violation", "WorkerDiedError",
     ],
-    "cavelite.models": ["AnthropicModel", "Message", "Model", "ModelReply", "OpenAIModel",
+    "cavelite.models": ["AnthropicModel", "Image", "Message", "Model", "ModelReply", "OpenAIModel",
                         "RetryNotice", "ScriptedModel"],
     "cavelite.security": ["AttributeRule", "FunctionRule", "ImportRule", "Policy", "RegexRule",
                           "Violation"],
-    "cavelite.runtime": ["DEFAULT", "CellError", "CellResult", "Injected", "Runtime", "Snapshot",
+    "cavelite.runtime": ["DEFAULT", "CellError", "CellResult", "Figure", "Injected", "Runtime", "Snapshot",
                          "VariableInfo", "Violation"],
 }
 

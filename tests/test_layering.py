@@ -3,7 +3,10 @@
 Every import statement under ``cavelite/`` (including imports inside functions,
 excluding ``if TYPE_CHECKING:`` blocks) is an arrow from one module to another.
 The test fails on any arrow that runs the wrong way, on ``rich`` outside the
-CLI and on a provider SDK outside ``cavelite/models/``.
+CLI, on a provider SDK outside ``cavelite/models/``, on the MCP SDK (and the
+HTTP server under it) outside ``cavelite/mcp_server.py``, on opentelemetry
+outside ``cavelite/telemetry.py``, and on matplotlib outside the worker-side
+figure modules (at module level only in the backend that matplotlib loads).
 """
 
 from __future__ import annotations
@@ -15,6 +18,16 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cavelite"
 PROVIDER_SDKS = {"anthropic", "openai", "httpx"}
+# Optional extras, each confined to the modules that are its seam.
+CONFINED = {
+    "mcp": {"cavelite.mcp_server"}, "mcp_types": {"cavelite.mcp_server"},
+    "starlette": {"cavelite.mcp_server"}, "uvicorn": {"cavelite.mcp_server"},
+    "opentelemetry": {"cavelite.telemetry"},
+    "matplotlib": {"cavelite.runtime.figures", "cavelite.security.figure_doors",
+                   "cavelite.runtime.figure_backend"},
+}
+# matplotlib at module level: only the backend module, which only matplotlib itself loads.
+MODULE_LEVEL_MATPLOTLIB = {"cavelite.runtime.figure_backend"}
 
 
 def _module_name(path: Path) -> str:
@@ -91,6 +104,10 @@ def _violations() -> list[str]:
                 problems.append(f"{where} (rich belongs to the CLI)")
             if top in PROVIDER_SDKS and layer != "models":
                 problems.append(f"{where} (provider SDKs belong to cavelite.models)")
+            if top in CONFINED and source not in CONFINED[top]:
+                problems.append(f"{where} ({top} belongs to {', '.join(sorted(CONFINED[top]))})")
+            if target == "cavelite.runtime.figure_backend":
+                problems.append(f"{where} (the backend is loaded by matplotlib, by name, in the worker)")
             if top != "cavelite" or layer in ("agent", "root", "errors"):
                 continue
             target_layer = _layer(target)
@@ -101,6 +118,48 @@ def _violations() -> list[str]:
                 continue
             problems.append(f"{where} (the {layer} layer may not import the {target_layer} layer)")
     return problems
+
+
+def _module_level_imports(path: Path) -> list[tuple[int, str]]:
+    """Imports that run when the module is imported (not inside a function or class)."""
+    found: list[tuple[int, str]] = []
+    todo = list(ast.parse(path.read_text(), str(path)).body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.append((node.lineno, node.module or ""))
+        elif isinstance(node, ast.If) and _is_type_checking(node):
+            todo.extend(node.orelse)
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def test_matplotlib_is_imported_at_module_level_only_by_the_backend() -> None:
+    problems = [f"{path.relative_to(PACKAGE.parent)}:{line}"
+                for path in sorted(PACKAGE.rglob("*.py"))
+                for line, target in _module_level_imports(path)
+                if target.split(".")[0] == "matplotlib"
+                and _module_name(path) not in MODULE_LEVEL_MATPLOTLIB]
+    assert not problems, problems
+    backend = PACKAGE / "runtime" / "figure_backend.py"
+    assert any(t.startswith("matplotlib") for _, t in _module_level_imports(backend))  # the check sees
+
+
+def test_the_host_loads_no_optional_extra_until_it_is_used() -> None:
+    """A host that makes an agent and a runtime loads neither matplotlib, mcp nor opentelemetry."""
+    code = (
+        "import sys\n"
+        "import cavelite\n"
+        "from cavelite import CaveLite, Runtime\n"
+        "import cavelite.agent, cavelite.runtime.runtime, cavelite.telemetry, cavelite.cli\n"
+        "print(sorted(m for m in ('matplotlib', 'mcp', 'opentelemetry', 'uvicorn') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent).stdout
+    assert out.strip() == "[]"
 
 
 def test_imports_run_one_way() -> None:
@@ -115,12 +174,14 @@ def test_the_checker_sees_a_wrong_arrow(tmp_path, monkeypatch) -> None:
     (fake / "__init__.py").write_text("")
     (fake / "security" / "__init__.py").write_text("")
     (fake / "security" / "bad.py").write_text(
-        "def f():\n    from ..runtime import results\n    import rich\n    return results\n"
+        "def f():\n    from ..runtime import results\n    import rich\n    import opentelemetry\n"
+        "    return results\n"
     )
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     problems = _violations()
     assert any("cavelite.runtime" in p and "security layer" in p for p in problems), problems
     assert any("rich belongs to the CLI" in p for p in problems), problems
+    assert any("opentelemetry belongs to cavelite.telemetry" in p for p in problems), problems
 
 
 def test_worker_side_imports_load_no_agent_or_model_code() -> None:

@@ -169,7 +169,7 @@ def test_a_frame_finished_by_another_process_is_refused(pair) -> None:
     (pickle.dumps(("variable_list", ((("v", 1, "", None),),), ())), "expected str"),
     (pickle.dumps(("variable_list", ((("v", "t" * 5000, "", None),),), ())), "limit"),
     (pickle.dumps(("cell", (True, "", "", None, ("exception", "E", "m", "", None, ()), float("nan"),
-                            (), (), False, None, False), ())), "non-finite"),
+                            (), (), False, None, False, ()), ())), "non-finite"),
     (pickle.dumps(("failure", ("no_such_code", "m"), ())), "unknown ErrorCode"),
 ], ids=["unknown_kind", "missing_field", "bad_releases", "not_a_triple", "numpy_str",
         "garbage", "wrong_type", "oversized_name", "nan", "unknown_error_code"])

@@ -12,6 +12,7 @@ cannot be taken back); it surfaces as a retryable `ModelError`.
 
 from __future__ import annotations
 
+import base64
 import inspect
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -35,7 +36,10 @@ class AnthropicModel(SDKModel):
 
     ``api_key``/``base_url`` default, like the SDK, to ``ANTHROPIC_API_KEY`` and
     ``ANTHROPIC_BASE_URL``. ``stream=False`` asks for one JSON reply instead of SSE.
+    Images in messages (figures, ``CaveLite(show_figures=True)``) go as image blocks.
     """
+
+    accepts_images = True
 
     def __init__(
         self,
@@ -74,8 +78,11 @@ class AnthropicModel(SDKModel):
         wire: list[dict[str, Any]] = []
         for message in alternating(messages):
             # The API refuses empty text blocks; an empty reply must not poison the history.
-            block: dict[str, Any] = {"type": "text", "text": message.content or "(empty)"}
-            wire.append({"role": message.role, "content": [block]})
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": message.content or "(empty)"}]
+            blocks += [{"type": "image", "source": {
+                "type": "base64", "media_type": image.mime_type,
+                "data": base64.b64encode(image.data).decode("ascii")}} for image in message.images]
+            wire.append({"role": message.role, "content": blocks})
         if self.cache and wire:
             wire[-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
         return {

@@ -11,6 +11,8 @@ imports) a provider SDK.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextvars
 import logging
 import random
@@ -19,7 +21,7 @@ import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from cavelite.errors import CaveUsageError, ModelError
@@ -31,29 +33,64 @@ log = logging.getLogger("cavelite.models")
 
 
 @dataclass(frozen=True)
+class Image:
+    """An image in a message: a figure a cell drew, for a model that takes images."""
+
+    mime_type: str
+    data: bytes = field(repr=False)
+
+    def to_dict(self) -> dict[str, str]:
+        """The plain JSON form: ``{"mime_type": ..., "data": <base64>}``."""
+        return {"mime_type": self.mime_type, "data": base64.b64encode(self.data).decode("ascii")}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Image:
+        """An `Image` from its plain JSON form; `CaveUsageError` if it is not one."""
+        if not isinstance(data, dict) or set(data) != {"mime_type", "data"} or not all(
+                isinstance(v, str) for v in data.values()):
+            raise CaveUsageError(f"an image is a dict with 'mime_type' and base64 'data', not {data!r:.80}")
+        try:
+            raw = base64.b64decode(data["data"], validate=True)
+        except (binascii.Error, ValueError):
+            raise CaveUsageError("an image's 'data' is not base64") from None
+        return cls(data["mime_type"], raw)
+
+
+_MESSAGE_KEYS = {"role", "content", "images"}
+
+
+@dataclass(frozen=True)
 class Message:
-    """One turn of the conversation, as plain text."""
+    """One turn of the conversation: text, and the images it shows (``show_figures``)."""
 
     role: Role
     content: str
+    images: tuple[Image, ...] = ()
 
-    def to_dict(self) -> dict[str, str]:
-        """The plain JSON form: ``{"role": ..., "content": ...}``."""
-        return {"role": self.role, "content": self.content}
+    def to_dict(self) -> dict[str, Any]:
+        """The plain JSON form: ``{"role": ..., "content": ...}`` (and ``"images"`` if any)."""
+        data: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.images:
+            data["images"] = [image.to_dict() for image in self.images]
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> Message:
         """A `Message` from its plain JSON form (or a `Message`); `CaveUsageError` if it is not one."""
         if isinstance(data, Message):
             return data
-        if not isinstance(data, dict) or set(data) != {"role", "content"}:
-            raise CaveUsageError(f"a message is a dict with exactly 'role' and 'content', not {data!r:.80}")
+        if not isinstance(data, dict) or not {"role", "content"} <= set(data) <= _MESSAGE_KEYS:
+            raise CaveUsageError(f"a message is a dict with exactly 'role' and 'content' (and "
+                                 f"optionally 'images'), not {data!r:.80}")
         role, content = data["role"], data["content"]
         if role not in ("user", "assistant"):
             raise CaveUsageError(f"a message's role is 'user' or 'assistant', not {role!r:.40}")
         if not isinstance(content, str):
             raise CaveUsageError(f"a message's content is a str, not {type(content).__name__}")
-        return cls(role, content)
+        images = data.get("images", [])
+        if not isinstance(images, list):
+            raise CaveUsageError("a message's 'images' is a list")
+        return cls(role, content, tuple(Image.from_dict(image) for image in images))
 
 
 @dataclass(frozen=True)
@@ -93,6 +130,8 @@ class Model(ABC):
     """
 
     name: str = ""
+    accepts_images: bool = False
+    """Whether `Message.images` reach the model (``CaveLite(show_figures=True)`` needs it)."""
 
     @abstractmethod
     def astream(
@@ -193,7 +232,8 @@ def alternating(messages: Iterable[Message]) -> list[Message]:
     merged: list[Message] = []
     for message in messages:
         if merged and merged[-1].role == message.role:
-            merged[-1] = Message(message.role, merged[-1].content + "\n\n" + message.content)
+            merged[-1] = Message(message.role, merged[-1].content + "\n\n" + message.content,
+                                 merged[-1].images + message.images)
         else:
             merged.append(message)
     return merged

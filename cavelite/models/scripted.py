@@ -34,8 +34,11 @@ class ScriptedModel(Model):
     ``replies`` is a list of strings (an exception instance in the list is
     raised at that call, to script provider failures), or a callable that
     receives the conversation (a tuple of `Message`) and returns the next
-    reply. When a list runs out, the call raises `ModelError`.
+    reply. When a list runs out, the call raises `ModelError`. It takes images
+    (they are kept in `calls`, for tests of ``show_figures``).
     """
+
+    accepts_images = True
 
     def __init__(self, replies: Script, *, chunks: int = 3, name: str = "scripted") -> None:
         self.name = name

@@ -2,9 +2,9 @@
 
 from ..security.violation import Violation
 from .config import DEFAULT
-from .results import CellError, CellResult, Injected, VariableInfo
+from .results import CellError, CellResult, Figure, Injected, VariableInfo
 from .runtime import Runtime
 from .snapshot import Snapshot
 
-__all__ = ["DEFAULT", "CellError", "CellResult", "Injected", "Runtime", "Snapshot", "VariableInfo",
+__all__ = ["DEFAULT", "CellError", "CellResult", "Figure", "Injected", "Runtime", "Snapshot", "VariableInfo",
            "Violation"]

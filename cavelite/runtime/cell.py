@@ -144,6 +144,7 @@ class Outcome:
     value_repr: str | None
     error: CellError | None
     duration_s: float
+    value: Any = None  # the displayed value itself (a figure is captured from it)
 
 
 _LOOP: asyncio.AbstractEventLoop | None = None
@@ -195,6 +196,7 @@ def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
     started = time.perf_counter()
     error: CellError | None = None
     value_repr = None
+    value = None
     try:
         assert compiled.code is not None
         result = eval(compiled.code, ns)  # noqa: S307 - the code was checked and guarded
@@ -226,7 +228,7 @@ def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
         error = CellError("output_limit", "OutputLimitExceeded",
                           f"output passed the hard limit of {hard_output_limit} chars")
     duration = time.perf_counter() - started
-    return Outcome(error is None, out.getvalue(), err.getvalue(), value_repr, error, duration)
+    return Outcome(error is None, out.getvalue(), err.getvalue(), value_repr, error, duration, value)
 
 
 def _exception_error(exc: BaseException, filename: str, kind: ErrorKind = "exception") -> CellError:

@@ -34,6 +34,8 @@ class WorkerConfig:
     max_repr_chars: int
     hard_output_limit: int
     recursion_limit: int = 3000
+    max_figures: int = 8              # figures one cell may return
+    max_figure_bytes: int = 5_000_000  # PNG bytes of one figure
 
     @property
     def max_file_bytes(self) -> int:
@@ -45,7 +47,8 @@ class WorkerConfig:
     @property
     def limits(self) -> Limits:
         """What a reply may hold: the worker cuts to it, the host refuses more."""
-        return Limits.for_config(self.max_output_chars, self.max_repr_chars)
+        return Limits.for_config(self.max_output_chars, self.max_repr_chars, self.max_figures,
+                                 self.max_figure_bytes)
 
     @property
     def transfer_limit(self) -> int:

@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from .results import CellError, VariableInfo
+from .results import CellError, Figure, VariableInfo
 
 
 class ErrorCode(enum.StrEnum):
@@ -46,15 +46,20 @@ class Limits:
     summary: int = 4_000
     items: int = 100_000        # entries of a list field
     payload: int = 1 << 31      # bytes of a value's pickle or a snapshot
+    figures: int = 8            # figures in one cell's reply
+    figure_bytes: int = 5_000_000  # bytes of one figure's PNG
 
     @classmethod
-    def for_config(cls, max_output_chars: int, max_repr_chars: int) -> Limits:
+    def for_config(cls, max_output_chars: int, max_repr_chars: int, max_figures: int = 8,
+                   max_figure_bytes: int = 5_000_000) -> Limits:
         """Room for what an honest worker sends: the cut text plus its marker."""
-        return cls(output=max_output_chars + 1_000, repr=max_repr_chars + 200)
+        return cls(output=max_output_chars + 1_000, repr=max_repr_chars + 200,
+                   figures=max_figures, figure_bytes=max_figure_bytes)
 
 
-def _bound(limit: str) -> dict[str, str]:
-    return {"limit": limit}
+def _bound(limit: str, count: str = "items") -> dict[str, str]:
+    """A field's bound: ``limit`` for its text or bytes, ``count`` for a list's length."""
+    return {"limit": limit, "count": count}
 
 
 # --- host -> worker --------------------------------------------------------------------------
@@ -182,6 +187,7 @@ class CellReply:
     stdout_truncated: bool
     output_index: int | None
     rolled_back: bool
+    figures: tuple[Figure, ...] = field(default=(), metadata=_bound("figure_bytes", "figures"))
 
 
 @dataclass(frozen=True)

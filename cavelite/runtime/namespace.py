@@ -69,13 +69,13 @@ def describing() -> Iterator[None]:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def bounded(fn: Callable[..., T], *args: Any, fallback: T) -> T:
-    """``fn(*args)``, or ``fallback`` if it takes longer than `DESCRIBE_TIME_S` (in a batch).
+def bounded(fn: Callable[..., T], *args: Any, fallback: T, seconds: float = DESCRIBE_TIME_S) -> T:
+    """``fn(*args)``, or ``fallback`` if it takes longer than ``seconds`` (in a batch).
 
     Re-ticks every `_TICK_S` after the limit, so a cell that swallows the first
     interruption meets the next; the host's deadline covers what never yields.
     """
-    _deadline[0] = time.monotonic() + DESCRIBE_TIME_S
+    _deadline[0] = time.monotonic() + seconds
     try:
         return fn(*args)
     except _TookTooLong:

@@ -38,6 +38,7 @@ def cell_result(reply: CellReply, limit: float | None, wall: float, lost: bool) 
         error=error, duration_s=reply.duration_s if reply.ok else wall, changed=reply.changed,
         deleted=reply.deleted, stdout_truncated=reply.stdout_truncated,
         output_index=reply.output_index, rolled_back=reply.rolled_back and not lost,
+        figures=reply.figures,
     )
 
 

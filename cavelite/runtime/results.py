@@ -1,4 +1,4 @@
-"""What a cell gives back: `CellResult`, `CellError`, `VariableInfo`.
+"""What a cell gives back: `CellResult`, `CellError`, `VariableInfo`, `Figure`.
 
 These are plain frozen dataclasses built in the host from decoded worker
 messages, so they hold only strings and numbers: nothing model-made ever
@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..errors import CaveUsageError
 from ..security.violation import Violation
+from . import png
 
 ErrorKind = Literal["exception", "timeout", "crash", "memory", "policy", "output_limit", "interrupted"]
 
@@ -69,6 +71,42 @@ class VariableInfo:
 
 
 @dataclass(frozen=True)
+class Figure:
+    """A figure a cell drew, as PNG bytes (``plt.show()``, left open, or the cell's value).
+
+    Built in the host from a worker's message: the bytes are checked to be a
+    PNG whose IHDR header says ``width`` x ``height``, never decoded as an image
+    (`CaveUsageError` if they are not; the decoder makes that a `ProtocolError`).
+    """
+
+    mime_type: Literal["image/png"]
+    width: int
+    height: int
+    data: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mime_type != "image/png":
+            raise CaveUsageError(f"a figure is image/png, not {self.mime_type!r:.40}")
+        try:
+            size = png.dimensions(self.data)
+        except ValueError as exc:
+            raise CaveUsageError(str(exc)) from None
+        if size != (self.width, self.height):
+            raise CaveUsageError("a figure whose PNG header disagrees with its width and height")
+
+    def for_model(self) -> str:
+        """What a model is told of it: that it exists and how big it is, not the pixels."""
+        return f"{self.width}x{self.height} PNG, {_kb(len(self.data))}"
+
+    def _repr_png_(self) -> bytes:  # shown as an image in Jupyter
+        return self.data
+
+
+def _kb(size: int) -> str:
+    return f"{size / 1024:.0f} KB" if size >= 1024 else f"{size} bytes"
+
+
+@dataclass(frozen=True)
 class CellResult:
     """The outcome of one `Runtime.execute` call.
 
@@ -76,6 +114,7 @@ class CellResult:
     says why and (in atomic mode) the namespace is exactly as before the cell.
     ``changed`` lists variables the cell created or changed, ``deleted`` the
     names it removed: enough for an agent to keep its picture of the state true.
+    ``figures`` are the charts the cell drew, as checked PNG bytes.
     """
 
     ok: bool
@@ -89,9 +128,10 @@ class CellResult:
     stdout_truncated: bool = False
     output_index: int | None = None
     rolled_back: bool = False
+    figures: tuple[Figure, ...] = ()
 
     def for_model(self) -> str:
-        """Output, value and error as one compact text for a model."""
+        """Output, value, figures and error as one compact text for a model."""
         parts = []
         if self.stdout:
             parts.append(self.stdout.rstrip("\n"))
@@ -99,6 +139,8 @@ class CellResult:
             parts.append("[stderr]\n" + self.stderr.rstrip("\n"))
         if self.value_repr is not None:
             parts.append(f"[value] {self.value_repr}")
+        for number, figure in enumerate(self.figures, 1):
+            parts.append(f"[figure {number}] {figure.for_model()}, shown to the user")
         if self.error is not None:
             parts.append(self.error.for_model())
         return "\n".join(parts) if parts else "(no output)"

@@ -21,7 +21,7 @@ from typing import NoReturn
 from ..security import audit, limits
 from ..security.guards import Guard
 from ..security.policy import Policy
-from . import cell, checkpoint, codec, protocol, restore, wire
+from . import cell, checkpoint, codec, figures, protocol, restore, wire
 from .config import WorkerConfig
 from .messages import ForkWorker, Ready
 
@@ -69,6 +69,7 @@ def prepare(*, landlock: bool = True, read_dirs: tuple[str, ...] = ()) -> None:
     limits.set_process_name("cave-spare")
     os.chdir(limits.private_workdir())
     os.environ.clear()  # no host secrets, even in libraries that read the environment
+    figures.refuse_unprepared()  # matplotlib works only if the zygote set it up
     cell.prepare_event_loop()  # this process's own (see there why not the zygote's)
     # A fresh fork pays a copy-on-write fault for every page it first writes;
     # take those for the common paths now, while the spare is idle, not when

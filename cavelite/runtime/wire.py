@@ -32,7 +32,7 @@ from ..errors import ProtocolError
 from ..security.decode import PlainUnpickler
 from ..security.violation import Violation
 from .messages import HOST_KINDS, WORKER_KINDS, ZYGOTE_KINDS, Limits, Message
-from .results import CellError, VariableInfo
+from .results import CellError, Figure, VariableInfo
 
 Convert = Callable[[Any], Any]
 
@@ -62,25 +62,27 @@ _RECORD_LIMITS = {
     (VariableInfo, "summary"): "summary",
     (Violation, "rule"): "name", (Violation, "snippet"): "summary", (Violation, "hint"): "text",
     (CellError, "type"): "name", (CellError, "traceback"): "traceback",
+    (Figure, "mime_type"): "name", (Figure, "data"): "figure_bytes",
 }
 
 
-def _fields(cls: type) -> list[tuple[str, Any, str]]:
+def _fields(cls: type) -> list[tuple[str, Any, str, str]]:
+    """Each field's name, type, bound (a `Limits` name) and, for lists, the bound of their length."""
     hints = typing.get_type_hints(cls)
-    return [(f.name, hints[f.name], f.metadata.get("limit") or _RECORD_LIMITS.get((cls, f.name), "text"))
-            for f in dataclasses.fields(cls)]
+    return [(f.name, hints[f.name], f.metadata.get("limit") or _RECORD_LIMITS.get((cls, f.name), "text"),
+             f.metadata.get("count", "items")) for f in dataclasses.fields(cls)]
 
 
 # --- checking (host side: wire -> value, strict) --------------------------------------------
 
-def _checker(hint: Any, limit_name: str, limits: Limits) -> Convert:
+def _checker(hint: Any, limit_name: str, limits: Limits, count_name: str = "items") -> Convert:
     origin = get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         inner = _checker([a for a in get_args(hint) if a is not type(None)][0], limit_name, limits)
         return lambda v: None if v is None else inner(v)
     if origin is tuple:
         item = _checker(get_args(hint)[0], limit_name, limits)
-        most = limits.items
+        most = getattr(limits, count_name)
 
         def check_list(value: Any) -> Any:
             if type(value) is not tuple:
@@ -130,26 +132,31 @@ def _checker(hint: Any, limit_name: str, limits: Limits) -> Convert:
 
 
 def _record_checker(cls: type, limits: Limits) -> Convert:
-    checks = [_checker(hint, limit, limits) for _name, hint, limit in _fields(cls)]
+    checks = [_checker(hint, limit, limits, most) for _name, hint, limit, most in _fields(cls)]
     count = len(checks)
 
     def check_record(value: Any) -> Any:
         if type(value) is not tuple or len(value) != count:
             raise _fail(f"a malformed {cls.__name__} record")
-        return cls(*[check(v) for check, v in zip(checks, value)])  # noqa: B905 - length checked
+        fields = [check(v) for check, v in zip(checks, value)]  # noqa: B905 - length checked
+        try:
+            return cls(*fields)
+        except ValueError as exc:  # the record's own check (a figure's PNG header)
+            why = plain_text(str(exc), 200)
+            raise _fail(f"a {cls.__name__} record that fails its check: {why}") from None
     return check_record
 
 
 # --- coercing (worker side: value -> plain, bounded wire form) ------------------------------
 
-def _coercer(hint: Any, limit_name: str, limits: Limits) -> Convert:
+def _coercer(hint: Any, limit_name: str, limits: Limits, count_name: str = "items") -> Convert:
     origin = get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         inner = _coercer([a for a in get_args(hint) if a is not type(None)][0], limit_name, limits)
         return lambda v: None if v is None else inner(v)
     if origin is tuple:
         item = _coercer(get_args(hint)[0], limit_name, limits)
-        most = limits.items
+        most = getattr(limits, count_name)
         return lambda v: tuple(map(item, tuple(v)[:most]))
     if hint is str or origin is Literal:
         limit = getattr(limits, limit_name)
@@ -161,7 +168,8 @@ def _coercer(hint: Any, limit_name: str, limits: Limits) -> Convert:
     if isinstance(hint, type) and issubclass(hint, enum.StrEnum):
         return lambda v: hint(v).value
     if dataclasses.is_dataclass(hint):
-        parts = [(name, _coercer(h, limit, limits)) for name, h, limit in _fields(hint)]  # type: ignore[arg-type]
+        parts = [(name, _coercer(h, limit, limits, count))
+                 for name, h, limit, count in _fields(hint)]  # type: ignore[arg-type]
         return lambda v: tuple(coerce(getattr(v, name)) for name, coerce in parts)
     raise TypeError(f"no wire form for {hint!r}")
 
@@ -173,12 +181,12 @@ DEFAULT_LIMITS = Limits()
 
 @functools.lru_cache(maxsize=256)
 def _checks(cls: Any, limits: Limits) -> tuple[Convert, ...]:
-    return tuple(_checker(hint, limit, limits) for _name, hint, limit in _fields(cls))
+    return tuple(_checker(hint, limit, limits, count) for _name, hint, limit, count in _fields(cls))
 
 
 @functools.lru_cache(maxsize=256)
 def _coercers(cls: Any, limits: Limits) -> tuple[Convert, ...]:
-    return tuple(_coercer(hint, limit, limits) for _name, hint, limit in _fields(cls))
+    return tuple(_coercer(hint, limit, limits, count) for _name, hint, limit, count in _fields(cls))
 
 
 # --- encoding and decoding -------------------------------------------------------------------

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ..security.guards import Guard, set_current_guard
-from . import codec, messages, protocol, wire
+from . import codec, figures, messages, protocol, wire
 from .cell import compile_cell, run_cell, run_coroutine
 from .checkpoint import Checkpoints, NoCheckpoints
 from .config import WorkerConfig
@@ -72,6 +72,7 @@ class Worker:
         self.checkpoints: Checkpoints | NoCheckpoints = (
             Checkpoints(sock, self.warm) if config.atomic else NoCheckpoints())
         self.cell_counter = 0
+        self.figures = figures.FigureCapture(config.max_figures, config.max_figure_bytes).install()
         # Host objects handed to cells by remote calls: proxies alive per reference,
         # and references whose last proxy died (told to the host with the next message).
         self._proxy_counts: dict[int, int] = {}
@@ -177,18 +178,21 @@ class Worker:
             return CellReply(False, "", "", None, compiled.error, 0.0, (), (), False, None, False)
         protected = self.checkpoints.active and not nested  # nested cells run in place
         before = self.space.snapshot_ids()
+        self.figures.begin()
         outcome = run_cell(compiled, self.space.ns, hard_output_limit=self.config.hard_output_limit,
                            max_repr_chars=self.config.max_repr_chars)
         budget = self.config.max_output_chars
         if outcome.ok or not protected:
+            with describing():
+                # Figures first: drawing runs artists' code, which may change the namespace.
+                shown, notes = self.figures.finish(outcome.value)
+                changed, deleted = self.space.diff(before)
             index = self.space.keep_output(outcome.stdout) if len(outcome.stdout) > budget else None
             stdout, truncated = bound_output(outcome.stdout, budget, index)
-            stderr, _ = bound_output(outcome.stderr, budget, None)
-            with describing():
-                changed, deleted = self.space.diff(before)
+            stderr, _ = bound_output(outcome.stderr + notes, budget, None)
             return CellReply(outcome.ok, stdout, stderr, outcome.value_repr, outcome.error,
                              outcome.duration_s, tuple(changed), tuple(deleted), truncated, index,
-                             False)
+                             False, shown)
         # A failure in atomic mode: nothing of the cell is kept; the checkpoint takes over.
         stdout, truncated = bound_output(outcome.stdout, budget, None)
         stderr, _ = bound_output(outcome.stderr, budget, None)

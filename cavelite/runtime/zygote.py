@@ -30,7 +30,7 @@ from .messages import Forked, ForkWorker, ZygoteReady
 
 # Non-secret variables that change how native libraries behave (an old
 # OpenBLAS can crash without its core type): everything else is dropped.
-_PASS_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "LC_", "LANG", "TZ",
+_PASS_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "LC_", "LANG", "TZ", "TMPDIR",
                       "CAVELITE_CGROUP")  # a delegated cgroup v2 parent (security/cgroups.py)
 _START_TIMEOUT_S = 120.0  # preloading numpy and pandas on a loaded machine
 _FORK_TIMEOUT_S = 30.0

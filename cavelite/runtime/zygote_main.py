@@ -19,7 +19,7 @@ import sys
 import tempfile
 from typing import NoReturn
 
-from . import messages, protocol, wire
+from . import figures, messages, protocol, wire
 from .messages import Forked, ForkWorker, ZygoteReady
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -37,6 +37,8 @@ def main() -> NoReturn:
     limits.become_subreaper()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the host's terminal is the host's
+    if figures.wants_matplotlib(preload):
+        figures.prepare_zygote(tempfile.gettempdir())  # before matplotlib is imported
     for name in preload:
         __import__(name)
     _warm_up(preload)
@@ -104,6 +106,7 @@ def _exit_reaping(spare: socket.socket, sessions: set[int]) -> NoReturn:
     them ends as a zombie under an init that does not reap.
     """
     spare.close()
+    figures.remove_zygote_dir()
     for _ in range(10):  # a checkpoint may take over while the first pass runs
         if not _kill_sessions(sessions):
             break
@@ -195,6 +198,8 @@ def _warm_up(preload: list[str]) -> None:
     # Likewise: the seccomp programs, the cgroup directories, the readability check.
     limits.warm_up(audit.session_independent_roots())
     tempfile.gettempdir()
+    if figures.wants_matplotlib(preload):
+        figures.warm_zygote(audit.library_roots())
     if "pandas" in preload:
         import pandas as pd
 

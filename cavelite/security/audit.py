@@ -167,8 +167,10 @@ def _hint(event: str) -> str:
 
 # Modules whose own generated code (dataclass methods, namedtuples) is compiled from text.
 _GENERATORS = ("/dataclasses.py", "/collections/__init__.py", "/enum.py")
-# Stdlib modules that call sys._getframe only to learn their caller's module name.
-_FRAME_READERS = ("/collections/__init__.py", "/enum.py", "/typing.py")
+# Library modules that call sys._getframe only to learn their caller's module name
+# (matplotlib: the stack level of its warnings, so a warning names the cell's line).
+_FRAME_READERS = ("/collections/__init__.py", "/enum.py", "/typing.py",
+                  "/matplotlib/_api/__init__.py")
 
 
 # What the runtime's own loaders (dill rebuilding a value the host injected, a snapshot

@@ -31,6 +31,7 @@ from .classes import (
     guard_getstate_hook,
     is_cell_made,
 )
+from .figure_doors import harden_matplotlib
 from .library_doors import (
     AccessDenied,
     LibraryDoors,
@@ -119,6 +120,7 @@ class Guard:
         harden_enum()
         harden_typing()
         harden_pandas(self.check_public_name, self._numpy_denied)
+        harden_matplotlib()
 
     # --- modules ---------------------------------------------------------------------
 

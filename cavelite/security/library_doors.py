@@ -498,6 +498,9 @@ def harden_pandas(check_name: Callable[[str], None], numpy_denied: Callable[[str
         if backend != "matplotlib":
             raise AccessDenied("pandas' plotting backend is fixed in the cave (it would import "
                                f"the module named {backend!r})")
+        if "matplotlib" not in sys.modules:  # it can only be set up before the cave closes
+            raise ImportError("plotting needs matplotlib preloaded by the runtime: ask the user "
+                              "to create it with preload=('numpy', 'pandas', 'matplotlib')")
         return load_backend(backend)
 
     patches: list[tuple[type, str, Callable[..., Any], Callable[..., Any]]] = [

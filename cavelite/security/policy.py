@@ -22,7 +22,7 @@ DEFAULT_ALLOWED_IMPORTS = frozenset(
     """math cmath statistics random decimal fractions numbers datetime time calendar zoneinfo
     json re string textwrap unicodedata difflib collections itertools functools operator
     heapq bisect array copy enum dataclasses typing types_safe abc contextlib uuid hashlib
-    hmac base64 binascii pprint reprlib io asyncio warnings csv numpy pandas""".split()
+    hmac base64 binascii pprint reprlib io asyncio warnings csv numpy pandas matplotlib""".split()
 ) - {"types_safe"}
 
 # Submodules refused even when their parent is allowed: they compile or load
@@ -36,8 +36,15 @@ DEFAULT_DENIED_IMPORTS = frozenset(
     asyncio.subprocess asyncio.unix_events asyncio.windows_events asyncio.base_subprocess
     numpy.lib.format pandas.compat.pickle_compat pandas.io.pytables pandas.io.parquet
     pandas.io.feather_format pandas.io.orc pandas.io.sql pandas.io.spss pandas.io.stata
-    pandas.io.sas pandas.io.formats.style pandas.plotting""".split()
+    pandas.io.sas pandas.io.formats.style pandas.plotting
+    matplotlib.backends matplotlib.backend_bases matplotlib.backend_managers
+    matplotlib.backend_tools matplotlib.animation matplotlib.testing matplotlib.tests
+    matplotlib.sphinxext matplotlib.texmanager matplotlib.dviread matplotlib.cbook
+    matplotlib.pylab matplotlib.rcsetup""".split()
 )
+# matplotlib: its backends import modules by name, open windows or write files (PDF
+# pages, animations through ffmpeg); texmanager and dviread run LaTeX; cbook opens
+# files by path; rcsetup holds the validators the cave narrows (see figure_doors).
 
 # Module attributes refused at run time: the file, process and network doors
 # of otherwise useful modules.
@@ -81,12 +88,26 @@ DEFAULT_DENIED_ATTRIBUTES: dict[str, frozenset[str]] = {
     # __array_interface__): memory reads and writes anywhere in the worker.
     "numpy.lib.stride_tricks": frozenset(["as_strided", "DummyArray"]),
     "dataclasses": frozenset(["make_dataclass"]),
+    # matplotlib's file doors (figures reach the user as PNG without them): readers and
+    # writers by path, the font scan (it runs fc-list), the config and cache paths.
+    "matplotlib": frozenset(["rc_file", "rc_params_from_file", "rc_params", "get_cachedir",
+                             "get_configdir", "matplotlib_fname", "validate_backend"]),
+    "matplotlib.pyplot": frozenset(["imread", "imsave", "install_repl_displayhook",
+                                    "uninstall_repl_displayhook", "ginput",
+                                    "waitforbuttonpress"]),
+    "matplotlib.image": frozenset(["imread", "imsave", "thumbnail"]),
+    "matplotlib.font_manager": frozenset(["findSystemFonts", "get_fontconfig_fonts", "json_dump",
+                                          "json_load", "list_fonts", "win32FontDirectory"]),
+    "matplotlib.style": frozenset(["read_style_directory", "reload_library"]),
 }
 
 DEFAULT_DENIED_FUNCTIONS = frozenset(
     """eval exec compile open input breakpoint globals locals vars __import__ memoryview
     exit quit help importlib.import_module numpy.load pandas.read_pickle""".split()
 )
+
+_FIGURE_HINT = ("figures reach the user by themselves: plt.show(), or leave the figure open "
+                "at the end of the cell; fig.savefig(io.BytesIO(), format='png') gives the bytes")
 
 _HINTS = {
     "open": "files are not reachable from a cell; ask the user to inject the data instead",
@@ -104,6 +125,10 @@ _HINTS = {
     "pandas.eval": "write the expression with operators: df.a + df.b, df[df.a > 1]",
     "numpy.lib.stride_tricks.as_strided": "use numpy.lib.stride_tricks.sliding_window_view",
     "dataclasses.make_dataclass": "write a @dataclass class statement",
+    "matplotlib.pyplot.imsave": _FIGURE_HINT,
+    "matplotlib.image.imsave": _FIGURE_HINT,
+    "matplotlib.pyplot.ginput": "there is no user at a screen; figures are shown as PNG",
+    "matplotlib.pyplot.waitforbuttonpress": "there is no user at a screen; figures are shown as PNG",
 }
 
 
@@ -112,7 +137,8 @@ def attribute_hint(module: str, name: str) -> str:
     full = f"{module}.{name}"
     if full in _HINTS:
         return _HINTS[full]
-    if name.startswith(("read_", "load", "save", "to_", "from")) or name in ("memmap", "HDFStore"):
+    if name.startswith(("read_", "load", "save", "to_", "from", "im", "rc_")) or name in (
+            "memmap", "HDFStore", "thumbnail"):
         return "files are not reachable from a cell; ask the user to inject the data"
     return ""
 

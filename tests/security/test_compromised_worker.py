@@ -165,6 +165,38 @@ def test_malformed_messages_are_refused(session: Runtime, body: str) -> None:
     assert result.error.type == "ProtocolError"
 
 
+def _png(width: int, height: int, *, crc_ok: bool = True) -> bytes:
+    """A minimal PNG (signature, IHDR, one IDAT, IEND) of that size."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes, ok: bool = True) -> bytes:
+        crc = zlib.crc32(kind + data) ^ (0 if ok else 1)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 8)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr, crc_ok) + chunk(b"IDAT", pixels)
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize(("figures", "expected"), [
+    ([("image/png", 1, 1, b"GIF89a" + b"\x00" * 40)], "no PNG signature"),
+    ([("image/png", 640, 480, _png(2, 2))], "disagrees with its width and height"),
+    ([("image/png", 2, 2, _png(2, 2, crc_ok=False))], "checksum"),
+    ([("image/png", 100_000, 100_000, _png(100_000, 100_000))], "pixels"),
+    ([("text/html", 2, 2, _png(2, 2))], "unexpected value"),
+    ([("image/png", 2, 2, _png(2, 2) + b"\x00" * 6_000_000)], "limit"),
+    ([("image/png", 2, 2, _png(2, 2))] * 9, "limit"),
+], ids=["not_png", "header_lies", "bad_checksum", "huge_sides", "not_an_image", "oversized", "too_many"])
+def test_forged_figures_are_refused(session: Runtime, figures: list, expected: str) -> None:
+    fields = (True, "", "", None, None, 0.0, (), (), False, None, False, tuple(figures))
+    result = session.execute(attack(f"send_frame(pickle.dumps(('cell', {fields!r}, ())))"))
+    _assert_refused_as_crash(result)
+    assert result.error.type == "ProtocolError" and expected in result.error.message, result.error
+    assert result.figures == ()
+
+
 def test_a_descriptor_that_is_not_a_sealed_memfd_is_refused(session: Runtime) -> None:
     result = session.execute(attack("""
         import struct
