@@ -1,0 +1,473 @@
+"""`NodeHost`: the Ray actor on each node that owns its zygote and many sessions.
+
+One per node (not per session: a zygote per node is what keeps a session
+start in milliseconds), named after its node (`directory.host_name`) and
+pinned to it. It holds each session as a plain `Runtime` and runs the
+public `Runtime` API on it for the clients' handles; it never forks: the
+zygote is started as a fresh ``python -I`` (fork+exec) by `Runtime` itself,
+so it holds none of this process's Ray or gRPC threads.
+
+It also decides what the directory says: it claims the epoch of every move
+it makes (open, wake, failover, sleep), commits snapshots to the store (after
+every state change with ``durable="cell"``, before its reply; on sleep
+otherwise), marks a session dirty before its first change since the last
+snapshot, and puts idle sessions to sleep (``idle_s``) or the least recently
+used ones when the node is at its cap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import ray
+
+from ..errors import CaveliteError, CaveUsageError, RuntimeClosedError
+from ..runtime import Runtime, Snapshot
+from ..runtime.zygote import Zygote
+from .directory import Committed, Directory, Epoch
+from .errors import NotDurableError
+from .exchange import Exchange, Item, ask
+from .remotes import CallAnswer, ClientRef, Descriptor, stand_in
+
+# Operations that may change the namespace (a dirty mark before, a commit after).
+_CHANGES = {"execute", "inject", "inject_type", "inject_remote", "delete", "reset", "restore"}
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    space: str
+    store: Any
+    idle_s: float | None = 300.0
+    max_sessions: int | None = None
+    max_memory_mb: float | None = None
+
+
+@dataclass
+class _Live:
+    """A session this host holds."""
+
+    sid: str
+    epoch: int
+    options: dict[str, Any]
+    durable: bool
+    runtime: Runtime | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one operation at a time
+    gone: bool = False
+    failed: Exception | None = None
+    last_used: float = field(default_factory=time.monotonic)
+    seq: int = 0  # state changes so far (counting those in the snapshot it came from)
+    committed: Committed | None = None
+    dirty_marked: bool = False
+    unsleepable_at: int = -1  # the seq at which a snapshot failed (no retry until it changes)
+    remotes: dict[str, tuple[Descriptor, str | None]] = field(default_factory=dict)
+    exchanges: dict[int, Exchange] = field(default_factory=dict)
+
+
+def _store_key(sid: str, epoch: int, seq: int) -> str:
+    return f"{hashlib.sha256(sid.encode()).hexdigest()[:24]}-{epoch}-{seq}"
+
+
+def _pss_mb(pid: int) -> float:
+    """Proportional memory of a process and its children (the checkpoint), in MB."""
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return total / 1024
+
+
+def encode_snapshot(seq: int, remotes: dict[str, tuple[Descriptor, str | None]],
+                    snapshot: Snapshot) -> bytes:
+    # The host-side header is JSON, like Snapshot's own: nothing here is ever unpickled.
+    header = json.dumps({"seq": seq, "remotes": {n: [asdict(d), text] for n, (d, text)
+                                                 in remotes.items()}}).encode()
+    return len(header).to_bytes(4, "little") + header + snapshot.to_bytes()
+
+
+def decode_snapshot(data: bytes) -> tuple[int, dict[str, tuple[Descriptor, str | None]], Snapshot]:
+    size = int.from_bytes(data[:4], "little")
+    header = json.loads(data[4:4 + size])
+    remotes = {n: (_descriptor(d), text) for n, (d, text) in header["remotes"].items()}
+    return int(header["seq"]), remotes, Snapshot.from_bytes(data[4 + size:])
+
+
+def _descriptor(d: dict[str, Any]) -> Descriptor:
+    return Descriptor(
+        ClientRef(**d["target"]), d["function"], d["name"], d["doc"],
+        None if d["signature"] is None else tuple(tuple(p) for p in d["signature"]),  # type: ignore[misc]
+        d["returns"], d["is_async"], tuple(d["attributes"]),
+        tuple(_descriptor(m) for m in d["methods"]))
+
+
+@ray.remote(num_cpus=0, max_concurrency=512, max_restarts=0)
+class NodeHost:
+    """See the module docstring. Every public method is called by `ClusterRuntime` or `Sessions`."""
+
+    def __init__(self, settings: HostSettings, preload: tuple[str, ...]):
+        self.settings = settings
+        self.node = ray.get_runtime_context().get_node_id()
+        self.directory = Directory(settings.space)
+        self._sessions: dict[str, _Live] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._exchange_ids = itertools.count(1)
+        # The zygote starts now, so the first session on this node does not wait for it.
+        threading.Thread(target=self._warm, args=(preload,), daemon=True).start()
+        if settings.idle_s is not None:
+            threading.Thread(target=self._sweep, daemon=True, name="cavelite-sweeper").start()
+
+    # --- what this node has ------------------------------------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        with self._lock:
+            live = [s for s in self._sessions.values() if not s.gone]
+        return {"node": self.node, "sessions": len(live), "memory_mb": self._memory(live),
+                "full": not self._has_room(live)}
+
+    def info(self) -> dict[str, Any]:
+        """Processes of this host (for tests and operators): its own, its zygotes', its workers'."""
+        with self._lock:
+            live = list(self._sessions.values())
+        return {"node": self.node, "pid": os.getpid(),
+                "zygotes": [z.pid for z in Zygote._instances.values() if z.alive()],
+                "workers": {s.sid: s.runtime.pid for s in live if s.runtime is not None},
+                "epochs": {s.sid: s.epoch for s in live}}
+
+    def _memory(self, live: list[_Live]) -> float:
+        return sum(_pss_mb(s.runtime.pid) for s in live if s.runtime is not None)
+
+    def _has_room(self, live: list[_Live]) -> bool:
+        cap, mem = self.settings.max_sessions, self.settings.max_memory_mb
+        if cap is not None and len(live) >= cap:
+            return False
+        return not (mem is not None and live and self._memory(live) >= mem)
+
+    # --- placing a session here ---------------------------------------------------------------
+
+    def place(self, sid: str, after: int, cause: str, dead_node: str = "") -> Item:
+        """Take the session's next epoch (after ``after``) and hold it here.
+
+        ``cause`` is "open", "wake" or "failover" (then ``dead_node`` held it and is
+        checked to be gone). Returns ("done", epoch) or ("moved", None) when another
+        move won; ("full", None) when this node has no room.
+        """
+        options = self.directory.options(sid)
+        if options is None:
+            return ("error", RuntimeClosedError(f"the session {sid!r} was closed"))
+        if cause == "failover" and dead_node and _node_alive(dead_node):
+            return ("moved", None)
+        if not self._make_room():
+            return ("full", None)
+        committed = self.directory.committed(sid)
+        lost = cause == "failover" and self.directory.is_dirty(sid)
+        runtime_options = dict(options)
+        durable = runtime_options.pop("durable", None) == "cell"
+        live = _Live(sid, after + 1, runtime_options, durable, committed=committed)
+        with self._lock:
+            old = self._sessions.get(sid)
+            if old is not None and old.epoch > after:
+                return ("moved", None)
+            self._sessions[sid] = live
+        epoch = Epoch(after + 1, self.node, cause, lost, committed.seq if committed else 0)
+        if not self.directory.claim(sid, epoch):
+            self._drop(live)
+            return ("moved", None)
+        try:
+            self._start(live)
+        except Exception as exc:
+            live.failed = exc
+            self._drop(live)
+            # Nobody holds it now: the next call wakes it again, from the same snapshot.
+            self.directory.claim(sid, Epoch(after + 2, "", "sleep", False, epoch.restored_seq))
+            return ("error", exc)
+        finally:
+            live.ready.set()
+        if lost:
+            self.directory.clear_dirty(sid)
+        return ("done", live.epoch)
+
+    def _start(self, live: _Live) -> None:
+        if live.committed is None:
+            live.runtime = Runtime(**live.options)
+            return
+        data = self.settings.store.get(live.committed.key)
+        live.seq, live.remotes, snapshot = decode_snapshot(data)
+        stand_ins = {name: stand_in(desc, ask) for name, (desc, _text) in live.remotes.items()}
+        live.runtime = Runtime.restore(snapshot, remotes=stand_ins, **live.options)
+
+    def _make_room(self) -> bool:
+        """Sleep the least recently used idle sessions until this node is under its caps."""
+        while True:
+            with self._lock:
+                live = [s for s in self._sessions.values() if not s.gone]
+            if self._has_room(live):
+                return True
+            for victim in sorted(live, key=lambda s: s.last_used):
+                if self._sleep(victim, "evict", wait=False):
+                    break
+            else:
+                return False
+
+    def _drop(self, live: _Live) -> None:
+        live.gone = True
+        with self._changed:
+            if self._sessions.get(live.sid) is live:
+                del self._sessions[live.sid]
+            self._changed.notify_all()
+        if live.runtime is not None:
+            live.runtime.close()
+
+    # --- requests -------------------------------------------------------------------------------
+
+    def request(self, sid: str, epoch: int, op: str, args: tuple[Any, ...],
+                within: int = 0) -> Item:
+        """Run one `Runtime` operation; ``within``: the remote call it is nested in."""
+        live = self._sessions.get(sid)
+        if live is None or live.epoch != epoch:
+            return ("moved", None)
+        live.ready.wait()
+        if live.gone:
+            return ("moved", None)
+        exchange = Exchange(self._answer_timeout(live))
+        context = None
+        if within:
+            outer = next((x for x in list(live.exchanges.values()) if x.context_of(within)), None)
+            context = outer.context_of(within) if outer is not None else None
+        key = next(self._exchange_ids)
+        live.exchanges[key] = exchange
+        item = exchange.start(lambda: self._run(live, op, args, nested=context is not None),
+                              context)
+        return self._outgoing(live, key, item)
+
+    def resume(self, sid: str, epoch: int, call_id: int, answer: CallAnswer) -> Item:
+        """The client's answer to a remote call; returns what the operation does next."""
+        live = self._sessions.get(sid)
+        key, inner = _decode_call_id(call_id)
+        exchange = live.exchanges.get(key) if live is not None else None
+        if exchange is None:
+            return ("error", RuntimeClosedError("the request this answer belongs to is over"))
+        return self._outgoing(live, key, exchange.resume(inner, answer))  # type: ignore[arg-type]
+
+    @staticmethod
+    def _outgoing(live: _Live, key: int, item: Item) -> Item:
+        if item[0] == "call":
+            return ("call", _encode_call_id(key, item[1]), item[2])
+        live.exchanges.pop(key, None)
+        if item[0] == "error" and isinstance(item[1], _Moved):
+            return ("moved", None)
+        return item
+
+    def _answer_timeout(self, live: _Live) -> float | None:
+        limits = [live.options.get("cell_timeout", 30.0), live.options.get("request_timeout", 60.0)]
+        return None if None in limits else max(limits) + 5.0
+
+    def _run(self, live: _Live, op: str, args: tuple[Any, ...], nested: bool) -> Any:
+        if nested:  # the outer operation holds the lock and is waiting for this one
+            return self._apply(live, op, args)
+        with live.lock:
+            if live.gone:
+                raise _Moved()
+            live.last_used = time.monotonic()
+            try:
+                if op in _CHANGES and not live.durable and not live.dirty_marked:
+                    self.directory.mark_dirty(live.sid)  # before the change: a loss is then known
+                    live.dirty_marked = True
+                result = self._apply(live, op, args)
+                if op in _CHANGES and self._changed_state(live, op, result):
+                    live.seq += 1
+                    if live.durable:
+                        try:
+                            self._commit(live)
+                        except CaveliteError as exc:
+                            raise NotDurableError(
+                                f"the {op} succeeded, but the session cannot be snapshotted, so a "
+                                f"node loss would lose it: {exc}; delete or replace the variable "
+                                "that cannot be saved", result=result) from None
+                return result
+            finally:
+                live.last_used = time.monotonic()
+
+    @staticmethod
+    def _changed_state(live: _Live, op: str, result: Any) -> bool:
+        if op != "execute":
+            return True
+        return bool(result.ok) or not live.options.get("atomic", True)
+
+    def _apply(self, live: _Live, op: str, args: tuple[Any, ...]) -> Any:
+        rt = live.runtime
+        assert rt is not None
+        if op == "execute":
+            code, timeout = args
+            return rt.execute(code, timeout=timeout)
+        if op == "inject":
+            name, value, description = args
+            rt.inject(name, value, description=description, remote=False)
+            live.remotes.pop(name, None)
+            return None
+        if op == "inject_type":
+            cls, name, description = args
+            rt.inject_type(cls, name=name, description=description)
+            live.remotes.pop(name or cls.__name__, None)
+            return None
+        if op == "inject_remote":
+            name, desc, description = args
+            rt.inject(name, stand_in(desc, ask), description=description, remote=True)
+            live.remotes[name] = (desc, description)
+            return None
+        if op == "delete":
+            (name,) = args
+            rt.delete(name)
+            live.remotes.pop(name, None)
+            return None
+        if op == "restore":
+            (data, descriptors) = args
+            snapshot = Snapshot.from_bytes(data)
+            stand_ins = {n: stand_in(d, ask) for n, (d, _t) in descriptors.items()}
+            fresh = Runtime.restore(snapshot, remotes=stand_ins, **live.options)
+            live.runtime, old = fresh, rt
+            live.remotes = dict(descriptors)
+            old.close()
+            return None
+        if op in ("retrieve",):
+            name, trusted = args
+            return rt.retrieve(name, trusted=trusted)
+        if op in ("variables", "injected", "reset", "snapshot"):
+            return getattr(rt, op)()
+        if op == "info":
+            return {"confinement": rt.confinement, "preload": rt.preload, "atomic": rt.atomic,
+                    "cell_timeout": rt.cell_timeout, "request_timeout": rt.request_timeout,
+                    "max_output_chars": rt.max_output_chars, "policy": rt.policy,
+                    "node": self.node, "pid": rt.pid, "durable": live.durable}
+        raise CaveUsageError(f"unknown operation {op!r}")
+
+    # --- snapshots, sleep, close --------------------------------------------------------------------
+
+    def _commit(self, live: _Live) -> None:
+        """Store a snapshot of the session and point the directory at it (the lock is held)."""
+        assert live.runtime is not None
+        data = encode_snapshot(live.seq, live.remotes, live.runtime.snapshot())
+        key = _store_key(live.sid, live.epoch, live.seq)
+        self.settings.store.put(key, data)
+        previous, live.committed = live.committed, Committed(key, live.seq)
+        self.directory.commit(live.sid, live.committed)
+        if live.dirty_marked:
+            self.directory.clear_dirty(live.sid)
+            live.dirty_marked = False
+        if previous is not None and previous.key != key:
+            delete = getattr(self.settings.store, "delete", None)
+            if callable(delete):
+                delete(previous.key)
+
+    def _sleep(self, live: _Live, cause: str, *, wait: bool) -> bool:
+        """Snapshot the session, record it asleep and free its worker. False if it cannot now."""
+        if not live.lock.acquire(blocking=wait):
+            return False  # busy: it is not idle after all
+        try:
+            if live.gone or live.runtime is None:
+                return False
+            if live.committed is None or live.committed.seq != live.seq:
+                if live.unsleepable_at == live.seq:
+                    return False
+                try:
+                    self._commit(live)
+                except CaveliteError:
+                    live.unsleepable_at = live.seq  # something in it cannot be saved: stay awake
+                    return False
+            self.directory.claim(live.sid, Epoch(live.epoch + 1, "", cause, False, live.seq))
+            self._drop(live)
+            return True
+        finally:
+            live.lock.release()
+
+    def sleep(self, sid: str, epoch: int) -> Item:
+        live = self._sessions.get(sid)
+        if live is None or live.epoch != epoch:
+            return ("moved", None)
+        live.ready.wait()
+        if self._sleep(live, "sleep", wait=True):
+            return ("done", None)
+        return ("error", NotDurableError(f"the session {sid!r} cannot be snapshotted, so it "
+                                         "stays awake"))
+
+    def close(self, sid: str, epoch: int) -> Item:
+        live = self._sessions.get(sid)
+        if live is None or live.epoch != epoch:
+            return ("moved", None)
+        live.ready.wait()
+        with live.lock:
+            self._drop(live)
+        forget(self.directory, self.settings.store, sid)
+        return ("done", None)
+
+    def wait_gone(self, sid: str, timeout: float) -> bool:
+        """Block until this host no longer holds ``sid`` (asleep, moved, closed)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: sid not in self._sessions, timeout)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        for live in list(self._sessions.values()):
+            self._drop(live)
+
+    # --- background ---------------------------------------------------------------------------------
+
+    def _warm(self, preload: tuple[str, ...]) -> None:
+        try:
+            Zygote.shared(preload)
+        except CaveliteError:
+            pass  # the first session will say why
+
+    def _sweep(self) -> None:
+        idle_s = self.settings.idle_s
+        assert idle_s is not None
+        interval = min(max(idle_s / 4, 0.05), 5.0)
+        while not self._stop.wait(interval):
+            now = time.monotonic()
+            for live in list(self._sessions.values()):
+                if live.ready.is_set() and now - live.last_used >= idle_s:
+                    self._sleep(live, "sleep", wait=False)
+
+
+class _Moved(Exception):
+    pass
+
+
+def _encode_call_id(key: int, inner: int) -> int:
+    return (key << 20) | inner
+
+
+def _decode_call_id(call_id: int) -> tuple[int, int]:
+    return call_id >> 20, call_id & ((1 << 20) - 1)
+
+
+def _node_alive(node: str) -> bool:
+    return any(n["NodeID"] == node and n["Alive"] for n in ray.nodes())
+
+
+def forget(directory: Directory, store: Any, sid: str) -> None:
+    """Remove a session's records and its last snapshot."""
+    committed = directory.committed(sid)
+    directory.forget(sid)
+    delete = getattr(store, "delete", None)
+    if committed is not None and callable(delete):
+        delete(committed.key)
+
