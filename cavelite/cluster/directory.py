@@ -11,7 +11,7 @@ truth is the last epoch key present. Beside the chain:
     p/<sid>   its latest committed snapshot: store key and sequence number
     d/<sid>   "dirty": the state changed since that snapshot (default mode)
 
-A host is a Ray named actor, ``cavelite-host-<node id>``, in the same Ray
+A host is a Ray named actor, ``cavelite-host-<space>-<node id>``, in the same Ray
 namespace: the name is the route, nothing here keeps a list of hosts.
 """
 
@@ -27,8 +27,8 @@ from ray.experimental import internal_kv as _kv
 KV_NAMESPACE = "cavelite"
 
 
-def host_name(node_id: str) -> str:
-    return f"cavelite-host-{node_id}"
+def host_name(space: str, node_id: str) -> str:
+    return f"cavelite-host-{space}-{node_id}"
 
 
 @dataclass(frozen=True)

@@ -250,8 +250,9 @@ class NodeHost:
         exchange = Exchange(self._answer_timeout(live))
         context = None
         if within:
-            outer = next((x for x in list(live.exchanges.values()) if x.context_of(within)), None)
-            context = outer.context_of(within) if outer is not None else None
+            outer_key, outer_call = _decode_call_id(within)
+            outer = live.exchanges.get(outer_key)
+            context = outer.context_of(outer_call) if outer is not None else None
         key = next(self._exchange_ids)
         live.exchanges[key] = exchange
         item = exchange.start(lambda: self._run(live, op, args, nested=context is not None),

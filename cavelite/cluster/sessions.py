@@ -85,7 +85,7 @@ class Sessions:
                 del self._hosts[node]
         for node in alive - set(self._hosts):
             self._hosts[node] = NodeHost.options(  # type: ignore[attr-defined]
-                name=host_name(node), namespace=RAY_NAMESPACE, lifetime="detached",
+                name=host_name(self.settings.space, node), namespace=RAY_NAMESPACE, lifetime="detached",
                 get_if_exists=True,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
             ).remote(self.settings, self.preload)
@@ -109,7 +109,7 @@ class Sessions:
         if host is not None:
             return host
         try:
-            host = ray.get_actor(host_name(node), namespace=RAY_NAMESPACE)
+            host = ray.get_actor(host_name(self.settings.space, node), namespace=RAY_NAMESPACE)
         except ValueError:
             return None
         self._hosts[node] = host
@@ -161,6 +161,15 @@ class Sessions:
         if latest is None:
             raise RuntimeClosedError(f"no session {session_id!r}")
         return latest.node
+
+    def wait_moved(self, session_id: str, timeout: float) -> bool:
+        """Block until the session leaves the node holding it now (it slept, was evicted,
+        closed); True if it did within ``timeout`` seconds (also when it is asleep already)."""
+        latest = self.directory.latest(session_id)
+        host = self._host(latest.node) if latest is not None and latest.node else None
+        if host is None:
+            return True
+        return bool(ray.get(host.wait_gone.remote(session_id, timeout)))
 
     def sleep(self, session_id: str) -> None:
         """Put a session to sleep now (snapshot into the store, worker freed)."""
