@@ -263,6 +263,22 @@ def test_idle_sessions_sleep_and_nodes_stay_under_their_cap(cluster, tmp_path_fa
     assert first.retrieve("v") == 0  # woke from its file
 
 
+def test_a_node_over_its_memory_cap_sleeps_its_least_recently_used_session(cluster):
+    capped = cc.connect(cluster.address, space="memory", idle_s=None, max_memory_mb=150)
+    by_node: dict[str, list] = {}
+    for i in range(6):
+        rt = capped.open(f"m{i}")
+        rt.execute(f"mine = {i}")
+        by_node.setdefault(rt.node_id, []).append(rt)
+    older, newer = next(pair for pair in by_node.values() if len(pair) >= 2)[:2]
+    assert capped.where(older.session_id) != ""
+    newer.execute("import numpy as np\nbig = np.ones(25_000_000)")  # 200 MB on that node
+    assert capped.wait_moved(older.session_id, WAIT_S)  # evicted: asleep, not lost
+    assert capped.where(older.session_id) == ""
+    assert capped.where(newer.session_id) != ""  # the one in use stays
+    assert older.retrieve("mine") == int(older.session_id[1:])
+
+
 def test_a_store_can_be_any_object_with_put_and_get(cluster, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("custom"))
 

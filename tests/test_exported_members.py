@@ -30,6 +30,8 @@ PINNED = {
                         "ScriptedModel"],
     "cavelite.security": ["AttributeRule", "FunctionRule", "ImportRule", "Policy", "RegexRule",
                           "Violation"],
+    "cavelite.cluster": ["ClusterFullError", "ClusterRuntime", "DirectoryStore", "NotDurableError",
+                         "ObjectStore", "SessionLostError", "Sessions", "SnapshotStore", "connect"],
     "cavelite.runtime": ["DEFAULT", "CellError", "CellResult", "Injected", "Runtime", "Snapshot",
                          "VariableInfo", "Violation"],
 }

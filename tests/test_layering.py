@@ -3,7 +3,8 @@
 Every import statement under ``cavelite/`` (including imports inside functions,
 excluding ``if TYPE_CHECKING:`` blocks) is an arrow from one module to another.
 The test fails on any arrow that runs the wrong way, on ``rich`` outside the
-CLI and on a provider SDK outside ``cavelite/models/``.
+CLI, on a provider SDK outside ``cavelite/models/``, and on ``ray`` (or
+``grpc``) or ``cavelite.cluster`` imported outside ``cavelite/cluster/``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cavelite"
 PROVIDER_SDKS = {"anthropic", "openai", "httpx"}
+CLUSTER_ONLY = {"ray", "grpc"}
 
 
 def _module_name(path: Path) -> str:
@@ -65,7 +67,7 @@ def _layer(module: str) -> str:
         return "root"
     if module == "cavelite.errors":
         return "errors"  # the exception tree: a leaf every layer may use
-    for layer in ("security", "runtime", "models"):
+    for layer in ("security", "runtime", "models", "cluster"):
         if module == f"cavelite.{layer}" or module.startswith(f"cavelite.{layer}."):
             return layer
     return "agent"
@@ -76,6 +78,7 @@ ALLOWED = {
     "security": {"cavelite.errors"},
     "runtime": {"cavelite.errors", "security"},
     "models": {"cavelite.errors", "cavelite.usage"},
+    "cluster": {"cavelite.errors", "security", "runtime"},
 }
 
 
@@ -91,6 +94,11 @@ def _violations() -> list[str]:
                 problems.append(f"{where} (rich belongs to the CLI)")
             if top in PROVIDER_SDKS and layer != "models":
                 problems.append(f"{where} (provider SDKs belong to cavelite.models)")
+            if top in CLUSTER_ONLY and layer != "cluster":
+                problems.append(f"{where} (ray belongs to cavelite.cluster)")
+            if _layer(target) == "cluster" and layer != "cluster":
+                problems.append(f"{where} (only cavelite.cluster imports itself: "
+                                "`import cavelite` never loads Ray)")
             if top != "cavelite" or layer in ("agent", "root", "errors"):
                 continue
             target_layer = _layer(target)
@@ -117,10 +125,14 @@ def test_the_checker_sees_a_wrong_arrow(tmp_path, monkeypatch) -> None:
     (fake / "security" / "bad.py").write_text(
         "def f():\n    from ..runtime import results\n    import rich\n    return results\n"
     )
+    (fake / "runtime").mkdir()
+    (fake / "runtime" / "__init__.py").write_text("import ray\nfrom ..cluster import host\n")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     problems = _violations()
     assert any("cavelite.runtime" in p and "security layer" in p for p in problems), problems
     assert any("rich belongs to the CLI" in p for p in problems), problems
+    assert any("ray belongs to cavelite.cluster" in p for p in problems), problems
+    assert any("only cavelite.cluster imports itself" in p for p in problems), problems
 
 
 def test_worker_side_imports_load_no_agent_or_model_code() -> None:
@@ -137,3 +149,17 @@ def test_worker_side_imports_load_no_agent_or_model_code() -> None:
     assert not [m for m in loaded if _layer(m) in ("agent", "models")], loaded
     assert "cavelite.runtime.worker" in loaded  # the check looked at the right process
     assert eval(out[1]) == []  # noqa: S307
+
+
+def test_importing_cavelite_loads_no_ray() -> None:
+    """The agent, the runtime and a session load neither Ray nor gRPC (only cavelite.cluster does)."""
+    code = (
+        "import sys, cavelite\n"
+        "cavelite.CaveLite, cavelite.Runtime, cavelite.Policy\n"
+        "import cavelite.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'grpc')))\n"
+        "print('cavelite.agent' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent).stdout.splitlines()
+    assert out == ["[]", "True"], out

@@ -117,7 +117,7 @@ def _descriptor(d: dict[str, Any]) -> Descriptor:
         tuple(_descriptor(m) for m in d["methods"]))
 
 
-@ray.remote(num_cpus=0, max_concurrency=512, max_restarts=0)
+@ray.remote(num_cpus=0, max_concurrency=512, max_restarts=0)  # type: ignore[call-overload]
 class NodeHost:
     """See the module docstring. Every public method is called by `ClusterRuntime` or `Sessions`."""
 
@@ -132,7 +132,7 @@ class NodeHost:
         self._exchange_ids = itertools.count(1)
         # The zygote starts now, so the first session on this node does not wait for it.
         threading.Thread(target=self._warm, args=(preload,), daemon=True).start()
-        if settings.idle_s is not None:
+        if settings.idle_s is not None or settings.max_memory_mb is not None:
             threading.Thread(target=self._sweep, daemon=True, name="cavelite-sweeper").start()
 
     # --- what this node has ------------------------------------------------------------------
@@ -271,7 +271,8 @@ class NodeHost:
     @staticmethod
     def _outgoing(live: _Live, key: int, item: Item) -> Item:
         if item[0] == "call":
-            return ("call", _encode_call_id(key, item[1]), item[2])
+            _kind, call_id, request = item  # type: ignore[misc]
+            return ("call", _encode_call_id(key, call_id), request)
         live.exchanges.pop(key, None)
         if item[0] == "error" and isinstance(item[1], _Moved):
             return ("moved", None)
@@ -438,14 +439,21 @@ class NodeHost:
             pass  # the first session will say why
 
     def _sweep(self) -> None:
-        idle_s = self.settings.idle_s
-        assert idle_s is not None
-        interval = min(max(idle_s / 4, 0.05), 5.0)
+        """Sleep sessions idle for ``idle_s``, and the least recently used ones while the
+        node's sessions use more than ``max_memory_mb`` (they grow after placement)."""
+        idle_s, cap = self.settings.idle_s, self.settings.max_memory_mb
+        interval = min(max(idle_s / 4, 0.05), 1.0) if idle_s is not None else 1.0
         while not self._stop.wait(interval):
             now = time.monotonic()
-            for live in list(self._sessions.values()):
-                if live.ready.is_set() and now - live.last_used >= idle_s:
-                    self._sleep(live, "sleep", wait=False)
+            live = [s for s in list(self._sessions.values()) if s.ready.is_set() and not s.gone]
+            if idle_s is not None:
+                for session in live:
+                    if now - session.last_used >= idle_s:
+                        self._sleep(session, "sleep", wait=False)
+            if cap is not None:
+                live = sorted((s for s in live if not s.gone), key=lambda s: s.last_used)
+                while len(live) > 1 and self._memory(live) > cap:
+                    self._sleep(live.pop(0), "evict", wait=False)  # the busiest stays awake
 
 
 class _Moved(Exception):

@@ -239,12 +239,13 @@ def stand_in(desc: Descriptor, ask: Ask) -> Any:
 
 
 def _function(desc: Descriptor, call: Callable[..., Any]) -> Any:
-    if desc.is_async:
-        async def function(*args: Any, **kwargs: Any) -> Any:
-            return call(*args, **kwargs)
-    else:
-        def function(*args: Any, **kwargs: Any) -> Any:
-            return call(*args, **kwargs)
+    async def coroutine(*args: Any, **kwargs: Any) -> Any:
+        return call(*args, **kwargs)
+
+    def plain(*args: Any, **kwargs: Any) -> Any:
+        return call(*args, **kwargs)
+
+    function: Any = coroutine if desc.is_async else plain  # an async tool stays awaitable in the cell
     function.__name__ = function.__qualname__ = desc.name
     function.__doc__ = desc.doc or None
     function.__signature__ = _rebuild_signature(desc) or inspect.Signature(  # type: ignore[attr-defined]

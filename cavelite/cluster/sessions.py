@@ -23,6 +23,7 @@ from .handle import ClusterRuntime
 from .host import HostSettings, NodeHost, forget
 from .remotes import ClientRemotes
 from .stores import RAY_NAMESPACE, ObjectStore, check_store, start_keeper
+
 _RUNTIME_OPTIONS = set(inspect.signature(Runtime.__init__).parameters) - {"self"}
 _PLACE_TRIES = 10
 

@@ -82,7 +82,7 @@ def with_suppressed_remove(path: str) -> None:
         pass
 
 
-@ray.remote(num_cpus=0, max_concurrency=16)
+@ray.remote(num_cpus=0, max_concurrency=16)  # type: ignore[call-overload]
 class SnapshotKeeper:
     """Owns the snapshots in Ray's object store (one per deployment, on the head node)."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import select
 import signal
 import socket
 import sys
@@ -45,12 +46,14 @@ def main() -> NoReturn:
     gc.freeze()
     _send(control, ZygoteReady(tempfile.gettempdir()))
     spare, spare_pid = _fork_spare(control)
+    workers: list[int] = []  # pidfds of the workers handed out (a pid may be reused; these not)
     while True:
         try:
             frame = protocol.recv(control, _LIMITS)
             request = wire.decode_request(frame.body, accept=(ForkWorker,))
         except Exception:  # the host is gone (or confused): stop serving
-            _exit_reaping(spare)
+            _exit_reaping(spare, workers)
+        workers = _still_running(workers)
         if len(frame.fds) != 1:
             for fd in frame.fds:
                 os.close(fd)
@@ -61,6 +64,7 @@ def main() -> NoReturn:
             # that opts more in gets a worker forked for it.
             fresh, pid = _fork_spare(control, landlock=False, inherited=(spare,))
             _hand_over(fresh, frame.body, fd)
+            workers.append(os.pidfd_open(pid))
             _send(control, Forked(pid))
             continue
         # Hand the request to the spare forked earlier, so the fork is not on the
@@ -70,6 +74,7 @@ def main() -> NoReturn:
         except OSError:  # that spare died: fork another one for this session
             spare, spare_pid = _fork_spare(control)
             _hand_over(spare, frame.body, fd)
+        workers.append(os.pidfd_open(spare_pid))
         _send(control, Forked(spare_pid))
         spare, spare_pid = _fork_spare(control)
 
@@ -88,12 +93,30 @@ def _hand_over(spare: socket.socket, body: bytes, fd: int) -> None:
     os.close(fd)
 
 
-def _exit_reaping(spare: socket.socket) -> NoReturn:
-    """The host is gone: let the spare go, and stay until every descendant has exited.
+def _still_running(workers: list[int]) -> list[int]:
+    """Close the pidfds of workers that have exited (a pidfd is readable once its process ends)."""
+    if not workers:
+        return workers
+    ended = set(select.select(workers, [], [], 0)[0])
+    for fd in ended:
+        os.close(fd)
+    return [fd for fd in workers if fd not in ended]
 
-    As the subreaper, the zygote adopts orphaned checkpoints; staying until they
+
+def _exit_reaping(spare: socket.socket, workers: list[int]) -> NoReturn:
+    """The host is gone: stop its workers, let the spare go, stay until every descendant exited.
+
+    A worker whose host died (killed, or its machine's Ray node removed) has
+    nobody to enforce its cell's deadline: a cell that spins would spin forever,
+    so it is killed; its checkpoint then finds the socket closed and exits. As
+    the subreaper, the zygote adopts orphaned checkpoints; staying until they
     are gone means none of them ends as a zombie under an init that does not reap.
     """
+    for fd in workers:
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     spare.close()
     while True:
         try:
