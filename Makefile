@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench demo clean
+.PHONY: test lint bench bench-cluster demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: lint
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/runtime_bench.py
+
+bench-cluster: $(STAMP)
+	$(PY) benchmarks/cluster_bench.py
 
 demo: $(STAMP)
 	$(VENV)/bin/cavelite demo
