@@ -46,7 +46,7 @@ from cavelite.models.base import Message, Model, ModelReply, run_sync
 from cavelite.runtime.results import CellResult, Injected, VariableInfo
 
 if TYPE_CHECKING:
-    from cavelite.runtime import Runtime
+    from cavelite.runtime.like import RuntimeLike
     from cavelite.security import Policy
 
 _END = object()
@@ -97,7 +97,7 @@ class CaveLite:
         *,
         instructions: str = "",
         max_steps: int = 20,
-        runtime: Runtime | None = None,
+        runtime: RuntimeLike | None = None,
         policy: Policy | None = None,
         cell_timeout: float = 30.0,
         max_output_chars: int = 4000,
@@ -122,7 +122,7 @@ class CaveLite:
             from cavelite.runtime import Runtime  # here, so importing cavelite stays light
 
             runtime = Runtime(cell_timeout=cell_timeout, max_output_chars=max_output_chars, policy=policy)
-        self.runtime: Runtime = runtime
+        self.runtime: RuntimeLike = runtime
         self._history: list[Message] = []
         self._injected_notes: dict[str, Injected] = {}
         self._busy = threading.Lock()  # one chat at a time: the history is a single thread of talk

@@ -19,7 +19,13 @@ import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import cavelite.cluster as cc  # noqa: E402
-from cavelite import CaveLite, CaveUsageError, RuntimeClosedError, VariableNotFoundError  # noqa: E402
+from cavelite import (  # noqa: E402
+    CaveLite,
+    CaveUsageError,
+    RuntimeClosedError,
+    UnpicklableValueError,
+    VariableNotFoundError,
+)
 from cavelite.models import ScriptedModel  # noqa: E402
 
 NODE = dict(num_cpus=1, node_ip_address="127.0.0.1", object_store_memory=80 * 2**20)
@@ -105,6 +111,11 @@ def test_failures_are_the_runtimes_and_the_state_survives(sessions):
         sessions.open("failures", cell_timeout=9)
     with pytest.raises(CaveUsageError, match="unknown session options"):
         sessions.open("failures-2", no_such_option=1)
+    with pytest.raises(CaveUsageError, match="cell_timeout must be positive"):
+        sessions.open("failures-3", cell_timeout=-1)  # refused on the node by Runtime itself
+    assert "failures-3" not in sessions.ids()  # and not left half-open
+    with pytest.raises(UnpicklableValueError, match="remote=True"):
+        rt.inject("lock", threading.Lock())
     assert rt.retrieve("rows") == [1, 2, 3]
 
 

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from ..errors import CaveUsageError, RuntimeClosedError, WorkerDiedError
+from ..errors import (
+    CaveRuntimeError,
+    CaveUsageError,
+    RuntimeClosedError,
+    UnpicklableValueError,
+    WorkerDiedError,
+)
 from ..runtime.config import DEFAULT, Default
 from ..runtime.injection import FUNCTION_TYPES, check_description, check_name
 from ..runtime.results import CellError, CellResult, Injected, VariableInfo
@@ -28,6 +34,7 @@ from .errors import SessionLostError
 from .remotes import CallAnswer
 
 if TYPE_CHECKING:
+    from ..runtime.like import RuntimeLike
     from .sessions import Sessions
 
 # (sessions id, session id, call id) of the remote call this context is serving, if any.
@@ -249,10 +256,19 @@ class ClusterRuntime:
         for _ in range(_MAX_HOPS):
             host, epoch = self._where()
             try:
-                item = ray.get(host.request.remote(self.session_id, epoch, op, args, within))
+                try:
+                    pending = host.request.remote(self.session_id, epoch, op, args, within)
+                except TypeError as exc:  # Ray could not serialize an argument
+                    raise UnpicklableValueError(
+                        f"cannot send `{op}` to the session: {str(exc).splitlines()[0]}; pass "
+                        "remote=True to keep the object here and use it by proxy") from None
+                item = ray.get(pending)
                 while item[0] == "call":
                     answer = self._serve(item[1], item[2])
                     item = ray.get(host.resume.remote(self.session_id, epoch, item[1], answer))
+            except ray.exceptions.RayTaskError as exc:  # the host failed, not the session's Runtime
+                raise CaveRuntimeError(f"the host of session {self.session_id!r} failed on "
+                                       f"`{op}`: {str(exc).splitlines()[0]}") from None
             except ray.exceptions.RayActorError:
                 self._route = None
                 self._info = None
@@ -302,3 +318,8 @@ def _lost_cell() -> CellResult:
     error = CellError("crash", "NodeLost", "the node running the session was lost during the cell; "
                       "the session is back on another node as it was before the cell.")
     return CellResult(ok=False, error=error, rolled_back=True)
+
+
+if TYPE_CHECKING:
+    def _handle_is_runtime_like(handle: ClusterRuntime) -> RuntimeLike:
+        return handle  # mypy checks that CaveLite(runtime=handle) is well typed

@@ -407,6 +407,8 @@ class NodeHost:
         live.ready.wait()
         if self._sleep(live, "sleep", wait=True):
             return ("done", None)
+        if live.gone:
+            return ("moved", None)
         return ("error", NotDurableError(f"the session {sid!r} cannot be snapshotted, so it "
                                          "stays awake"))
 
