@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import ray  # noqa: E402
+from fakes.processes import wait_gone  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import cavelite.cluster as cc  # noqa: E402
@@ -325,6 +326,16 @@ def _open_on(sessions, node: str, prefix: str, **options):
         if rt.node_id == node:
             return rt
     raise AssertionError(f"no session landed on {node}")
+
+
+def test_a_killed_host_actor_is_a_lost_node_for_its_sessions(sessions):
+    rt = sessions.open("host-kill", durable="cell")
+    rt.execute("v = 1")
+    host = sessions.hosts()[rt.node_id]
+    worker = ray.get(host.info.remote())["workers"]["host-kill"]
+    ray.kill(host)  # the actor's process dies; its node lives on
+    assert rt.retrieve("v") == 1  # back from its last commit, on a new host
+    assert wait_gone({worker}, timeout=WAIT_S) == set()  # the old worker did not outlive its host
 
 
 @pytest.mark.slow

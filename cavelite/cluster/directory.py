@@ -40,6 +40,7 @@ class Epoch:
     cause: str  # "open", "sleep", "wake", "failover", "evict", "close"
     lost: bool = False  # failover only: the state had changed since the last snapshot
     restored_seq: int = 0  # the snapshot sequence number it came back from (0: empty)
+    host: str = ""  # the Ray actor id of the host holding it (a restarted host is another)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ class Directory:
     def _epoch(self, sid: str, number: int) -> Epoch | None:
         raw = self._get(self._key("e", sid, number))
         return Epoch(**json.loads(raw)) if raw else None
+
+    def epoch(self, sid: str, number: int) -> Epoch | None:
+        return self._epoch(sid, number)
 
     def history(self, sid: str, after: int, upto: int) -> list[Epoch]:
         """Epochs ``after+1 .. upto`` (what a handle attached at ``after`` has missed)."""

@@ -278,6 +278,9 @@ class ClusterRuntime:
                     return _lost_cell()
                 continue
             kind, value = item[0], item[1]
+            if kind == "orphan":  # its host on that node died and another runs there now
+                self._sessions.recover(self.session_id, epoch)
+                kind = "moved"
             if kind == "moved":
                 self._route = None
                 self._info = None

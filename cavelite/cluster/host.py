@@ -31,10 +31,11 @@ import ray
 from ..errors import CaveliteError, CaveUsageError, RuntimeClosedError
 from ..runtime import Runtime, Snapshot
 from ..runtime.zygote import Zygote
-from .directory import Committed, Directory, Epoch
+from .directory import Committed, Directory, Epoch, host_name
 from .errors import NotDurableError
 from .exchange import Exchange, Item, ask
 from .remotes import CallAnswer, ClientRef, Descriptor, stand_in
+from .stores import RAY_NAMESPACE
 
 # Operations that may change the namespace (a dirty mark before, a commit after).
 _CHANGES = {"execute", "inject", "inject_type", "inject_remote", "delete", "reset", "restore"}
@@ -69,6 +70,7 @@ class _Live:
     unsleepable_at: int = -1  # the seq at which a snapshot failed (no retry until it changes)
     remotes: dict[str, tuple[Descriptor, str | None]] = field(default_factory=dict)
     exchanges: dict[int, Exchange] = field(default_factory=dict)
+    had_remotes: bool = False  # a cell may still hold a stand-in after its name was deleted
 
 
 def _store_key(sid: str, epoch: int, seq: int) -> str:
@@ -124,6 +126,7 @@ class NodeHost:
     def __init__(self, settings: HostSettings, preload: tuple[str, ...]):
         self.settings = settings
         self.node = ray.get_runtime_context().get_node_id()
+        self.actor = ray.get_runtime_context().get_actor_id() or ""
         self.directory = Directory(settings.space)
         self._sessions: dict[str, _Live] = {}
         self._lock = threading.Lock()
@@ -163,18 +166,20 @@ class NodeHost:
 
     # --- placing a session here ---------------------------------------------------------------
 
-    def place(self, sid: str, after: int, cause: str, dead_node: str = "") -> Item:
+    def place(self, sid: str, after: int, cause: str) -> Item:
         """Take the session's next epoch (after ``after``) and hold it here.
 
-        ``cause`` is "open", "wake" or "failover" (then ``dead_node`` held it and is
-        checked to be gone). Returns ("done", epoch) or ("moved", None) when another
-        move won; ("full", None) when this node has no room.
+        ``cause`` is "open", "wake" or "failover" (then the host of epoch ``after``
+        is checked to be gone). Returns ("done", epoch) or ("moved", None) when
+        another move won; ("full", None) when this node has no room.
         """
         options = self.directory.options(sid)
         if options is None:
             return ("error", RuntimeClosedError(f"the session {sid!r} was closed"))
-        if cause == "failover" and dead_node and _node_alive(dead_node):
-            return ("moved", None)
+        if cause == "failover":
+            previous = self.directory.epoch(sid, after)
+            if previous is None or (previous.host != self.actor and self._holder_alive(previous)):
+                return ("moved", None)
         if not self._make_room():
             return ("full", None)
         committed = self.directory.committed(sid)
@@ -187,7 +192,8 @@ class NodeHost:
             if old is not None and old.epoch > after:
                 return ("moved", None)
             self._sessions[sid] = live
-        epoch = Epoch(after + 1, self.node, cause, lost, committed.seq if committed else 0)
+        epoch = Epoch(after + 1, self.node, cause, lost, committed.seq if committed else 0,
+                      self.actor)
         if not self.directory.claim(sid, epoch):
             self._drop(live)
             return ("moved", None)
@@ -205,12 +211,27 @@ class NodeHost:
             self.directory.clear_dirty(sid)
         return ("done", live.epoch)
 
+    def _holder_alive(self, epoch: Epoch) -> bool:
+        """Whether the host that took ``epoch`` still runs (then the session is not lost)."""
+        if not epoch.node or not any(n["NodeID"] == epoch.node and n["Alive"] for n in ray.nodes()):
+            return False
+        try:
+            holder = ray.get_actor(host_name(self.settings.space, epoch.node), namespace=RAY_NAMESPACE)
+            return bool(ray.get(holder.identity.remote(), timeout=30) == epoch.host)
+        except (ValueError, ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            return False
+
+    def identity(self) -> str:
+        """This host's Ray actor id: a host restarted on the same node has another."""
+        return self.actor
+
     def _start(self, live: _Live) -> None:
         if live.committed is None:
             live.runtime = Runtime(**live.options)
             return
         data = self.settings.store.get(live.committed.key)
         live.seq, live.remotes, snapshot = decode_snapshot(data)
+        live.had_remotes = bool(live.remotes)
         stand_ins = {name: stand_in(desc, ask) for name, (desc, _text) in live.remotes.items()}
         live.runtime = Runtime.restore(snapshot, remotes=stand_ins, **live.options)
 
@@ -243,10 +264,19 @@ class NodeHost:
         """Run one `Runtime` operation; ``within``: the remote call it is nested in."""
         live = self._sessions.get(sid)
         if live is None or live.epoch != epoch:
-            return ("moved", None)
+            return self._missing(sid, epoch)
         live.ready.wait()
         if live.gone:
             return ("moved", None)
+        if not live.had_remotes and not within:
+            # Nothing of a client was ever in this session, so no call can travel back: run here,
+            # without the hand-over to a thread that could wait for one.
+            try:
+                return ("done", self._run(live, op, args, nested=False))
+            except _Moved:
+                return ("moved", None)
+            except Exception as exc:
+                return ("error", exc)
         exchange = Exchange(self._answer_timeout(live))
         context = None
         if within:
@@ -258,6 +288,14 @@ class NodeHost:
         item = exchange.start(lambda: self._run(live, op, args, nested=context is not None),
                               context)
         return self._outgoing(live, key, item)
+
+    def _missing(self, sid: str, epoch: int) -> Item:
+        """Not held here: moved on, or held by a host that died on this node ("orphan")."""
+        latest = self.directory.latest(sid)
+        if latest is not None and latest.number == epoch and latest.node == self.node \
+                and latest.host != self.actor:
+            return ("orphan", None)
+        return ("moved", None)
 
     def resume(self, sid: str, epoch: int, call_id: int, answer: CallAnswer) -> Item:
         """The client's answer to a remote call; returns what the operation does next."""
@@ -334,6 +372,7 @@ class NodeHost:
             name, desc, description = args
             rt.inject(name, stand_in(desc, ask), description=description, remote=True)
             live.remotes[name] = (desc, description)
+            live.had_remotes = True
             return None
         if op == "delete":
             (name,) = args
@@ -347,6 +386,7 @@ class NodeHost:
             fresh = Runtime.restore(snapshot, remotes=stand_ins, **live.options)
             live.runtime, old = fresh, rt
             live.remotes = dict(descriptors)
+            live.had_remotes = live.had_remotes or bool(descriptors)
             old.close()
             return None
         if op in ("retrieve",):
@@ -470,8 +510,6 @@ def _decode_call_id(call_id: int) -> tuple[int, int]:
     return call_id >> 20, call_id & ((1 << 20) - 1)
 
 
-def _node_alive(node: str) -> bool:
-    return any(n["NodeID"] == node and n["Alive"] for n in ray.nodes())
 
 
 def forget(directory: Directory, store: Any, sid: str) -> None:

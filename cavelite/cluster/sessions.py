@@ -139,12 +139,12 @@ class Sessions:
         latest = self.directory.latest(session_id)
         if latest is None:
             stored = self.directory.put_options(session_id, wanted)
-            if stored is wanted:  # this call created it
-                try:
-                    self.place(session_id, 0, "open")
-                except Exception:
+            try:  # racing openers all try: the claim of epoch 1 picks one, the others follow it
+                self.place(session_id, 0, "open")
+            except Exception:
+                if stored is wanted:  # this call created the records
                     forget(self.directory, self.settings.store, session_id)
-                    raise
+                raise
             latest = self.directory.latest(session_id)
         else:
             stored = self.directory.options(session_id) or {}
@@ -225,29 +225,29 @@ class Sessions:
                 self.place(session_id, latest.number, "wake")
                 continue
             host = self._host(latest.node)
-            if host is None:
-                self.place(session_id, latest.number, "failover", dead_node=latest.node)
+            if host is None:  # its node is gone, or its host there
+                self.place(session_id, latest.number, "failover", avoid=latest.node)
                 continue
             return host, latest.number
         raise ClusterFullError(f"could not place the session {session_id!r}")
 
     def recover(self, session_id: str, epoch: int) -> None:
-        """A call to the session's host failed: if its node is gone, bring it back elsewhere."""
+        """A call to the session's host failed, or found it gone: bring the session back
+        elsewhere unless its host still runs (each host checks that before taking it)."""
         latest = self.directory.latest(session_id)
         if latest is None or latest.number != epoch or not latest.node:
             return  # it moved already (someone else recovered it, or it slept)
         self._hosts.pop(latest.node, None)
-        if not any(n["NodeID"] == latest.node and n["Alive"] for n in ray.nodes()):
-            self.place(session_id, epoch, "failover", dead_node=latest.node)
+        self.place(session_id, epoch, "failover")
 
-    def place(self, session_id: str, after: int, cause: str, dead_node: str = "") -> None:
+    def place(self, session_id: str, after: int, cause: str, avoid: str = "") -> None:
         """Put the session's next epoch on the least-loaded node that has room."""
         for load in self.load():
             host = self._hosts.get(load["node"])
-            if host is None or load["node"] == dead_node:
+            if host is None or load["node"] == avoid:
                 continue
             try:
-                kind, value = ray.get(host.place.remote(session_id, after, cause, dead_node))
+                kind, value = ray.get(host.place.remote(session_id, after, cause))
             except ray.exceptions.RayActorError:
                 self._hosts.pop(load["node"], None)
                 continue
