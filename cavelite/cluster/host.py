@@ -17,28 +17,25 @@ used ones when the node is at its cap.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import ray
 
-from ..errors import CaveliteError, CaveUsageError, RuntimeClosedError
-from ..runtime import Runtime, Snapshot
+from ..errors import CaveliteError, RuntimeClosedError
+from ..runtime import Runtime
 from ..runtime.zygote import Zygote
 from .directory import Committed, Directory, Epoch, host_name
+from .envelope import decode_snapshot, encode_snapshot, store_key
 from .errors import NotDurableError
 from .exchange import Exchange, Item, ask
-from .remotes import CallAnswer, ClientRef, Descriptor, stand_in
+from .operations import CHANGES, LiveSession, apply, changed_state
+from .remotes import CallAnswer, stand_in
 from .stores import RAY_NAMESPACE
-
-# Operations that may change the namespace (a dirty mark before, a commit after).
-_CHANGES = {"execute", "inject", "inject_type", "inject_remote", "delete", "reset", "restore"}
 
 
 @dataclass(frozen=True)
@@ -48,33 +45,6 @@ class HostSettings:
     idle_s: float | None = 300.0
     max_sessions: int | None = None
     max_memory_mb: float | None = None
-
-
-@dataclass
-class _Live:
-    """A session this host holds."""
-
-    sid: str
-    epoch: int
-    options: dict[str, Any]
-    durable: bool
-    runtime: Runtime | None = None
-    ready: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)  # one operation at a time
-    gone: bool = False
-    failed: Exception | None = None
-    last_used: float = field(default_factory=time.monotonic)
-    seq: int = 0  # state changes so far (counting those in the snapshot it came from)
-    committed: Committed | None = None
-    dirty_marked: bool = False
-    unsleepable_at: int = -1  # the seq at which a snapshot failed (no retry until it changes)
-    remotes: dict[str, tuple[Descriptor, str | None]] = field(default_factory=dict)
-    exchanges: dict[int, Exchange] = field(default_factory=dict)
-    had_remotes: bool = False  # a cell may still hold a stand-in after its name was deleted
-
-
-def _store_key(sid: str, epoch: int, seq: int) -> str:
-    return f"{hashlib.sha256(sid.encode()).hexdigest()[:24]}-{epoch}-{seq}"
 
 
 def _pss_mb(pid: int) -> float:
@@ -96,29 +66,6 @@ def _pss_mb(pid: int) -> float:
     return total / 1024
 
 
-def encode_snapshot(seq: int, remotes: dict[str, tuple[Descriptor, str | None]],
-                    snapshot: Snapshot) -> bytes:
-    # The host-side header is JSON, like Snapshot's own: nothing here is ever unpickled.
-    header = json.dumps({"seq": seq, "remotes": {n: [asdict(d), text] for n, (d, text)
-                                                 in remotes.items()}}).encode()
-    return len(header).to_bytes(4, "little") + header + snapshot.to_bytes()
-
-
-def decode_snapshot(data: bytes) -> tuple[int, dict[str, tuple[Descriptor, str | None]], Snapshot]:
-    size = int.from_bytes(data[:4], "little")
-    header = json.loads(data[4:4 + size])
-    remotes = {n: (_descriptor(d), text) for n, (d, text) in header["remotes"].items()}
-    return int(header["seq"]), remotes, Snapshot.from_bytes(data[4 + size:])
-
-
-def _descriptor(d: dict[str, Any]) -> Descriptor:
-    return Descriptor(
-        ClientRef(**d["target"]), d["function"], d["name"], d["doc"],
-        None if d["signature"] is None else tuple(tuple(p) for p in d["signature"]),  # type: ignore[misc]
-        d["returns"], d["is_async"], tuple(d["attributes"]),
-        tuple(_descriptor(m) for m in d["methods"]))
-
-
 @ray.remote(num_cpus=0, max_concurrency=512, max_restarts=0)  # type: ignore[call-overload]
 class NodeHost:
     """See the module docstring. Every public method is called by `ClusterRuntime` or `Sessions`."""
@@ -128,7 +75,7 @@ class NodeHost:
         self.node = ray.get_runtime_context().get_node_id()
         self.actor = ray.get_runtime_context().get_actor_id() or ""
         self.directory = Directory(settings.space)
-        self._sessions: dict[str, _Live] = {}
+        self._sessions: dict[str, LiveSession] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -155,10 +102,10 @@ class NodeHost:
                 "workers": {s.sid: s.runtime.pid for s in live if s.runtime is not None},
                 "epochs": {s.sid: s.epoch for s in live}}
 
-    def _memory(self, live: list[_Live]) -> float:
+    def _memory(self, live: list[LiveSession]) -> float:
         return sum(_pss_mb(s.runtime.pid) for s in live if s.runtime is not None)
 
-    def _has_room(self, live: list[_Live]) -> bool:
+    def _has_room(self, live: list[LiveSession]) -> bool:
         cap, mem = self.settings.max_sessions, self.settings.max_memory_mb
         if cap is not None and len(live) >= cap:
             return False
@@ -186,7 +133,7 @@ class NodeHost:
         lost = cause == "failover" and self.directory.is_dirty(sid)
         runtime_options = dict(options)
         durable = runtime_options.pop("durable", None) == "cell"
-        live = _Live(sid, after + 1, runtime_options, durable, committed=committed)
+        live = LiveSession(sid, after + 1, runtime_options, durable, committed=committed)
         with self._lock:
             old = self._sessions.get(sid)
             if old is not None and old.epoch > after:
@@ -225,7 +172,7 @@ class NodeHost:
         """This host's Ray actor id: a host restarted on the same node has another."""
         return self.actor
 
-    def _start(self, live: _Live) -> None:
+    def _start(self, live: LiveSession) -> None:
         if live.committed is None:
             live.runtime = Runtime(**live.options)
             return
@@ -248,7 +195,7 @@ class NodeHost:
             else:
                 return False
 
-    def _drop(self, live: _Live) -> None:
+    def _drop(self, live: LiveSession) -> None:
         live.gone = True
         with self._changed:
             if self._sessions.get(live.sid) is live:
@@ -307,7 +254,7 @@ class NodeHost:
         return self._outgoing(live, key, exchange.resume(inner, answer))  # type: ignore[arg-type]
 
     @staticmethod
-    def _outgoing(live: _Live, key: int, item: Item) -> Item:
+    def _outgoing(live: LiveSession, key: int, item: Item) -> Item:
         if item[0] == "call":
             _kind, call_id, request = item  # type: ignore[misc]
             return ("call", _encode_call_id(key, call_id), request)
@@ -316,23 +263,23 @@ class NodeHost:
             return ("moved", None)
         return item
 
-    def _answer_timeout(self, live: _Live) -> float | None:
+    def _answer_timeout(self, live: LiveSession) -> float | None:
         limits = [live.options.get("cell_timeout", 30.0), live.options.get("request_timeout", 60.0)]
         return None if None in limits else max(limits) + 5.0
 
-    def _run(self, live: _Live, op: str, args: tuple[Any, ...], nested: bool) -> Any:
+    def _run(self, live: LiveSession, op: str, args: tuple[Any, ...], nested: bool) -> Any:
         if nested:  # the outer operation holds the lock and is waiting for this one
-            return self._apply(live, op, args)
+            return apply(live, op, args, self.node)
         with live.lock:
             if live.gone:
                 raise _Moved()
             live.last_used = time.monotonic()
             try:
-                if op in _CHANGES and not live.durable and not live.dirty_marked:
+                if op in CHANGES and not live.durable and not live.dirty_marked:
                     self.directory.mark_dirty(live.sid)  # before the change: a loss is then known
                     live.dirty_marked = True
-                result = self._apply(live, op, args)
-                if op in _CHANGES and self._changed_state(live, op, result):
+                result = apply(live, op, args, self.node)
+                if op in CHANGES and changed_state(live, op, result):
                     live.seq += 1
                     if live.durable:
                         try:
@@ -346,68 +293,13 @@ class NodeHost:
             finally:
                 live.last_used = time.monotonic()
 
-    @staticmethod
-    def _changed_state(live: _Live, op: str, result: Any) -> bool:
-        if op != "execute":
-            return True
-        return bool(result.ok) or not live.options.get("atomic", True)
-
-    def _apply(self, live: _Live, op: str, args: tuple[Any, ...]) -> Any:
-        rt = live.runtime
-        assert rt is not None
-        if op == "execute":
-            code, timeout = args
-            return rt.execute(code, timeout=timeout)
-        if op == "inject":
-            name, value, description = args
-            rt.inject(name, value, description=description, remote=False)
-            live.remotes.pop(name, None)
-            return None
-        if op == "inject_type":
-            cls, name, description = args
-            rt.inject_type(cls, name=name, description=description)
-            live.remotes.pop(name or cls.__name__, None)
-            return None
-        if op == "inject_remote":
-            name, desc, description = args
-            rt.inject(name, stand_in(desc, ask), description=description, remote=True)
-            live.remotes[name] = (desc, description)
-            live.had_remotes = True
-            return None
-        if op == "delete":
-            (name,) = args
-            rt.delete(name)
-            live.remotes.pop(name, None)
-            return None
-        if op == "restore":
-            (data, descriptors) = args
-            snapshot = Snapshot.from_bytes(data)
-            stand_ins = {n: stand_in(d, ask) for n, (d, _t) in descriptors.items()}
-            fresh = Runtime.restore(snapshot, remotes=stand_ins, **live.options)
-            live.runtime, old = fresh, rt
-            live.remotes = dict(descriptors)
-            live.had_remotes = live.had_remotes or bool(descriptors)
-            old.close()
-            return None
-        if op in ("retrieve",):
-            name, trusted = args
-            return rt.retrieve(name, trusted=trusted)
-        if op in ("variables", "injected", "reset", "snapshot"):
-            return getattr(rt, op)()
-        if op == "info":
-            return {"confinement": rt.confinement, "preload": rt.preload, "atomic": rt.atomic,
-                    "cell_timeout": rt.cell_timeout, "request_timeout": rt.request_timeout,
-                    "max_output_chars": rt.max_output_chars, "policy": rt.policy,
-                    "node": self.node, "pid": rt.pid, "durable": live.durable}
-        raise CaveUsageError(f"unknown operation {op!r}")
-
     # --- snapshots, sleep, close --------------------------------------------------------------------
 
-    def _commit(self, live: _Live) -> None:
+    def _commit(self, live: LiveSession) -> None:
         """Store a snapshot of the session and point the directory at it (the lock is held)."""
         assert live.runtime is not None
         data = encode_snapshot(live.seq, live.remotes, live.runtime.snapshot())
-        key = _store_key(live.sid, live.epoch, live.seq)
+        key = store_key(live.sid, live.epoch, live.seq)
         self.settings.store.put(key, data)
         previous, live.committed = live.committed, Committed(key, live.seq)
         self.directory.commit(live.sid, live.committed)
@@ -419,7 +311,7 @@ class NodeHost:
             if callable(delete):
                 delete(previous.key)
 
-    def _sleep(self, live: _Live, cause: str, *, wait: bool) -> bool:
+    def _sleep(self, live: LiveSession, cause: str, *, wait: bool) -> bool:
         """Snapshot the session, record it asleep and free its worker. False if it cannot now."""
         if not live.lock.acquire(blocking=wait):
             return False  # busy: it is not idle after all

@@ -15,7 +15,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ..errors import CaveUsageError, RuntimeClosedError
+from ..errors import CaveRuntimeError, CaveUsageError, RuntimeClosedError
 from ..runtime import Runtime
 from .directory import Directory, host_name
 from .errors import ClusterFullError
@@ -242,7 +242,11 @@ class Sessions:
 
     def place(self, session_id: str, after: int, cause: str, avoid: str = "") -> None:
         """Put the session's next epoch on the least-loaded node that has room."""
-        for load in self.load():
+        loads = self.load()
+        if not loads:
+            raise CaveRuntimeError("no cavelite host answered on any node of the Ray cluster "
+                                   "(see the Ray logs of the NodeHost actors)")
+        for load in loads:
             host = self._hosts.get(load["node"])
             if host is None or load["node"] == avoid:
                 continue
