@@ -6,6 +6,7 @@ the loopback. The node-loss tests come last: they remove a node for real.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 
@@ -185,6 +186,25 @@ def test_remote_objects_run_in_the_process_that_injected_them(sessions):
     injected = {i.name: i for i in rt.injected()}
     assert injected["record"].signature == "(value: int) -> int"
     assert injected["home"].kind == "object" and "room" in injected["home"].methods
+
+
+def test_async_remote_functions_run_on_the_callers_event_loop(sessions):
+    rt = sessions.open("async-remote")
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def fetch(n: int) -> int:
+        """Fetch the next number (on the caller's event loop)."""
+        loops.append(asyncio.get_running_loop())
+        return n + 1
+
+    rt.inject("fetch", fetch)
+
+    async def main() -> tuple[object, asyncio.AbstractEventLoop]:
+        return await rt.aexecute("await fetch(1)"), asyncio.get_running_loop()
+
+    result, loop = asyncio.run(main())
+    assert result.value_repr == "2", result.error
+    assert loops == [loop]
 
 
 def test_a_tool_may_use_the_session_whose_cell_called_it(sessions):
