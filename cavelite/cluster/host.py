@@ -87,10 +87,14 @@ class NodeHost:
 
     # --- what this node has ------------------------------------------------------------------
 
-    def load(self) -> dict[str, Any]:
+    def load(self, memory: bool = True) -> dict[str, Any]:
+        """Awake sessions, their memory (reading it costs: skipped for placement without a
+        memory cap) and whether another one fits."""
         with self._lock:
             live = [s for s in self._sessions.values() if not s.gone]
-        return {"node": self.node, "sessions": len(live), "memory_mb": self._memory(live),
+        measure = memory or self.settings.max_memory_mb is not None
+        return {"node": self.node, "sessions": len(live),
+                "memory_mb": self._memory(live) if measure else 0.0,
                 "full": not self._has_room(live)}
 
     def info(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import time
 from typing import Any
 
 import ray
@@ -26,6 +27,7 @@ from .stores import RAY_NAMESPACE, ObjectStore, check_store, start_keeper
 
 _RUNTIME_OPTIONS = set(inspect.signature(Runtime.__init__).parameters) - {"self"}
 _PLACE_TRIES = 10
+_NODES_FRESH_S = 1.0
 
 
 def connect(address: str | None = None, *, space: str = "default", store: Any = None,
@@ -72,6 +74,7 @@ class Sessions:
         self.directory = Directory(settings.space)
         self.remotes = ClientRemotes()  # the remote objects this process injected
         self._hosts: dict[str, Any] = {}
+        self._nodes_at = -_NODES_FRESH_S
         if isinstance(settings.store, ObjectStore):
             start_keeper(settings.space, _head_node())
         self.hosts()
@@ -79,7 +82,16 @@ class Sessions:
     # --- nodes --------------------------------------------------------------------------------
 
     def hosts(self) -> dict[str, Any]:
-        """The host actor of every live node (started where missing)."""
+        """The host actor of every live node (started where missing).
+
+        The node list is asked of Ray at most once a second: placement calls this
+        for every new or waking session, and a host that died is dropped from the
+        cache by the call that found it dead.
+        """
+        now = time.monotonic()
+        if now - self._nodes_at < _NODES_FRESH_S and self._hosts:
+            return dict(self._hosts)
+        self._nodes_at = now
         alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
         for node in list(self._hosts):
             if node not in alive:
@@ -92,10 +104,10 @@ class Sessions:
             ).remote(self.settings, self.preload)
         return dict(self._hosts)
 
-    def load(self) -> list[dict[str, Any]]:
+    def load(self, *, memory: bool = True) -> list[dict[str, Any]]:
         """Each node's awake sessions and their memory (MB), least loaded first."""
         hosts = self.hosts()
-        refs = {node: host.load.remote() for node, host in hosts.items()}
+        refs = {node: host.load.remote(memory) for node, host in hosts.items()}
         found = []
         for node, ref in refs.items():
             try:
@@ -242,7 +254,7 @@ class Sessions:
 
     def place(self, session_id: str, after: int, cause: str, avoid: str = "") -> None:
         """Put the session's next epoch on the least-loaded node that has room."""
-        loads = self.load()
+        loads = self.load(memory=False)
         if not loads:
             raise CaveRuntimeError("no cavelite host answered on any node of the Ray cluster "
                                    "(see the Ray logs of the NodeHost actors)")
