@@ -23,6 +23,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 import cavelite.cluster as cc  # noqa: E402
 from cavelite import (  # noqa: E402
     CaveLite,
+    CaveRuntimeError,
     CaveUsageError,
     RuntimeClosedError,
     UnpicklableValueError,
@@ -332,6 +333,16 @@ def test_a_store_can_be_any_object_with_put_and_get(cluster, tmp_path_factory):
     custom.sleep("c")
     assert any(name.endswith(".snap") for name in os.listdir(root))
     assert rt.retrieve("z") == "kept"
+    lost = custom.open("lost-snapshot")
+    lost.execute("w = 1")
+    custom.sleep("lost-snapshot")
+    for name in os.listdir(root):  # the store loses what it held
+        os.remove(os.path.join(root, name))
+    with pytest.raises(CaveRuntimeError, match="could not start.*KeyError|FileNotFoundError"):
+        lost.variables()
+    custom.close("lost-snapshot")  # it can still be closed
+    assert "lost-snapshot" not in custom.ids()
+    assert rt.retrieve("z") == "kept"  # the awake session did not notice
     with pytest.raises(CaveUsageError, match="put"):
         cc.connect(cluster.address, space="bad", store=object())
 

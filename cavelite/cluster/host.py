@@ -26,7 +26,7 @@ from typing import Any
 
 import ray
 
-from ..errors import CaveliteError, RuntimeClosedError
+from ..errors import CaveliteError, CaveRuntimeError, RuntimeClosedError
 from ..runtime import Runtime
 from ..runtime.zygote import Zygote
 from .directory import Committed, Directory, Epoch, host_name
@@ -129,7 +129,7 @@ class NodeHost:
             return ("error", RuntimeClosedError(f"the session {sid!r} was closed"))
         if cause == "failover":
             previous = self.directory.epoch(sid, after)
-            if previous is None or (previous.host != self.actor and self._holder_alive(previous)):
+            if previous is None or self._holder_alive(sid, previous):
                 return ("moved", None)
         if not self._make_room():
             return ("full", None)
@@ -151,6 +151,9 @@ class NodeHost:
         try:
             self._start(live)
         except Exception as exc:
+            if not isinstance(exc, CaveliteError):  # the store's own error, say
+                exc = CaveRuntimeError(f"session {sid!r} could not start on node {self.node}: "
+                                       f"{type(exc).__name__}: {exc}")
             live.failed = exc
             self._drop(live)
             # Nobody holds it now: the next call wakes it again, from the same snapshot.
@@ -162,8 +165,10 @@ class NodeHost:
             self.directory.clear_dirty(sid)
         return ("done", live.epoch)
 
-    def _holder_alive(self, epoch: Epoch) -> bool:
+    def _holder_alive(self, sid: str, epoch: Epoch) -> bool:
         """Whether the host that took ``epoch`` still runs (then the session is not lost)."""
+        if epoch.host == self.actor:  # this host: it holds the session unless it let it go
+            return sid in self._sessions
         if not epoch.node or not any(n["NodeID"] == epoch.node and n["Alive"] for n in ray.nodes()):
             return False
         try:
