@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from cavelite import prompt
-from cavelite.errors import CaveRuntimeError, CaveUsageError, ModelError
+from cavelite.errors import AgentClosedError, CaveRuntimeError, CaveUsageError, ModelError
 from cavelite.events import (
     CellFinished,
     CellRecord,
@@ -33,6 +34,7 @@ from cavelite.events import (
     Event,
     FinalAnswer,
     ModelReplied,
+    ModelRetrying,
     PolicyViolated,
     Reply,
     StepStats,
@@ -42,7 +44,7 @@ from cavelite.events import (
     Usage,
 )
 from cavelite.extract import Extraction, extract_code
-from cavelite.models.base import Message, Model, ModelReply, run_sync
+from cavelite.models.base import Message, Model, ModelReply, RetryNotice, run_sync
 from cavelite.runtime.results import CellResult, Injected, VariableInfo
 
 if TYPE_CHECKING:
@@ -50,6 +52,12 @@ if TYPE_CHECKING:
     from cavelite.security import Policy
 
 _END = object()
+log = logging.getLogger("cavelite.agent")
+
+DEFAULT_CELL_TIMEOUT = 30.0
+DEFAULT_MAX_OUTPUT_CHARS = 4000
+DEFAULT_MAX_WALL_S = 900.0
+DEFAULT_CALL_TIMEOUT = 180.0
 
 
 @dataclass
@@ -64,9 +72,10 @@ class _Chat:
     last_text: str = ""
     reason: StopReason | None = None
     detail: str = ""
+    error: ModelError | None = None
 
-    def stop(self, reason: StopReason, detail: str = "") -> None:
-        self.reason, self.detail = reason, detail
+    def stop(self, reason: StopReason, detail: str = "", error: ModelError | None = None) -> None:
+        self.reason, self.detail, self.error = reason, detail, error
 
     def reply(self) -> Reply:
         return Reply(
@@ -78,6 +87,7 @@ class _Chat:
             step_stats=tuple(self.stats),
             wall_s=time.monotonic() - self.started,
             detail=self.detail,
+            error=self.error,
         )
 
 
@@ -86,9 +96,20 @@ class CaveLite:
 
     ``runtime`` shares an existing `Runtime` (the agent then never closes it,
     and ``policy`` must be set on that runtime instead); otherwise the agent
-    creates one with ``policy``, ``cell_timeout`` and ``max_output_chars``.
-    ``max_tokens_total`` and ``max_wall_s`` bound each chat (all four token
-    kinds count); ``max_steps`` bounds the model calls per chat.
+    creates one with ``policy``, ``cell_timeout`` (30 s) and
+    ``max_output_chars`` (4000). On a shared runtime those two default to the
+    runtime's own settings.
+
+    Each chat is bounded: ``max_steps`` model calls, ``max_wall_s`` seconds
+    of wall-clock time (15 minutes by default), ``max_tokens_total`` tokens
+    (all four kinds count, no limit by default), and each model call by
+    ``call_timeout`` seconds (3 minutes by default), retries included, so a
+    slow local model cannot run on silently. ``None`` lifts a limit.
+
+    ``history`` resumes a conversation: `Message`s, or their plain JSON form
+    (``[{"role": "user", "content": ...}, ...]``, what `history_records`
+    gives), for example saved by another process together with a runtime
+    snapshot.
     """
 
     def __init__(
@@ -99,10 +120,12 @@ class CaveLite:
         max_steps: int = 20,
         runtime: RuntimeLike | None = None,
         policy: Policy | None = None,
-        cell_timeout: float = 30.0,
-        max_output_chars: int = 4000,
+        cell_timeout: float | None = None,
+        max_output_chars: int | None = None,
         max_tokens_total: int | None = None,
-        max_wall_s: float | None = None,
+        max_wall_s: float | None = DEFAULT_MAX_WALL_S,
+        call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
+        history: Iterable[Message | Mapping[str, str]] = (),
     ) -> None:
         if not isinstance(model, Model):
             raise CaveUsageError(f"model must be a cavelite.models.Model, not {type(model).__name__}")
@@ -110,20 +133,31 @@ class CaveLite:
             raise CaveUsageError("max_steps must be at least 1")
         if runtime is not None and policy is not None:
             raise CaveUsageError("pass policy to the shared Runtime, not to the agent")
+        for name, limit in (("max_wall_s", max_wall_s), ("call_timeout", call_timeout)):
+            if limit is not None and limit < 0:
+                raise CaveUsageError(f"{name} must be 0 or more, or None for no limit")
+        resumed = _history_from(history)  # checked before a runtime is started
+        if runtime is not None:  # a shared runtime's own limits, unless told otherwise
+            cell_timeout = runtime.cell_timeout if cell_timeout is None else cell_timeout
+            max_output_chars = runtime.max_output_chars if max_output_chars is None else max_output_chars
+        else:
+            cell_timeout = DEFAULT_CELL_TIMEOUT if cell_timeout is None else cell_timeout
         self.model = model
         self.instructions = instructions
         self.max_steps = max_steps
-        self.cell_timeout = cell_timeout
-        self.max_output_chars = max_output_chars
+        self.cell_timeout: float | None = cell_timeout  # None: the shared runtime sets no limit
+        self.max_output_chars = DEFAULT_MAX_OUTPUT_CHARS if max_output_chars is None else max_output_chars
         self.max_tokens_total = max_tokens_total
         self.max_wall_s = max_wall_s
+        self.call_timeout = call_timeout
         self._owns_runtime = runtime is None
         if runtime is None:
             from cavelite.runtime import Runtime  # here, so importing cavelite stays light
 
-            runtime = Runtime(cell_timeout=cell_timeout, max_output_chars=max_output_chars, policy=policy)
+            runtime = Runtime(cell_timeout=self.cell_timeout, max_output_chars=self.max_output_chars,
+                              policy=policy)
         self.runtime: RuntimeLike = runtime
-        self._history: list[Message] = []
+        self._history: list[Message] = resumed
         self._injected_notes: dict[str, Injected] = {}
         self._busy = threading.Lock()  # one chat at a time: the history is a single thread of talk
         self._cancelled = threading.Event()
@@ -162,13 +196,42 @@ class CaveLite:
         return self.runtime.retrieve(name, trusted=trusted)
 
     def variables(self) -> list[VariableInfo]:
+        """The runtime's variables, each with its type and bounded summary (no data is copied)."""
         self._check_open()
         return self.runtime.variables()
+
+    async def ainject(
+        self, name: str, value: Any, *, description: str | None = None, remote: bool | None = None
+    ) -> None:
+        """`inject` without blocking the event loop."""
+        await asyncio.to_thread(self.inject, name, value, description=description, remote=remote)
+
+    async def ainject_type(
+        self, cls: type, *, name: str | None = None, description: str | None = None
+    ) -> None:
+        """`inject_type` without blocking the event loop."""
+        await asyncio.to_thread(self.inject_type, cls, name=name, description=description)
+
+    async def aretrieve(self, name: str, *, trusted: bool = False) -> Any:
+        """`retrieve` without blocking the event loop."""
+        return await asyncio.to_thread(self.retrieve, name, trusted=trusted)
+
+    async def avariables(self) -> list[VariableInfo]:
+        """`variables` without blocking the event loop."""
+        return await asyncio.to_thread(self.variables)
+
+    async def areset(self, *, runtime: bool = True) -> None:
+        """`reset` without blocking the event loop."""
+        await asyncio.to_thread(self.reset, runtime=runtime)
 
     @property
     def history(self) -> tuple[Message, ...]:
         """The conversation so far, exactly as the model is shown it (after the system prompt)."""
         return tuple(self._history)
+
+    def history_records(self) -> list[dict[str, str]]:
+        """The history in its plain JSON form, which ``CaveLite(history=...)`` takes back."""
+        return [message.to_dict() for message in self._history]
 
     def system_prompt(self) -> str:
         """The system prompt the model gets now: instructions plus what is injected."""
@@ -258,8 +321,11 @@ class CaveLite:
                 self._history.append(Message("user", prompt.turn_message(message, variables)))
                 async with contextlib.aclosing(self._steps(run, waker, pending_note)) as steps:
                     async for event in steps:
+                        _log_event(event)
                         yield event
-            yield Stopped(run.reason or StopReason.COMPLETED, run.reply())
+            stopped = Stopped(run.reason or StopReason.COMPLETED, run.reply())
+            _log_event(stopped)
+            yield stopped
         finally:
             if pending_note:  # the model wrote code that never got an observation
                 self._history.append(Message("user", pending_note[0]))
@@ -332,40 +398,62 @@ class CaveLite:
         waker: asyncio.Event,
         out: list[ModelReply],
     ) -> AsyncGenerator[Event, None]:
-        """Stream one model call, abandoning it on cancel or when the wall budget ends.
+        """Stream one model call, abandoning it on cancel, at its call timeout or the wall budget.
 
         The call runs in its own task feeding a queue, so waiting on it can race
-        the cancel signal and the deadline without tearing down this generator.
+        the cancel signal and the deadlines without tearing down this generator.
+        A call that fails or is abandoned still counts its time in the step stats.
         """
         queue: asyncio.Queue[Any] = asyncio.Queue()
         messages = tuple(self._history)
+        began = time.monotonic()
         pump = asyncio.ensure_future(self._pump(system, messages, queue))
         wake = asyncio.ensure_future(waker.wait())
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
+                wall_left = self._wall_left(run)
+                call_left = None
+                if self.call_timeout is not None:
+                    call_left = self.call_timeout - (time.monotonic() - began)
+                by_call = call_left is not None and (wall_left is None or call_left < wall_left)
+                timeout = call_left if by_call else wall_left
                 done, _ = await asyncio.wait(
                     {getter, wake},
-                    timeout=self._wall_left(run),
+                    timeout=None if timeout is None else max(0.0, timeout),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if getter not in done:
                     getter.cancel()
                     if wake in done:
                         run.stop(StopReason.CANCELLED, "cancelled while the model was replying")
+                    elif by_call:
+                        error = ModelError(f"the model call took longer than {self.call_timeout:g} s "
+                                           "(the agent's call_timeout) and was abandoned", kind="timeout")
+                        run.stop(StopReason.MODEL_ERROR, str(error), error)
                     else:
                         run.stop(StopReason.BUDGET, f"wall-time budget of {self.max_wall_s}s used up")
+                    run.stats.append(StepStats(step, Usage(), time.monotonic() - began))
                     return
                 item = getter.result()
                 if item is _END:
+                    if not out:
+                        error = ModelError(f"{self.model!r} ended its stream without a reply",
+                                           kind="bad_stream")
+                        run.stop(StopReason.MODEL_ERROR, str(error), error)
                     return
                 if isinstance(item, ModelError):
-                    run.stop(StopReason.MODEL_ERROR, str(item))
+                    run.stop(StopReason.MODEL_ERROR, str(item), item)
+                    run.stats.append(StepStats(step, Usage(), time.monotonic() - began))
                     return
                 if isinstance(item, BaseException):
                     raise item
                 if isinstance(item, ModelReply):
                     out.append(item)
+                    continue
+                if isinstance(item, RetryNotice):
+                    yield ModelRetrying(step, item.attempt, item.max_retries, item.delay_s, item.reason,
+                                        item.status, item.elapsed_s)
                     continue
                 yield TextDelta(step, item)
         finally:
@@ -401,14 +489,17 @@ class CaveLite:
             return None
         return self.max_wall_s - (time.monotonic() - run.started)
 
-    def _cell_timeout(self, run: _Chat) -> float:
+    def _cell_timeout(self, run: _Chat) -> float | None:
         left = self._wall_left(run)
-        return self.cell_timeout if left is None else max(0.001, min(self.cell_timeout, left))
+        if left is None:
+            return self.cell_timeout
+        left = max(0.001, left)
+        return left if self.cell_timeout is None else min(self.cell_timeout, left)
 
     # -- lifecycle ---------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
-            raise CaveUsageError("this agent is closed")
+            raise AgentClosedError("this agent was closed")
 
     def close(self) -> None:
         """Close the runtime if this agent created it (a shared runtime stays open)."""
@@ -448,6 +539,40 @@ class CaveLite:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._history)} messages"
         return f"CaveLite({self.model!r}, {state})"
+
+
+def _history_from(history: Iterable[Message | Mapping[str, str]]) -> list[Message]:
+    """Messages from `Message`s or their plain JSON form; `CaveUsageError` names a bad item."""
+    if isinstance(history, str | bytes | Mapping):
+        raise CaveUsageError("history is a list of messages, not a single str or dict")
+    messages = []
+    for index, item in enumerate(history):
+        try:
+            messages.append(Message.from_dict(dict(item) if isinstance(item, Mapping) else item))
+        except CaveUsageError as exc:
+            raise CaveUsageError(f"history[{index}]: {exc}") from None
+    return messages
+
+
+def _log_event(event: Event) -> None:
+    """Steps, cells, retries and stops go to the ``cavelite`` logger at INFO; text deltas at DEBUG."""
+    if isinstance(event, TextDelta):
+        log.debug("step %d: %d characters of text", event.step, len(event.text))
+    elif isinstance(event, ModelReplied):
+        log.info("step %d: the model replied in %.2f s (%d tokens)", event.step, event.wall_s,
+                 event.usage.total_tokens)
+    elif isinstance(event, ModelRetrying):
+        log.info("step %d: model call failed (%s); retry %d of %d in %.1f s", event.step, event.reason,
+                 event.attempt, event.max_retries, event.delay_s)
+    elif isinstance(event, CodeExtracted):
+        log.debug("step %d: running a cell of %d lines", event.step, event.code.count("\n") + 1)
+    elif isinstance(event, CellFinished):
+        outcome = "ok" if event.result.ok else event.result.error.kind if event.result.error else "failed"
+        log.info("step %d: cell %s in %.3f s", event.step, outcome, event.result.duration_s)
+    elif isinstance(event, Stopped):
+        reply = event.reply
+        log.info("chat stopped: %s after %d step(s), %.2f s%s", event.reason.value, reply.steps,
+                 reply.wall_s, f" ({reply.detail})" if reply.detail else "")
 
 
 def _cell_event(step: int, extraction: Extraction, result: CellResult, observation: str) -> CellFinished:

@@ -99,10 +99,25 @@ class ModelError(CaveliteError):
     """A model provider failed; the provider's own error is ``__cause__``.
 
     ``status`` is the HTTP status when there was one; ``retryable`` says whether
-    retrying may help (429, 5xx, overloaded, connection failures).
+    retrying may help (429, 5xx, overloaded, connection failures). ``kind`` names
+    the cause, so a caller can tell the user what to check:
+
+    - ``connection``: the server could not be reached, or the connection broke
+    - ``timeout``: the call took longer than its time limit
+    - ``status``: the server answered with an HTTP error (see ``status``)
+    - ``empty_reply``: the server answered, but with no text at all
+    - ``bad_stream``: the reply stream ended early or made no sense
+    - ``unknown_model``: the server does not serve the model asked for
+    - ``setup``: something is missing on this side (an optional package)
+    - ``provider``: anything else the provider reported
     """
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+    KINDS = ("connection", "timeout", "status", "empty_reply", "bad_stream", "unknown_model",
+             "setup", "provider")
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
+                 kind: str | None = None):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.kind = kind or ("status" if status is not None else "provider")

@@ -113,9 +113,9 @@ def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -
     parts = [head]
     body = result.for_model()
     if body != "(no output)" or not (result.changed or result.deleted):
-        parts.append(clip(body, max_chars))
+        parts.append(clip(body, max_chars, kept=where_output_is_kept(result)))
     if result.stdout_truncated:
-        parts.append("[output truncated: only head and tail are shown; print less]")
+        parts.append(f"[output truncated: only head and tail are shown; {where_output_is_kept(result)}]")
     if result.changed:
         changed = [_clip_line(info.for_model()) for info in result.changed[:MAX_LISTED_VARIABLES]]
         more = len(result.changed) - len(changed)
@@ -160,13 +160,23 @@ def interrupted_note() -> str:
     )
 
 
-def clip(text: str, max_chars: int) -> str:
-    """Keep head and tail of ``text`` within about ``max_chars``, saying what was cut."""
+def where_output_is_kept(result: CellResult) -> str:
+    """Where the whole stdout of a cut cell output can be read, said for the model."""
+    if result.output_index is not None:
+        return f"the full output is in cell_outputs[{result.output_index}]"
+    if result.rolled_back:
+        return "the rest was not kept (the cell was rolled back); print less"
+    return "the rest was not kept; print less"
+
+
+def clip(text: str, max_chars: int, *, kept: str = "") -> str:
+    """Keep head and tail of ``text`` within about ``max_chars``, saying what was cut (and ``kept``)."""
     if max_chars <= 0 or len(text) <= max_chars:
         return text
     keep = max(max_chars - 60, 20)
     head, tail = text[: keep * 2 // 3], text[-(keep // 3) :]
-    return f"{head}\n[... {len(text) - len(head) - len(tail)} characters cut ...]\n{tail}"
+    where = f"; {kept}" if kept else ""
+    return f"{head}\n[... {len(text) - len(head) - len(tail)} characters cut{where} ...]\n{tail}"
 
 
 def _clip_line(text: str) -> str:

@@ -228,7 +228,7 @@ def test_observation_memory_blow_up(agent_factory):
 
 
 def test_observation_print_flood_hits_the_hard_output_limit(agent_factory):
-    with Runtime(hard_output_limit=100_000) as small:
+    with Runtime(hard_output_limit=100_000, max_output_chars=4000) as small:  # the agent keeps 4000
         model = ScriptedModel([py("while True:\n    print('spam' * 100)"), "flooded"])
         agent = agent_factory(model, runtime=small)
         reply = agent.chat("flood")

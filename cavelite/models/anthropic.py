@@ -20,6 +20,7 @@ from cavelite.errors import ModelError
 from cavelite.models.base import (
     Message,
     ModelReply,
+    RetryNotice,
     SDKModel,
     alternating,
     retrying_stream,
@@ -39,9 +40,9 @@ class AnthropicModel(SDKModel):
     def __init__(
         self,
         model: str,
+        *,
         api_key: str | None = None,
         base_url: str | None = None,
-        *,
         max_tokens: int = 4096,
         stream: bool = True,
         cache: bool = True,
@@ -85,7 +86,10 @@ class AnthropicModel(SDKModel):
             **self.options,
         }
 
-    def astream(self, system: str, messages: Sequence[Message]) -> AsyncIterator[str | ModelReply]:
+    def astream(
+        self, system: str, messages: Sequence[Message]
+    ) -> AsyncIterator[str | RetryNotice | ModelReply]:
+        """Stream one Messages-API call (retried as described above): text deltas, then the reply."""
         request = self.request(system, messages)
         return retrying_stream(self.retry, lambda: self._attempt(request), map_error)
 
@@ -103,7 +107,8 @@ class AnthropicModel(SDKModel):
             if _text_of(message):
                 yield _text_of(message)
         if message.stop_reason is None:
-            raise ModelError("the reply stream ended before message_stop", retryable=True)
+            raise ModelError("the reply stream ended before message_stop", retryable=True,
+                             kind="bad_stream")
         yield ModelReply(_text_of(message), _usage_of(message), message.stop_reason, message.model)
 
 
@@ -124,12 +129,17 @@ def map_error(exc: BaseException) -> ModelError | None:
             retryable = should_retry == "true"
         message = f"Anthropic API error {status} ({kind}): {detail}"
         return ModelError(message, status=status, retryable=retryable)
-    if isinstance(exc, anthropic.APIConnectionError):  # includes timeouts
-        return ModelError(f"cannot reach the Anthropic API: {exc.message}", retryable=True)
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ModelError(f"the Anthropic API timed out: {exc.message}", retryable=True, kind="timeout")
+    if isinstance(exc, anthropic.APIConnectionError):
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        return ModelError(f"cannot reach the Anthropic API: {exc.message}{cause}", retryable=True,
+                          kind="connection")
     if isinstance(exc, httpx2.TransportError):  # a stream cut mid-body surfaces raw
-        return ModelError(f"the connection to the Anthropic API broke: {exc}", retryable=True)
+        return ModelError(f"the connection to the Anthropic API broke: {exc}", retryable=True,
+                          kind="connection")
     if isinstance(exc, anthropic.AnthropicError):
-        return ModelError(f"Anthropic SDK error: {exc}")
+        return ModelError(f"Anthropic SDK error: {exc}", kind="bad_stream")
     return None
 
 

@@ -1,29 +1,33 @@
 """The model seam: what the agent needs from any LLM provider.
 
 A `Model` turns a system prompt and a list of plain-text `Message`s into a
-stream: text deltas (``str``) as they arrive, then exactly one `ModelReply`
-with the full text and the provider's token usage. Adapters translate their
-SDK's errors into `cavelite.errors.ModelError` here, at the seam, so the agent
-never sees (or imports) a provider SDK.
+stream: text deltas (``str``) as they arrive, a `RetryNotice` before each
+retry of a failed attempt, then exactly one `ModelReply` with the full text
+and the provider's token usage. Adapters translate their SDK's errors into
+`cavelite.errors.ModelError` here, at the seam, so the agent never sees (or
+imports) a provider SDK.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import random
 import threading
+import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from cavelite.errors import ModelError
+from cavelite.errors import CaveUsageError, ModelError
 from cavelite.usage import Usage
 
 Role = Literal["user", "assistant"]
 T = TypeVar("T")
+log = logging.getLogger("cavelite.models")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,42 @@ class Message:
 
     role: Role
     content: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The plain JSON form: ``{"role": ..., "content": ...}``."""
+        return {"role": self.role, "content": self.content}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Message:
+        """A `Message` from its plain JSON form (or a `Message`); `CaveUsageError` if it is not one."""
+        if isinstance(data, Message):
+            return data
+        if not isinstance(data, dict) or set(data) != {"role", "content"}:
+            raise CaveUsageError(f"a message is a dict with exactly 'role' and 'content', not {data!r:.80}")
+        role, content = data["role"], data["content"]
+        if role not in ("user", "assistant"):
+            raise CaveUsageError(f"a message's role is 'user' or 'assistant', not {role!r:.40}")
+        if not isinstance(content, str):
+            raise CaveUsageError(f"a message's content is a str, not {type(content).__name__}")
+        return cls(role, content)
+
+
+@dataclass(frozen=True)
+class RetryNotice:
+    """An adapter is about to retry a failed call; `Model.astream` yields it before waiting.
+
+    ``attempt`` counts retries from 1, ``delay_s`` is the wait before this one,
+    ``reason`` the failure being retried, ``elapsed_s`` the time the failed
+    attempt took (it counts: the agent's budgets include it).
+    """
+
+    attempt: int
+    max_retries: int
+    delay_s: float
+    reason: str
+    status: int | None = None
+    elapsed_s: float = 0.0
+
 
 
 @dataclass(frozen=True)
@@ -55,11 +95,16 @@ class Model(ABC):
     name: str = ""
 
     @abstractmethod
-    def astream(self, system: str, messages: Sequence[Message]) -> AsyncIterator[str | ModelReply]:
-        """Yield text deltas, then one final `ModelReply`. Raise `ModelError` on failure."""
+    def astream(
+        self, system: str, messages: Sequence[Message]
+    ) -> AsyncIterator[str | RetryNotice | ModelReply]:
+        """Yield text deltas (and `RetryNotice`s), then one final `ModelReply`.
+
+        Raise `ModelError` on failure.
+        """
 
     async def acomplete(self, system: str, messages: Sequence[Message]) -> ModelReply:
-        """Run `astream` to the end and return its `ModelReply`."""
+        """Run `astream` to the end and return its `ModelReply` (retry notices are dropped)."""
         final: ModelReply | None = None
         async for item in self.astream(system, messages):
             if isinstance(item, ModelReply):
@@ -178,16 +223,19 @@ async def retrying_stream(
     policy: RetryPolicy,
     attempt: Callable[[], AsyncIterator[str | ModelReply]],
     map_error: Callable[[BaseException], ModelError | None],
-) -> AsyncIterator[str | ModelReply]:
+) -> AsyncIterator[str | RetryNotice | ModelReply]:
     """Run ``attempt()`` until it succeeds, retrying failures that ``map_error`` calls retryable.
 
     An attempt that already yielded text is never retried: the consumer has
     seen that text, and a second attempt would not repeat it. Errors that
     ``map_error`` does not recognise (None) are bugs and propagate unchanged.
+    Before each retry a `RetryNotice` says why and after how long, and the
+    ``cavelite`` logger says it at INFO.
     """
     tries = 0
     while True:
         delivered = False
+        started = time.monotonic()
         try:
             async for item in attempt():
                 if isinstance(item, str):
@@ -202,8 +250,13 @@ async def retrying_stream(
                 if error is exc:
                     raise
                 raise error from exc
-            await asyncio.sleep(policy.delay(tries, retry_after_of(exc)))
+            delay = policy.delay(tries, retry_after_of(exc))
             tries += 1
+            log.info("model call failed (%s); retry %d of %d in %.1f s", error, tries,
+                     policy.max_retries, delay)
+            yield RetryNotice(tries, policy.max_retries, delay, str(error), error.status,
+                              time.monotonic() - started)
+            await asyncio.sleep(delay)
 
 
 def retry_after_of(exc: BaseException) -> float | None:

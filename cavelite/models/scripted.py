@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from cavelite.errors import ModelError
-from cavelite.models.base import Message, Model, ModelReply, estimate_tokens
+from cavelite.models.base import Message, Model, ModelReply, RetryNotice, estimate_tokens
 from cavelite.usage import Usage
 
 ScriptItem = str | BaseException
@@ -61,7 +61,10 @@ class ScriptedModel(Model):
             self._next += 1
             return item
 
-    async def astream(self, system: str, messages: Sequence[Message]) -> AsyncIterator[str | ModelReply]:
+    async def astream(
+        self, system: str, messages: Sequence[Message]
+    ) -> AsyncIterator[str | RetryNotice | ModelReply]:
+        """Replay the next scripted reply in ``chunks`` deltas (or raise the scripted exception)."""
         conversation = tuple(messages)
         self.calls.append(ScriptedCall(system, conversation))
         item = self._take(conversation)

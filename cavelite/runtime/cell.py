@@ -164,6 +164,28 @@ def prepare_event_loop() -> None:
     _LOOP = asyncio.SelectorEventLoop(selectors.SelectSelector())
 
 
+def run_coroutine(main: Any, *, debug: bool | None = None) -> Any:
+    """``asyncio.run`` for cells: on this worker's own loop (a new loop needs a socketpair).
+
+    Models write ``asyncio.run(main())`` often; inside a cell that already awaits,
+    ``await main()`` is the way (as in Jupyter), and the message says so.
+    """
+    if not inspect.iscoroutine(main):
+        raise ValueError(f"a coroutine was expected, got {type(main).__name__}")
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        main.close()
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop: "
+                           "write `await main()` instead")
+    if _LOOP is None:
+        prepare_event_loop()
+    assert _LOOP is not None
+    return _LOOP.run_until_complete(main)
+
+
 def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
              max_repr_chars: int) -> Outcome:
     """Run a compiled cell in ``ns``; never raises (except BaseExceptions we must not catch)."""

@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import time
+import types
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from ..security.guards import Guard, ModuleView
+from ..security.guards import Guard
+from ..security.modules import ModuleView
 from ..security.transformer import is_reserved
 from .describe import bounded_repr, summarize, type_name
 from .results import VariableInfo
@@ -101,7 +104,12 @@ class Namespace:
 
     def __init__(self, guard: Guard):
         self.guard = guard
-        self.ns: dict[str, Any] = {}
+        # The namespace is the dict of a module that *is* ``__main__`` in this process:
+        # libraries that look up a cell class's module (typing, dataclasses, pickle) find
+        # the cell's own globals and built-ins, never the interpreter's real ``__main__``.
+        self.module = types.ModuleType("__main__")
+        sys.modules["__main__"] = self.module
+        self.ns: dict[str, Any] = self.module.__dict__
         self.types: dict[str, type] = {}  # injected classes, by the name cells know them
         self.remotes: set[str] = set()  # names bound to host objects
         self.descriptions: dict[str, str] = {}

@@ -41,10 +41,14 @@ def cell_result(reply: CellReply, limit: float | None, wall: float, lost: bool) 
     )
 
 
-def failed_cell(failed: Failed, limit: float | None, wall: float) -> CellResult:
+def failed_cell(failed: Failed, limit: float | None, wall: float, *,
+                interrupted: bool = False) -> CellResult:
     lost = _LOST if failed.recovery.lost else ""
     crash = failed.recovery.crash
-    if failed.why == "timeout":
+    if interrupted and failed.why == "crash":
+        error = CellError("interrupted", "Interrupted", f"the cell was interrupted "
+                          f"(Runtime.interrupt).{lost}")
+    elif failed.why == "timeout":
         error = CellError("timeout", "Timeout", f"the cell ran longer than {limit:g} s and was "
                           f"stopped.{lost}")
     elif failed.why == "protocol":

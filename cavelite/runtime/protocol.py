@@ -78,8 +78,10 @@ def send(sock: socket.socket, body: bytes, buffers: Sequence[Any] = (),
     try:
         for buf in buffers:
             view = buf.raw() if isinstance(buf, pickle.PickleBuffer) else memoryview(buf).cast("B")
-            if view.nbytes >= INLINE_LIMIT and len(memfds) + len(fds) < MAX_FDS:
-                memfds.append(_to_memfd(view))
+            memfd = _to_memfd(view) if view.nbytes >= INLINE_LIMIT \
+                and len(memfds) + len(fds) < MAX_FDS else -1
+            if memfd >= 0:
+                memfds.append(memfd)
                 table += ENTRY.pack(view.nbytes, 1)
             else:
                 inline.append(view)
@@ -91,12 +93,11 @@ def send(sock: socket.socket, body: bytes, buffers: Sequence[Any] = (),
         passing = [*memfds, *fds]
         if passing:
             socket.send_fds(sock, [header], passing)
+            sock.sendall(bytes(table) + body)
+        elif len(body) < 65536:
+            sock.sendall(header + bytes(table) + body)  # one syscall, one wake-up of the peer
         else:
-            sock.sendall(header)
-        if len(body) < 65536:
-            sock.sendall(bytes(table) + body)  # one syscall for the common small message
-        else:
-            sock.sendall(table)
+            sock.sendall(header + bytes(table))
             sock.sendall(body)
         for view in inline:
             sock.sendall(view)
@@ -260,7 +261,10 @@ def _discard(sock: socket.socket, size: int) -> None:
 def _to_memfd(view: memoryview) -> int:
     # Sealed so the receiver can map it without fearing later writes or a
     # shrink (which would SIGBUS the reader).
-    fd = os.memfd_create("cavelite-buffer", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        fd = os.memfd_create("cavelite-buffer", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    except PermissionError:
+        return -1  # refused by the worker's seccomp where no cgroup bounds memfds: go inline
     try:
         written = 0
         while written < view.nbytes:

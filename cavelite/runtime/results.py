@@ -12,14 +12,15 @@ from typing import Literal
 
 from ..security.violation import Violation
 
-ErrorKind = Literal["exception", "timeout", "crash", "memory", "policy", "output_limit"]
+ErrorKind = Literal["exception", "timeout", "crash", "memory", "policy", "output_limit", "interrupted"]
 
 
 @dataclass(frozen=True)
 class CellError:
     """Why a cell failed.
 
-    ``kind`` is one of exception, timeout, crash, memory, policy, output_limit.
+    ``kind`` is one of exception, timeout, crash, memory, policy, output_limit,
+    interrupted (`Runtime.interrupt`).
     ``traceback`` lists only the cell's own frames, with the cell's own line
     numbers and source lines (plus the innermost library frame, if any).
     """
@@ -36,7 +37,7 @@ class CellError:
         if self.kind == "policy":
             head = "PolicyViolation: the cell was refused before it ran (nothing changed)."
             return "\n".join([head, *(v.for_model() for v in self.violations)])
-        if self.kind == "timeout":
+        if self.kind in ("timeout", "interrupted"):
             return f"Timeout: {self.message} The namespace is as it was before the cell."
         if self.kind in ("crash", "memory"):
             return f"{self.type}: {self.message} The namespace is as it was before the cell."
@@ -60,6 +61,7 @@ class VariableInfo:
     description: str | None = None
 
     def for_model(self) -> str:
+        """``name: type = summary  # description``, as the model's state block lists it."""
         text = f"{self.name}: {self.type_name} = {self.summary}"
         if self.description:
             text += f"  # {self.description}"

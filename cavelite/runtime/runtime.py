@@ -110,36 +110,46 @@ class Runtime(AsyncTwins):
 
     @property
     def atomic(self) -> bool:
+        """Whether a failed cell rolls back (fixed at creation)."""
         return self._config.atomic
 
     @property
     def cell_timeout(self) -> float | None:
+        """The default time limit of a cell, in seconds (None: no limit)."""
         return self._cell_timeout
 
     @property
     def request_timeout(self) -> float:
+        """The time limit of every other request, in seconds."""
         return self._request_timeout
 
     @property
     def policy(self) -> Policy:
+        """The policy cells are checked against (fixed at creation)."""
         return self._config.policy
 
     @property
     def preload(self) -> tuple[str, ...]:
+        """The modules the worker's zygote imported before forking it."""
         return self._preload
 
     @property
     def max_output_chars(self) -> int:
+        """How much stdout a `CellResult` carries (the rest is kept in the cave)."""
         return self._config.max_output_chars
 
     @property
     def closed(self) -> bool:
+        """Whether `close` was called."""
         return self._closed
 
     @property
     def confinement(self) -> tuple[str, ...]:
-        """The containment layers the worker applied: rlimits, audit-hook, and (when the
-        kernel allows) landlock and seccomp. A host can refuse to run without them."""
+        """The containment the worker applied: ``rlimits``, ``audit-hook`` and, where the
+        machine allows each, ``landlock``, ``seccomp``, ``private-uid`` (root host) or
+        ``user-namespace``, ``nproc``, ``no-capabilities`` (or
+        ``capabilities:dac_read_search``), ``cgroup-memory``, ``cgroup-pids``
+        (docs/security.md, layer 4). A host can refuse to run without one it needs."""
         return self._session.conn.confinement if not self._closed else ()
 
     @property
@@ -166,11 +176,14 @@ class Runtime(AsyncTwins):
         with self._exclusive():
             self._check_open()
             started = time.perf_counter()
+            self._session.interrupted = False
             try:
                 incoming = self._session.request(Exec(code), timeout=limit,
                                                  interruptible=not self.atomic)
             except Failed as failed:
-                return outcomes.failed_cell(failed, limit, time.perf_counter() - started)
+                interrupted, self._session.interrupted = self._session.interrupted, False
+                return outcomes.failed_cell(failed, limit, time.perf_counter() - started,
+                                            interrupted=interrupted)
             reply = incoming.message
             if not isinstance(reply, CellReply):
                 self._session.recover(kill=True)
@@ -181,6 +194,15 @@ class Runtime(AsyncTwins):
             else:
                 self._apply_releases()
             return outcomes.cell_result(reply, limit, time.perf_counter() - started, lost)
+
+    def interrupt(self) -> bool:
+        """Stop the cell (or request) running now, from any thread; True if one was running.
+
+        The serving process is killed and the checkpoint takes over, so the
+        namespace is as it was before the cell; `execute` returns with an
+        ``interrupted`` error (a non-cell request raises `WorkerDiedError`).
+        """
+        return self._session.interrupt()
 
     # --- the namespace --------------------------------------------------------------------
 

@@ -72,6 +72,8 @@ class Session:
         self._serve_call = weakref.WeakMethod(serve_call)
         self._rebind = weakref.WeakMethod(rebind)
         self._rebinding = False
+        self.interrupted = False  # set by interrupt(): the next failure is the caller's doing
+        self.busy = False  # a request is in flight
         self._connect()
 
     @property
@@ -105,6 +107,7 @@ class Session:
         """
         conn = self.conn
         deadline = None if timeout is None else time.monotonic() + timeout
+        outer, self.busy = self.busy, True
         try:
             conn.send(message, buffers)
             while True:
@@ -144,6 +147,8 @@ class Session:
             # reply will never be read, so the process serving it goes.
             self.recover(kill=True)
             raise
+        finally:
+            self.busy = outer
 
     def _answer(self, conn: WorkerConnection, call: Call, buffers: list[Any]) -> None:
         generation = conn.generation
@@ -154,6 +159,19 @@ class Session:
         if self.resources.connection is not conn or conn.generation != generation:
             raise _Superseded()  # a nested request of the tool failed and the session recovered
         conn.send(result, out)
+
+    def interrupt(self) -> bool:
+        """Stop the request in flight, from any thread: its serving process is killed.
+
+        The waiting request then recovers as after a crash (the checkpoint takes over).
+        Only the pidfd is touched, never the socket: that belongs to the waiting thread.
+        """
+        conn = self.resources.connection
+        if not self.busy or conn is None:
+            return False
+        self.interrupted = True
+        conn.kill()
+        return True
 
     # --- recovery ----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ class Snapshot:
     _MAGIC = b"CAVESNAP2"
 
     def to_bytes(self) -> bytes:
+        """The snapshot as bytes to store anywhere (a JSON header, then the worker's blob)."""
         # The host-side header is JSON: a host never unpickles anything of a snapshot.
         header = json.dumps({"remotes": list(self.remotes),
                              "descriptions": dict(self.descriptions)}).encode()
@@ -26,6 +27,7 @@ class Snapshot:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Snapshot:
+        """Read `to_bytes` output back; a foreign or corrupt header is a `CaveUsageError`."""
         if not data.startswith(cls._MAGIC):
             raise CaveUsageError("not a cavelite snapshot (or one from another version)")
         start = len(cls._MAGIC)

@@ -2,8 +2,9 @@
 
 `run` first does what does not depend on the session (`prepare`): its own
 process group, an empty environment, a private directory, its own event
-loop, the page faults of the common paths, no_new_privs, seccomp and, for
-the library directories, Landlock. Then it waits for the zygote to pass it a
+loop, the page faults of the common paths, and the kernel layer (it was born
+in a cgroup leaf of its own; it gives up its privileges, then no_new_privs,
+seccomp and, for the library directories, Landlock). Then it waits for the zygote to pass it a
 session (the configuration and the host's socket) and becomes the worker
 (`start`): resource limits, the audit hook, and the serve loop.
 """
@@ -27,10 +28,10 @@ from .messages import ForkWorker, Ready
 _LIMITS = protocol.FrameLimits(max_body=1 << 24, max_passed_fds=1)
 
 
-def run(zygote_line: socket.socket, *, landlock: bool) -> NoReturn:
+def run(zygote_line: socket.socket, *, landlock: bool, read_dirs: tuple[str, ...] = ()) -> NoReturn:
     """Entry point of a freshly forked spare (never returns)."""
     try:
-        prepare(landlock=landlock)
+        prepare(landlock=landlock, read_dirs=read_dirs)
         frame = protocol.recv(zygote_line, _LIMITS)
         request = wire.decode_request(frame.body, accept=(ForkWorker,))
         if len(frame.fds) != 1:
@@ -50,8 +51,12 @@ def run(zygote_line: socket.socket, *, landlock: bool) -> NoReturn:
     os._exit(0)
 
 
-def prepare(*, landlock: bool = True) -> None:
-    """Config-independent setup, done by the spare before it is handed a session."""
+def prepare(*, landlock: bool = True, read_dirs: tuple[str, ...] = ()) -> None:
+    """Config-independent setup, done by the spare before it is handed a session.
+
+    ``read_dirs``: a policy's opted-in directories, for a spare forked for it
+    (the kernel layer checks that its uid can read them; Landlock comes later).
+    """
     try:
         os.setsid()  # own session: a Ctrl-C in the host's terminal does not reach cells
     except OSError:
@@ -72,7 +77,8 @@ def prepare(*, landlock: bool = True) -> None:
     guard.namespace_globals()
     cell.compile_cell("x = [i for i in range(2)]\nx", guard.policy, "<spare>")
     wire.encode(Ready("", ("rlimits",)), coerce=True)
-    limits.confine_early(audit.session_independent_roots() if landlock else None)
+    # Kernel layer (cgroup leaf, privileges, seccomp, Landlock): see security/limits.py.
+    limits.confine_early([*audit.session_independent_roots(), *read_dirs], landlock_now=landlock)
 
 
 def start(sock: socket.socket, config: WorkerConfig) -> NoReturn:

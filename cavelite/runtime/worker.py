@@ -10,6 +10,7 @@ serves the host's nested requests until the `CallResult` arrives.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import os
 import socket
@@ -20,7 +21,7 @@ from typing import Any, NoReturn
 
 from ..security.guards import Guard, set_current_guard
 from . import codec, messages, protocol, wire
-from .cell import compile_cell, run_cell
+from .cell import compile_cell, run_cell, run_coroutine
 from .checkpoint import Checkpoints, NoCheckpoints
 from .config import WorkerConfig
 from .messages import (
@@ -65,6 +66,7 @@ class Worker:
         install_time_limits()
         self.guard = Guard(config.policy)
         self.guard.remote_types = (RemoteObject,)
+        self.guard.doors.add(asyncio.run, run_coroutine)
         set_current_guard(self.guard)
         self.space = Namespace(self.guard)
         self.checkpoints: Checkpoints | NoCheckpoints = (
@@ -200,6 +202,7 @@ class Worker:
             value = codec.decode_injected(request.payload, buffers, self.space.types)
         except (ModuleNotFoundError, AttributeError) as exc:
             return Failure(ErrorCode.NEEDS_BY_VALUE, _message(exc))
+        self.guard.harden()  # the value may have imported pandas into this process
         if request.is_type:
             self.space.types[request.name] = value
         self.space.bind(request.name, value, request.description)
@@ -276,6 +279,7 @@ class Worker:
     def on_restore(self, request: Restore, buffers: list[Any], nested: bool) -> Any:
         state = parse_snapshot(request.blob)
         restored = {name: loads_variable(raw, self.space.ns) for name, raw in state.variables.items()}
+        self.guard.harden()
         self.space.ns.update(restored)
         for name in state.types:
             if name in self.space.ns and isinstance(self.space.ns[name], type):

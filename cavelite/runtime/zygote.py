@@ -30,7 +30,8 @@ from .messages import Forked, ForkWorker, ZygoteReady
 
 # Non-secret variables that change how native libraries behave (an old
 # OpenBLAS can crash without its core type): everything else is dropped.
-_PASS_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "LC_", "LANG", "TZ")
+_PASS_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "LC_", "LANG", "TZ",
+                      "CAVELITE_CGROUP")  # a delegated cgroup v2 parent (security/cgroups.py)
 _START_TIMEOUT_S = 120.0  # preloading numpy and pandas on a loaded machine
 _FORK_TIMEOUT_S = 30.0
 _LIMITS = protocol.FrameLimits(max_body=1 << 16)
@@ -84,7 +85,7 @@ class Zygote:
             close_fds=True,
             # Its own session: a signal to the host's process group (a terminal's, or Ray
             # killing an actor's) does not reach it, so it sees the host go and stops its
-            # workers (zygote_main._exit_reaping) instead of leaving them to spin unwatched.
+            # sessions (zygote_main._exit_reaping) instead of leaving them to spin unwatched.
             start_new_session=True,
         )
         zygote_end.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import os
 import pickle
-import select
+import shutil
 import signal
 import socket
 import sys
@@ -46,14 +46,13 @@ def main() -> NoReturn:
     gc.freeze()
     _send(control, ZygoteReady(tempfile.gettempdir()))
     spare, spare_pid = _fork_spare(control)
-    workers: list[int] = []  # pidfds of the workers handed out (a pid may be reused; these not)
+    sessions: set[int] = set()  # the session ids (spare pids) handed to the host
     while True:
         try:
             frame = protocol.recv(control, _LIMITS)
             request = wire.decode_request(frame.body, accept=(ForkWorker,))
-        except Exception:  # the host is gone (or confused): stop serving
-            _exit_reaping(spare, workers)
-        workers = _still_running(workers)
+        except Exception:  # the host is gone (or confused): its sessions go with it
+            _exit_reaping(spare, sessions)
         if len(frame.fds) != 1:
             for fd in frame.fds:
                 os.close(fd)
@@ -62,9 +61,10 @@ def main() -> NoReturn:
         if pickle.loads(request.config).policy.readable_dirs:
             # The spare is already confined to the library directories: a policy
             # that opts more in gets a worker forked for it.
-            fresh, pid = _fork_spare(control, landlock=False, inherited=(spare,))
+            fresh, pid = _fork_spare(control, landlock=False, inherited=(spare,),
+                                     read_dirs=pickle.loads(request.config).policy.readable_dirs)
             _hand_over(fresh, frame.body, fd)
-            workers.append(os.pidfd_open(pid))
+            sessions.add(pid)
             _send(control, Forked(pid))
             continue
         # Hand the request to the spare forked earlier, so the fork is not on the
@@ -74,9 +74,10 @@ def main() -> NoReturn:
         except OSError:  # that spare died: fork another one for this session
             spare, spare_pid = _fork_spare(control)
             _hand_over(spare, frame.body, fd)
-        workers.append(os.pidfd_open(spare_pid))
+        sessions.add(spare_pid)
         _send(control, Forked(spare_pid))
         spare, spare_pid = _fork_spare(control)
+        limits.sweep()  # cgroup leaves of sessions that ended (off the session's path)
 
 
 def _send(sock: socket.socket, message: messages.Message) -> None:
@@ -93,49 +94,62 @@ def _hand_over(spare: socket.socket, body: bytes, fd: int) -> None:
     os.close(fd)
 
 
-def _still_running(workers: list[int]) -> list[int]:
-    """Close the pidfds of workers that have exited (a pidfd is readable once its process ends)."""
-    if not workers:
-        return workers
-    ended = set(select.select(workers, [], [], 0)[0])
-    for fd in ended:
-        os.close(fd)
-    return [fd for fd in workers if fd not in ended]
+def _exit_reaping(spare: socket.socket, sessions: set[int]) -> NoReturn:
+    """The host is gone: stop its sessions, and stay until every descendant has exited.
 
-
-def _exit_reaping(spare: socket.socket, workers: list[int]) -> NoReturn:
-    """The host is gone: stop its workers, let the spare go, stay until every descendant exited.
-
-    A worker whose host died (killed, or its machine's Ray node removed) has
-    nobody to enforce its cell's deadline: a cell that spins would spin forever,
-    so it is killed; its checkpoint then finds the socket closed and exits. As
-    the subreaper, the zygote adopts orphaned checkpoints; staying until they
-    are gone means none of them ends as a zombie under an init that does not reap.
+    A worker busy in a cell would never notice the host's end of its socket
+    closing: every process of the host's sessions (found by session id, which
+    they cannot leave for another) is killed. As the subreaper, the zygote
+    adopts orphaned checkpoints; staying until they are gone means none of
+    them ends as a zombie under an init that does not reap.
     """
-    for fd in workers:
-        try:
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     spare.close()
+    for _ in range(10):  # a checkpoint may take over while the first pass runs
+        if not _kill_sessions(sessions):
+            break
     while True:
         try:
             os.waitpid(-1, 0)
         except ChildProcessError:
+            from ..security import limits
+
+            limits.close()  # every worker is gone: remove the zygote's cgroup directories
+            _remove_workdirs()
             os._exit(0)
         except InterruptedError:
             continue
 
 
+def _kill_sessions(sessions: set[int]) -> int:
+    """SIGKILL every process whose session id is one of ``sessions``; returns how many."""
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            fields = stat[stat.rfind(")") + 2:].split()
+            if fields[0] != "Z" and int(fields[3]) in sessions:
+                os.kill(int(entry), signal.SIGKILL)
+                killed += 1
+        except (OSError, ValueError, IndexError):
+            continue
+    return killed
+
+
 def _fork_spare(control: socket.socket, *, landlock: bool = True,
-                inherited: tuple[socket.socket, ...] = ()) -> tuple[socket.socket, int]:
+                inherited: tuple[socket.socket, ...] = (),
+                read_dirs: tuple[str, ...] = ()) -> tuple[socket.socket, int]:
     """Fork an idle worker that waits for its session; returns the zygote's end and its pid.
 
     ``landlock=False`` makes one for a policy with extra readable directories
     (Landlock cannot be widened once applied, so such a worker is forked for it).
     """
+    from ..security import limits
+
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    pid = os.fork()
+    pid = limits.fork_spare()  # os.fork(), the child born in a cgroup leaf of its own
     if pid == 0:
         control.close()
         ours.close()
@@ -143,9 +157,27 @@ def _fork_spare(control: socket.socket, *, landlock: bool = True,
             sock.close()  # another spare's line: it must see EOF when the zygote goes
         from . import spare
 
-        spare.run(theirs, landlock=landlock)
+        spare.run(theirs, landlock=landlock, read_dirs=read_dirs)
     theirs.close()
+    _FORKED.add(pid)
     return ours, pid
+
+
+_FORKED: set[int] = set()  # every spare this zygote forked (each made cavelite-<pid>)
+
+
+def _remove_workdirs() -> None:
+    """Every spare's private directory goes when the zygote does (workers and spares are
+    gone by then; a spare never handed out and a host that died would leave theirs)."""
+    for pid in _FORKED:
+        try:
+            os.kill(pid, 0)
+            continue  # that pid belongs to a live process again: not ours to touch
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(os.path.join(tempfile.gettempdir(), f"cavelite-{pid}"), ignore_errors=True)
 
 
 def _warm_up(preload: list[str]) -> None:
@@ -160,7 +192,8 @@ def _warm_up(preload: list[str]) -> None:
 
     cell.compile_cell("x = [i for i in range(3)]\nx", Policy.default(), "<warmup>")
     audit.library_roots()  # cached for every worker
-    limits.seccomp_program()  # likewise: workers only install it
+    # Likewise: the seccomp programs, the cgroup directories, the readability check.
+    limits.warm_up(audit.session_independent_roots())
     tempfile.gettempdir()
     if "pandas" in preload:
         import pandas as pd

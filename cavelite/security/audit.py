@@ -272,7 +272,11 @@ def _make_hook(read_roots: tuple[str, ...], fork_code: frozenset[Any], native_co
         if event in ("object.__setattr__", "object.__delattr__"):
             target = args[0] if args else None
             if isinstance(target, type) and getattr(target, "__module__", "") == "builtins":
-                return False  # builtin types are shared by everything in the process
+                # Builtin types are shared by everything in the process. (Library classes
+                # are not refused here: libraries imported after the fork set __module__,
+                # __qualname__ and __bases__ on their own classes; layer 2 closes the
+                # routines that would write onto them for a cell.)
+                return False
             # function.__code__ / __defaults__ / __closure__ swaps rewrite trusted functions;
             # namedtuple sets the defaults of the __new__ it generates (numpy's import does).
             if len(args) > 1 and args[1] in ("__defaults__", "__kwdefaults__"):

@@ -100,6 +100,24 @@ SAFE_GLOBALS: frozenset[tuple[str, str]] = frozenset(
     ]
 )
 
+# pandas' Arrow-backed strings (the default string dtype with pyarrow installed).
+# Arrow arrays are rebuilt from raw buffers and offsets, which C++ code then trusts:
+# `_restore_array` is replaced by a version that validates the array fully first.
+_ARROW_GLOBALS = frozenset([
+    ("pandas.arrays", "ArrowStringArray"), ("pandas.arrays", "ArrowExtensionArray"),
+    ("pandas", "ArrowDtype"), ("pyarrow.lib", "py_buffer"), ("pyarrow.lib", "type_for_alias"),
+    ("pyarrow.lib", "_restore_array"),
+])
+
+
+def _validated_arrow_array(data: Any) -> Any:
+    from pyarrow.lib import _restore_array
+
+    array = _restore_array(data)
+    array.validate(full=True)  # offsets and lengths inside their buffers, or ArrowInvalid
+    return array
+
+
 # getattr appears in pickles only as ZoneInfo's private constructor; any other
 # use (getattr(DataFrame, "to_csv")...) would hand out arbitrary methods.
 _SAFE_GETATTR = frozenset([("ZoneInfo", "_unpickle")])
@@ -170,7 +188,9 @@ class GuardedUnpickler(_PythonUnpickler):  # type: ignore[misc]
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("builtins", "getattr"):
             return _restricted_getattr
-        if (module, name) in SAFE_GLOBALS:
+        if (module, name) == ("pyarrow.lib", "_restore_array"):
+            return _validated_arrow_array
+        if (module, name) in SAFE_GLOBALS or (module, name) in _ARROW_GLOBALS:
             __import__(module, level=0)
             return getattr(sys.modules[module], name)
         raise UntrustedTypeError(

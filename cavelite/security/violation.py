@@ -17,6 +17,7 @@ class Violation:
     hint: str = ""
 
     def for_model(self) -> str:
+        """The violation as a model reads it: line, message, rule, snippet and hint."""
         text = f"line {self.line}: {self.message} [{self.rule}]\n    {self.snippet.strip()}"
         if self.hint:
             text += f"\n    hint: {self.hint}"

@@ -3,7 +3,12 @@
 ``POST /v1/chat/completions``: JSON replies, or ``data:`` SSE chunks ending in
 ``[DONE]``; with ``stream_options.include_usage`` the last chunk before
 ``[DONE]`` carries usage (``prompt_tokens`` includes cached tokens, reported in
-``prompt_tokens_details.cached_tokens``), as OpenAI does.
+``prompt_tokens_details.cached_tokens``), as OpenAI does. ``GET /v1/models``
+lists ``server.models`` (404 while it is None, as on servers that list nothing).
+
+Quirks of real servers, scripted: ``TextReply(finish=False)`` ends the stream
+with ``[DONE]`` but no finish reason (some llama.cpp builds); ``TextReply("")``
+is a 200 stream that carries no text at all.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ class OpenAIServer(LoopbackServer):
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": item.text},
-                    "finish_reason": "stop",
+                    "finish_reason": "stop" if item.finish else None,
                 }
             ],
             "usage": _usage(item),
@@ -73,7 +78,8 @@ class OpenAIServer(LoopbackServer):
         frames += [chunk({"content": piece}) for piece in split_text(item.text, chunks)]
         if isinstance(item, CutStream):
             return frames
-        frames.append(chunk({}, "stop"))
+        if item.finish:
+            frames.append(chunk({}, "stop"))
         options = body.get("stream_options") if isinstance(body, dict) else None
         if isinstance(options, dict) and options.get("include_usage"):
             frames.append(

@@ -276,7 +276,8 @@ def test_sessions_share_no_event_loop(session: Runtime, other_taken: Runtime) ->
         cell._LOOP._csock.close()
     """))
     assert broken.ok, broken.error
-    woken = other_taken.execute("import asyncio\nawait asyncio.to_thread(sum, [1, 2])")
+    woken = other_taken.execute("import asyncio\n"
+                                "await asyncio.gather(*(asyncio.sleep(0.01) for _ in range(3)))\n3")
     assert woken.value_repr == "3", woken.error
     with Runtime() as newcomer:
         assert newcomer.execute("import asyncio\nawait asyncio.sleep(0)\n1").value_repr == "1"

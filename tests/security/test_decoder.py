@@ -174,3 +174,18 @@ def test_injected_types_and_enums_round_trip() -> None:
     Pickler(bio, protocol=5).dump([Point(1, 2), Color.BLUE])
     back = decode.loads_value(bio.getvalue(), types={"Point": Point, "Color": Color})
     assert back == [Point(1, 2), Color.BLUE] and back[1] is Color.BLUE
+
+
+def test_arrow_backed_strings_round_trip_and_a_forged_arrow_array_is_refused() -> None:
+    pa = pytest.importorskip("pyarrow")
+    frame = pd.DataFrame({"s": pd.array(["x", "yy", None], dtype="str"), "n": [1, 2, 3]})
+    buffers: list[pickle.PickleBuffer] = []
+    body = pickle.dumps(frame, protocol=5, buffer_callback=buffers.append)
+    assert decode.loads_value(body, buffers).equals(frame)
+    # The same array with its offsets pointing past its data: C++ would read out of bounds.
+    good = pickle.dumps(pa.array(["ab", "c"]), protocol=5)
+    offsets = np.array([0, 2, 3], dtype="int32").tobytes()
+    assert good.count(offsets) == 1
+    evil = good.replace(offsets, np.array([0, 2, 1 << 30], dtype="int32").tobytes())
+    with pytest.raises(pa.ArrowInvalid):
+        decode.loads_value(evil)
