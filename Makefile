@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench demo clean
+.PHONY: test lint bench bench-cluster demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/runtime_bench.py
 	$(PY) benchmarks/figures_bench.py
 	$(PY) benchmarks/telemetry_bench.py
+
+bench-cluster: $(STAMP)
+	$(PY) benchmarks/cluster_bench.py
 
 demo: $(STAMP)
 	$(VENV)/bin/cavelite demo

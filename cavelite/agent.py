@@ -48,7 +48,7 @@ from cavelite.models.base import Image, Message, Model, ModelReply, RetryNotice,
 from cavelite.runtime.results import CellResult, Injected, VariableInfo
 
 if TYPE_CHECKING:
-    from cavelite.runtime import Runtime
+    from cavelite.runtime.like import RuntimeLike
     from cavelite.security import Policy
 
 _END = object()
@@ -125,7 +125,7 @@ class CaveLite:
         *,
         instructions: str = "",
         max_steps: int = 20,
-        runtime: Runtime | None = None,
+        runtime: RuntimeLike | None = None,
         policy: Policy | None = None,
         preload: Iterable[str] | None = None,
         cell_timeout: float | None = None,
@@ -170,7 +170,7 @@ class CaveLite:
             options: dict[str, Any] = {} if preload is None else {"preload": tuple(preload)}
             runtime = Runtime(cell_timeout=self.cell_timeout, max_output_chars=self.max_output_chars,
                               policy=policy, **options)
-        self.runtime: Runtime = runtime
+        self.runtime: RuntimeLike = runtime
         self._history: list[Message] = resumed
         self._injected_notes: dict[str, Injected] = {}
         self._busy = threading.Lock()  # one chat at a time: the history is a single thread of talk

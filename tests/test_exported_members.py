@@ -32,6 +32,8 @@ PINNED = {
                         "RetryNotice", "ScriptedModel"],
     "cavelite.security": ["AttributeRule", "FunctionRule", "ImportRule", "Policy", "RegexRule",
                           "Violation"],
+    "cavelite.cluster": ["ClusterFullError", "ClusterRuntime", "DirectoryStore", "NotDurableError",
+                         "ObjectStore", "SessionLostError", "Sessions", "SnapshotStore", "connect"],
     "cavelite.runtime": ["DEFAULT", "CellError", "CellResult", "Figure", "Injected", "Runtime", "Snapshot",
                          "VariableInfo", "Violation"],
 }

@@ -5,8 +5,10 @@ excluding ``if TYPE_CHECKING:`` blocks) is an arrow from one module to another.
 The test fails on any arrow that runs the wrong way, on ``rich`` outside the
 CLI, on a provider SDK outside ``cavelite/models/``, on the MCP SDK (and the
 HTTP server under it) outside ``cavelite/mcp_server.py``, on opentelemetry
-outside ``cavelite/telemetry.py``, and on matplotlib outside the worker-side
-figure modules (at module level only in the backend that matplotlib loads).
+outside ``cavelite/telemetry.py``, on matplotlib outside the worker-side
+figure modules (at module level only in the backend that matplotlib loads),
+and on ``ray`` (or ``grpc``) or ``cavelite.cluster`` imported outside
+``cavelite/cluster/``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ CONFINED = {
 }
 # matplotlib at module level: only the backend module, which only matplotlib itself loads.
 MODULE_LEVEL_MATPLOTLIB = {"cavelite.runtime.figure_backend"}
+CLUSTER_ONLY = {"ray", "grpc"}
 
 
 def _module_name(path: Path) -> str:
@@ -78,7 +81,7 @@ def _layer(module: str) -> str:
         return "root"
     if module == "cavelite.errors":
         return "errors"  # the exception tree: a leaf every layer may use
-    for layer in ("security", "runtime", "models"):
+    for layer in ("security", "runtime", "models", "cluster"):
         if module == f"cavelite.{layer}" or module.startswith(f"cavelite.{layer}."):
             return layer
     return "agent"
@@ -89,6 +92,7 @@ ALLOWED = {
     "security": {"cavelite.errors"},
     "runtime": {"cavelite.errors", "security"},
     "models": {"cavelite.errors", "cavelite.usage"},
+    "cluster": {"cavelite.errors", "security", "runtime"},
 }
 
 
@@ -108,6 +112,11 @@ def _violations() -> list[str]:
                 problems.append(f"{where} ({top} belongs to {', '.join(sorted(CONFINED[top]))})")
             if target == "cavelite.runtime.figure_backend":
                 problems.append(f"{where} (the backend is loaded by matplotlib, by name, in the worker)")
+            if top in CLUSTER_ONLY and layer != "cluster":
+                problems.append(f"{where} (ray belongs to cavelite.cluster)")
+            if _layer(target) == "cluster" and layer != "cluster":
+                problems.append(f"{where} (only cavelite.cluster imports itself: "
+                                "`import cavelite` never loads Ray)")
             if top != "cavelite" or layer in ("agent", "root", "errors"):
                 continue
             target_layer = _layer(target)
@@ -177,11 +186,15 @@ def test_the_checker_sees_a_wrong_arrow(tmp_path, monkeypatch) -> None:
         "def f():\n    from ..runtime import results\n    import rich\n    import opentelemetry\n"
         "    return results\n"
     )
+    (fake / "runtime").mkdir()
+    (fake / "runtime" / "__init__.py").write_text("import ray\nfrom ..cluster import host\n")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     problems = _violations()
     assert any("cavelite.runtime" in p and "security layer" in p for p in problems), problems
     assert any("rich belongs to the CLI" in p for p in problems), problems
     assert any("opentelemetry belongs to cavelite.telemetry" in p for p in problems), problems
+    assert any("ray belongs to cavelite.cluster" in p for p in problems), problems
+    assert any("only cavelite.cluster imports itself" in p for p in problems), problems
 
 
 def test_worker_side_imports_load_no_agent_or_model_code() -> None:
@@ -198,3 +211,17 @@ def test_worker_side_imports_load_no_agent_or_model_code() -> None:
     assert not [m for m in loaded if _layer(m) in ("agent", "models")], loaded
     assert "cavelite.runtime.worker" in loaded  # the check looked at the right process
     assert eval(out[1]) == []  # noqa: S307
+
+
+def test_importing_cavelite_loads_no_ray() -> None:
+    """The agent, the runtime and a session load neither Ray nor gRPC (only cavelite.cluster does)."""
+    code = (
+        "import sys, cavelite\n"
+        "cavelite.CaveLite, cavelite.Runtime, cavelite.Policy\n"
+        "import cavelite.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'grpc')))\n"
+        "print('cavelite.agent' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent).stdout.splitlines()
+    assert out == ["[]", "True"], out

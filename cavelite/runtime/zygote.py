@@ -83,6 +83,10 @@ class Zygote:
             stderr=None if os.environ.get("CAVELITE_DEBUG") else subprocess.DEVNULL,
             cwd="/",
             close_fds=True,
+            # Its own session: a signal to the host's process group (a terminal's, or Ray
+            # killing an actor's) does not reach it, so it sees the host go and stops its
+            # sessions (zygote_main._exit_reaping) instead of leaving them to spin unwatched.
+            start_new_session=True,
         )
         zygote_end.close()
         self.sock = host_end
