@@ -18,6 +18,7 @@ import faulthandler
 import os
 import select
 import socket
+import time
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -28,7 +29,9 @@ class NoCheckpoints:
     """``atomic=False``: cells change the namespace in place, as in Jupyter."""
 
     active = False
+    waiting = True  # nothing to wait for: cells are never refused for want of one
     crash_report = ""
+    fork_error = ""
 
     def prepare(self) -> bool:
         return False
@@ -50,13 +53,33 @@ class Checkpoints:
         self._warm = warm
         self._pipe: int | None = None  # write end, held by the worker while a checkpoint waits
         self.crash_report = ""  # what the failed worker wrote into the pipe (faulthandler)
+        self.fork_error = ""  # why the last fork failed (the session is at its process limit)
+
+    @property
+    def waiting(self) -> bool:
+        """A checkpoint waits: a cell that fails can be rolled back."""
+        return self._pipe is not None
 
     def prepare(self) -> bool:
-        """Make sure a checkpoint waits. Returns True in the checkpoint once it has taken over."""
+        """Make sure a checkpoint waits. Returns True in the checkpoint once it has taken over.
+
+        When the session is at its process limit (a cell forked until the kernel said
+        no, and its children are still being reaped) the fork is retried for a moment;
+        if it still fails no checkpoint waits, and `waiting` says so: the next cell is
+        refused rather than run without a way back.
+        """
         if self._pipe is not None:
             return False
         read_end, write_end = os.pipe()
-        if _fork() == 0:
+        try:
+            child = _fork_retrying()
+        except OSError as exc:
+            os.close(read_end)
+            os.close(write_end)
+            self.fork_error = exc.strerror or str(exc)
+            return False
+        self.fork_error = ""
+        if child == 0:
             os.close(write_end)
             faulthandler.disable()
             limits.set_process_name("cave-checkpoint")
@@ -93,6 +116,18 @@ class Checkpoints:
 def _fork() -> int:
     # The only fork the audit hook lets through: it recognises this function's code.
     return os.fork()
+
+
+def _fork_retrying(attempts: int = 8, first_wait_s: float = 0.005) -> int:
+    """`_fork`, retried with a doubling wait (about 1.3 s in all) while the kernel says EAGAIN."""
+    wait = first_wait_s
+    for _ in range(attempts - 1):
+        try:
+            return _fork()
+        except BlockingIOError:  # EAGAIN: at the task limit; exited tasks are being reaped
+            time.sleep(wait)
+            wait *= 2
+    return _fork()
 
 
 FORK_FUNCTIONS = (_fork,)

@@ -177,6 +177,12 @@ class Worker:
         if compiled.error is not None:
             return CellReply(False, "", "", None, compiled.error, 0.0, (), (), False, None, False)
         protected = self.checkpoints.active and not nested  # nested cells run in place
+        if protected and not self.checkpoints.waiting:
+            message = (f"the session could not fork its checkpoint ({self.checkpoints.fork_error}):"
+                       " it is at its process limit. The cell did not run.")
+            return CellReply(False, "", "", None, CellError("crash", "CheckpointUnavailable",
+                                                            message), 0.0, (), (), False, None,
+                             False)
         before = self.space.snapshot_ids()
         self.figures.begin()
         outcome = run_cell(compiled, self.space.ns, hard_output_limit=self.config.hard_output_limit,

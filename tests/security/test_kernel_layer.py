@@ -382,6 +382,44 @@ raise RuntimeError("bomb done")
     assert neighbour.execute("mine").value_repr == "'untouched'"
 
 
+def test_a_session_at_its_process_limit_refuses_cells_and_keeps_its_state(
+        taken: Runtime, neighbour: Runtime) -> None:
+    """Children that a taken worker keeps alive leave no room for the next checkpoint:
+    the next cell is refused (it would have no way back), nothing is lost, and the
+    neighbour and new sessions do not pay."""
+    assert taken.execute("before = 'kept'").ok
+    result = taken.execute(MARK + """
+from cavelite.runtime import checkpoint
+read_end, write_end = os.pipe()
+held = 0
+while held < 500:
+    try:
+        child = checkpoint._fork()
+    except OSError:
+        break
+    if child == 0:
+        os.close(write_end)
+        os.read(read_end, 1)  # alive until the worker that holds the write end is gone
+        os._exit(0)
+    held += 1
+print(held)
+""")
+    assert result.ok, result.error
+    try:
+        refused = taken.execute("after = 'not run'")
+        assert not refused.ok and refused.error.type == "CheckpointUnavailable", refused
+        assert "process limit" in refused.error.message
+        assert "did not run" in refused.error.message
+        assert taken.retrieve("before") == "kept"  # the namespace is intact and answers
+        assert "after" not in {v.name for v in taken.variables()}
+        assert neighbour.execute("mine").value_repr == "'untouched'"
+        with Runtime() as newcomer:
+            assert newcomer.execute("1 + 1").value_repr == "2"
+    finally:
+        taken.reset()  # a fresh worker; the children see end of file and exit
+    assert taken.execute("1 + 1").value_repr == "2"
+
+
 @pytest.mark.skipif(not ROOT or cgroups._hierarchies() == [], reason="needs a memory cgroup")
 def test_memfds_in_a_taken_worker_are_bounded_by_its_cgroup(taken: Runtime,
                                                             neighbour: Runtime) -> None:
