@@ -68,7 +68,10 @@ def lingering() -> Iterator[list[int]]:
     for session_id in sessions:
         left = _session_processes(session_id)
         for pid in left:
+            try:
             os.kill(pid, signal.SIGKILL)  # started by this test's own attack
+            except ProcessLookupError:
+                pass
         wait_gone(left)
 
 
