@@ -55,7 +55,7 @@ def taken() -> Iterator[Runtime]:
     stuck = _session_processes(session_id)
     for pid in stuck:
         try:
-        os.kill(pid, signal.SIGKILL)  # the test's own session, stalled on purpose
+            os.kill(pid, signal.SIGKILL)  # the test's own session, stalled on purpose
         except ProcessLookupError:
             pass
     wait_gone(stuck)

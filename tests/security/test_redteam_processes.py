@@ -69,7 +69,7 @@ def lingering() -> Iterator[list[int]]:
         left = _session_processes(session_id)
         for pid in left:
             try:
-            os.kill(pid, signal.SIGKILL)  # started by this test's own attack
+                os.kill(pid, signal.SIGKILL)  # started by this test's own attack
             except ProcessLookupError:
                 pass
         wait_gone(left)
