@@ -30,7 +30,7 @@ from fakes.processes import wait_gone
 from cavelite import Runtime
 
 TIMEOUT = 1.0
-GIVE_UP = 8 * TIMEOUT
+GIVE_UP = 5 * TIMEOUT
 
 
 def _session_processes(session_id: int) -> set[int]:

@@ -83,10 +83,10 @@ def test_a_message_head_cannot_keep_the_host_past_its_deadline() -> None:
     run = run_host(_host_with_taken_worker("", f"""
         r = rt.execute(MARK + {COLLIDING_DICT!r}, timeout=2)
         outcome = r.error.type if r.error else "ok"
-    """), timeout=25)
-    assert run.finished, "the host was still decoding one message head after 25 s " \
+    """), timeout=12)
+    assert run.finished, "the host was still decoding one message head after 12 s " \
                          "(cell timeout 2 s); it was killed"
-    assert run.report["seconds"] < 10
+    assert run.report["seconds"] < 8
 
 
 # --- values: the restricted decoder calls allowlisted constructors with the worker's args ------
@@ -156,8 +156,8 @@ def test_a_tiny_value_cannot_make_the_host_allocate_without_bound(name: str) -> 
 @pytest.mark.parametrize("name", list(CPU_BOMBS))
 def test_a_value_cannot_keep_the_host_past_the_request_deadline(name: str) -> None:
     run = run_host(_host_with_taken_worker(_retrieve_answers(CPU_BOMBS[name]), _RETRIEVE),
-                   timeout=12)
-    assert run.finished, "the host was still decoding one value after 12 s " \
+                   timeout=10)
+    assert run.finished, "the host was still decoding one value after 10 s " \
                          "(request_timeout 2 s); it was killed"
     assert run.report["seconds"] < 8
 

@@ -146,6 +146,5 @@ def test_when_the_host_goes_the_zygote_kills_only_its_own_sessions() -> None:
                        f"only reused the pid of a session that ended earlier), signal "
                        f"{-victim.returncode if victim.returncode else 0}")
     finally:
-        if victim.poll() is None:
-            victim.stdin.close()  # type: ignore[union-attr]
+        victim.stdin.close()  # type: ignore[union-attr]
         victim.wait()
