@@ -150,7 +150,7 @@ def test_a_tiny_value_cannot_make_the_host_allocate_without_bound(name: str) -> 
         f"a {len(BOMBS[name])}-byte value made the host hold {report['grew_mb']} MB ({report['outcome']})"
 
 
-@pytest.mark.xfail(strict=True, reason="red team: Fraction(Decimal('1e9999999')) and "
+@pytest.mark.xfail(strict=False, reason="red team: Fraction(Decimal('1e9999999')) and "
                    "Decimal(huge int) keep the host in C for 17-40 s per retrieve, past "
                    "request_timeout, with the GIL held")
 @pytest.mark.parametrize("name", list(CPU_BOMBS))
