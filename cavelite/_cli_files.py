@@ -146,7 +146,7 @@ def _read(path: Path, suffix: str, encoding: str | None, on_bad_lines: str) -> t
 def _read_csv(path: Path, sep: str, encoding: str | None, on_bad_lines: str) -> tuple[pd.DataFrame, str]:
     """A CSV/TSV; rows with more fields than the header are named, and dropped only if asked."""
     try:
-        frame = pd.read_csv(path, sep=sep, encoding=encoding, on_bad_lines=on_bad_lines)  # type: ignore[call-overload]
+        frame = pd.read_csv(path, sep=sep, encoding=encoding, on_bad_lines=on_bad_lines)
     except pd.errors.ParserError as exc:
         width, bad = _long_rows(path, sep, encoding)
         if not bad:

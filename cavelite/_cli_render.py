@@ -44,11 +44,11 @@ from cavelite.events import (
     Stopped,
     StopReason,
     TextDelta,
-    Usage,
 )
 from cavelite.extract import extract_code, looks_like_code
 from cavelite.prompt import where_output_is_kept
 from cavelite.runtime.results import CellResult
+from cavelite.usage import Usage
 
 CODE_THEME = "monokai"
 _MAX_SHOWN_OUTPUT = 6000  # the terminal gets a bounded view too

@@ -41,11 +41,11 @@ from cavelite.events import (
     Stopped,
     StopReason,
     TextDelta,
-    Usage,
 )
 from cavelite.extract import Extraction, extract_code
 from cavelite.models.base import Image, Message, Model, ModelReply, RetryNotice, run_sync
 from cavelite.runtime.results import CellResult, Injected, VariableInfo
+from cavelite.usage import Usage
 
 if TYPE_CHECKING:
     from cavelite.runtime.like import RuntimeLike

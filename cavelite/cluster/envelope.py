@@ -38,6 +38,6 @@ def decode_snapshot(data: bytes) -> tuple[int, Remotes, Snapshot]:
 def _descriptor(d: dict[str, Any]) -> Descriptor:
     return Descriptor(
         ClientRef(**d["target"]), d["function"], d["name"], d["doc"],
-        None if d["signature"] is None else tuple(tuple(p) for p in d["signature"]),  # type: ignore[misc]
+        None if d["signature"] is None else tuple(tuple(p) for p in d["signature"]),
         d["returns"], d["is_async"], tuple(d["attributes"]),
         tuple(_descriptor(m) for m in d["methods"]))

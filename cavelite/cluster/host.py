@@ -169,11 +169,12 @@ class NodeHost:
         """Whether the host that took ``epoch`` still runs (then the session is not lost)."""
         if epoch.host == self.actor:  # this host: it holds the session unless it let it go
             return sid in self._sessions
-        if not epoch.node or not any(n["NodeID"] == epoch.node and n["Alive"] for n in ray.nodes()):
+        if not epoch.node or not any(n["NodeID"] == epoch.node and n["Alive"] for n in nodes()):
             return False
         try:
             holder = ray.get_actor(host_name(self.settings.space, epoch.node), namespace=RAY_NAMESPACE)
-            return bool(ray.get(holder.identity.remote(), timeout=30) == epoch.host)
+            identity = str(ray.get(holder.identity.remote(), timeout=30))
+            return identity == epoch.host
         except (ValueError, ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
             return False
 
@@ -421,3 +422,7 @@ def forget(directory: Directory, store: Any, sid: str) -> None:
     if committed is not None and callable(delete):
         delete(committed.key)
 
+
+def nodes() -> list[dict[str, Any]]:
+    """The cluster's nodes as Ray reports them (``ray.nodes`` is untyped)."""
+    return ray.nodes()  # type: ignore[no-untyped-call,no-any-return]

@@ -248,8 +248,8 @@ def _function(desc: Descriptor, call: Callable[..., Any]) -> Any:
     function: Any = coroutine if desc.is_async else plain  # an async tool stays awaitable in the cell
     function.__name__ = function.__qualname__ = desc.name
     function.__doc__ = desc.doc or None
-    function.__signature__ = _rebuild_signature(desc) or inspect.Signature(  # type: ignore[attr-defined]
+    function.__signature__ = _rebuild_signature(desc) or inspect.Signature(
         [inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
          inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)])
-    function._cavelite_target = desc.target  # type: ignore[attr-defined]
+    function._cavelite_target = desc.target
     return function

@@ -21,7 +21,7 @@ from ..runtime import Runtime
 from .directory import Directory, host_name
 from .errors import ClusterFullError
 from .handle import ClusterRuntime
-from .host import HostSettings, NodeHost, forget
+from .host import HostSettings, NodeHost, forget, nodes
 from .remotes import ClientRemotes
 from .stores import RAY_NAMESPACE, ObjectStore, check_store, start_keeper
 
@@ -92,7 +92,7 @@ class Sessions:
         if now - self._nodes_at < _NODES_FRESH_S and self._hosts:
             return dict(self._hosts)
         self._nodes_at = now
-        alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        alive = {n["NodeID"] for n in nodes() if n["Alive"]}
         for node in list(self._hosts):
             if node not in alive:
                 del self._hosts[node]
@@ -280,7 +280,7 @@ class Sessions:
 
 
 def _head_node() -> str:
-    for node in ray.nodes():
+    for node in nodes():
         if node["Alive"] and "node:__internal_head__" in node.get("Resources", {}):
             return str(node["NodeID"])
     return ray.get_runtime_context().get_node_id()

@@ -87,13 +87,13 @@ class SnapshotKeeper:
     """Owns the snapshots in Ray's object store (one per deployment, on the head node)."""
 
     def __init__(self) -> None:
-        self._refs: dict[str, ray.ObjectRef] = {}
+        self._refs: dict[str, ray.ObjectRef[bytes]] = {}
 
     def put(self, key: str, data: bytes) -> None:
         # ray.put here: this actor owns the object and its primary copy is on this node.
         self._refs[key] = ray.put(data)
 
-    def get(self, key: str) -> list[ray.ObjectRef]:
+    def get(self, key: str) -> list[ray.ObjectRef[bytes]]:
         ref = self._refs.get(key)
         if ref is None:
             raise KeyError(key)

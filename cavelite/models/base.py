@@ -255,7 +255,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None and retry_after >= 0:
             return min(retry_after, self.max_backoff_s)
-        backoff = self.initial_backoff_s * (2**attempt)
+        backoff = self.initial_backoff_s * 2.0**attempt
         return min(backoff * random.uniform(0.75, 1.0), self.max_backoff_s)
 
 

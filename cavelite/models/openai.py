@@ -132,7 +132,8 @@ class OpenAIModel(SDKModel):
 
     def list_models(self) -> list[str] | None:
         """Blocking twin of `alist_models`."""
-        return run_sync(self._then_close(self.alist_models()))
+        listed: list[str] | None = run_sync(self._then_close(self.alist_models()))
+        return listed
 
     def check_name(self, listed: Sequence[str] | None) -> None:
         """Raise ``ModelError(kind="unknown_model")`` if ``listed`` is a list without this model."""

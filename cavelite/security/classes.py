@@ -86,7 +86,7 @@ class CaveType(metaclass=_CaveTypeMeta):
     runs code wherever the object is unpickled).
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         if len(args) == 1 and not kwargs:
             return cell_class(type(args[0]))
         if len(args) != 3 or not isinstance(args[2], dict):
@@ -136,19 +136,19 @@ class _MetaclassView(type):
         for value in (*args, *kwargs.values()):
             if isinstance(value, dict):  # the namespace, however it is passed
                 _check_class_dict(value)
-        return cls.__cave_real__(*args, **kwargs)  # type: ignore[attr-defined]
+        return cls.__cave_real__(*args, **kwargs)
 
     def __instancecheck__(cls, obj: Any) -> bool:
-        return isinstance(obj, cls.__cave_real__)  # type: ignore[attr-defined]
+        return isinstance(obj, cls.__cave_real__)
 
     def __subclasscheck__(cls, sub: Any) -> bool:
         real = sub.__dict__.get("__cave_real__", sub) if isinstance(sub, _MetaclassView) else sub
-        return issubclass(real, cls.__cave_real__)  # type: ignore[attr-defined]
+        return issubclass(real, cls.__cave_real__)
 
     def __getattr__(cls, name: str) -> Any:
         if name[:1] == "_":
             raise AttributeError(name)
-        return getattr(cls.__cave_real__, name)  # type: ignore[attr-defined]
+        return getattr(cls.__cave_real__, name)
 
     def __eq__(cls, other: Any) -> bool:
         return other is cls or other is cls.__dict__.get("__cave_real__")

@@ -97,7 +97,7 @@ def _checked_name(name: Any) -> str:
     return name
 
 
-def safe_attrgetter(*names: str) -> operator.attrgetter:
+def safe_attrgetter(*names: str) -> operator.attrgetter[Any]:
     return operator.attrgetter(*(_checked_name(n) for n in names))
 
 
@@ -233,12 +233,12 @@ class LibraryDoors:
 
     def singledispatch(self, func: Callable[..., Any]) -> Callable[..., Any]:
         dispatcher = functools.singledispatch(func)
-        register = dispatcher.register  # type: ignore[attr-defined]
+        register = dispatcher.register
 
         def checked_register(cls: Any, func: Any = None) -> Any:
             return self._annotated_dispatch(register, cls, func)
 
-        dispatcher.register = checked_register  # type: ignore[attr-defined, method-assign]
+        dispatcher.register = checked_register  # type: ignore[method-assign]
         return dispatcher
 
     def _singledispatchmethod_class(self) -> type:
@@ -301,7 +301,7 @@ class LibraryDoors:
         are the library's own text.
         """
         if type(obj) is types.FunctionType:
-            return obj.__globals__ if self.owned(obj) else None  # type: ignore[no-any-return]
+            return obj.__globals__ if self.owned(obj) else None
         cls = obj if isinstance(obj, type) else type(obj)
         if not self.owned(cls):
             return None
@@ -309,7 +309,7 @@ class LibraryDoors:
             for member in vars(klass).values():
                 member = getattr(member, "__func__", member)
                 if type(member) is types.FunctionType and self.owned(member):
-                    return member.__globals__  # type: ignore[no-any-return]
+                    return member.__globals__
         return {"__builtins__": self.cell_builtins()}
 
     # dataclasses -------------------------------------------------------------------------
@@ -368,7 +368,7 @@ def harden_typing() -> None:
     """
     import typing
 
-    evaluate = typing.ForwardRef._evaluate  # type: ignore[attr-defined]
+    evaluate = typing.ForwardRef._evaluate
     if getattr(evaluate, "_cave_checked", False):
         return
 
@@ -379,7 +379,7 @@ def harden_typing() -> None:
         return evaluate(self, globalns, localns, *args, **kwargs)
 
     _evaluate.__dict__["_cave_checked"] = True
-    typing.ForwardRef._evaluate = _evaluate  # type: ignore[attr-defined, method-assign]
+    typing.ForwardRef._evaluate = _evaluate  # type: ignore[method-assign]
 
 
 # --- enum: the functional API makes a class from names the cell gives ---------------------
