@@ -32,14 +32,8 @@ from .classes import (
     is_cell_made,
 )
 from .figure_doors import harden_matplotlib
-from .library_doors import (
-    AccessDenied,
-    LibraryDoors,
-    checked_formatter,
-    harden_enum,
-    harden_pandas,
-    harden_typing,
-)
+from .library_doors import AccessDenied, LibraryDoors, checked_formatter
+from .library_hardening import harden_enum, harden_pandas, harden_typing
 from .modules import ModuleView
 from .modules import current_guard as current_guard
 from .modules import set_current_guard as set_current_guard
