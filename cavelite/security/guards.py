@@ -69,7 +69,7 @@ class Guard:
     def denied_object(self, value: Any) -> bool:
         """Whether ``value`` is one of the policy's denied functions, under any module name."""
         if self._denied_ids is None:
-            self._denied_ids = frozenset(id(v) for v in _resolve_all(self.policy))
+            self._denied_ids = frozenset(id(v) for v in self.policy.denied_objects())
         return id(value) in self._denied_ids
 
     def from_denied_module(self, value: Any) -> bool:
@@ -77,7 +77,7 @@ class Guard:
         if not isinstance(value, (type, _FunctionType, types.BuiltinFunctionType)):
             return False
         module = getattr(value, "__module__", None)
-        return isinstance(module, str) and "." in module and _denied_prefix(module, self.policy)
+        return isinstance(module, str) and "." in module and self.policy.imports.denies_within(module)
 
     def owns(self, obj: Any) -> bool:
         """Whether ``obj`` is the cell's own: a class it defined, an instance, or a function.
@@ -379,11 +379,6 @@ def _checked_constructor(func: Callable[..., Any], name: str,
     return checked
 
 
-def _denied_prefix(module: str, policy: Policy) -> bool:
-    parts = module.split(".")
-    return any(".".join(parts[: i + 1]) in policy.imports.denied for i in range(len(parts)))
-
-
 def _describe(obj: Any) -> str:
     if isinstance(obj, type):
         return f"class {obj.__name__}"
@@ -405,29 +400,3 @@ dict dir divmod enumerate filter float format frozenset hash hex id int isinstan
 iter len list map max min next object oct ord pow print property range repr reversed round set
 slice sorted staticmethod str sum super tuple type zip Ellipsis NotImplemented None True False
 """.split()
-
-
-# --- objects with raw-memory and file doors, refused by identity ----------------------------
-
-def _resolve_all(policy: Policy) -> list[Any]:
-    """The objects behind the policy's denied module attributes and functions."""
-    import importlib
-    import sys
-
-    found = []
-    pairs = [(mod, name) for mod, names in policy.denied_module_attributes for name in names]
-    pairs += [(f.rsplit(".", 1)[0], f.rsplit(".", 1)[1]) for f in policy.functions.denied if "." in f]
-    for mod, name in pairs:
-        module = sys.modules.get(mod)
-        if module is None:
-            try:
-                module = importlib.import_module(mod)
-            except Exception:
-                continue  # not installed here: nothing to refuse
-        value = getattr(module, name, None)
-        # Only callables and classes: shared constants (None, True, 0) must stay usable.
-        if value is not None and (callable(value) and not isinstance(value, _ModuleType)):
-            found.append(value)
-    return found
-
-

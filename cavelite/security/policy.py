@@ -13,6 +13,7 @@ import ast
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..errors import PolicyError
 from .policy_checker import HINTS, PolicyChecker, source_line
@@ -126,6 +127,11 @@ class ImportRule:
     allowed: frozenset[str] = DEFAULT_ALLOWED_IMPORTS
     denied: frozenset[str] = DEFAULT_DENIED_IMPORTS
     name: str = "import"
+
+    def denies_within(self, module: str) -> bool:
+        """Whether ``module`` or a package it is part of is denied."""
+        parts = module.split(".")
+        return any(".".join(parts[: i + 1]) in self.denied for i in range(len(parts)))
 
     def allows(self, module: str) -> bool:
         """Whether a cell may import ``module`` (allowed itself or by a parent, and not denied)."""
@@ -243,6 +249,31 @@ class Policy:
             if mod == module and name in names:
                 return True
         return False
+
+    def denied_objects(self) -> list[Any]:
+        """The objects behind the denied module attributes and functions (refused by identity).
+
+        Only callables and classes: shared constants (None, True, 0) stay usable.
+        A module that is not installed here has nothing to refuse.
+        """
+        import importlib
+        import sys
+        import types
+
+        found = []
+        pairs = [(mod, name) for mod, names in self.denied_module_attributes for name in names]
+        pairs += [(f.rsplit(".", 1)[0], f.rsplit(".", 1)[1]) for f in self.functions.denied if "." in f]
+        for mod, name in pairs:
+            module = sys.modules.get(mod)
+            if module is None:
+                try:
+                    module = importlib.import_module(mod)
+                except Exception:
+                    continue
+            value = getattr(module, name, None)
+            if value is not None and callable(value) and not isinstance(value, types.ModuleType):
+                found.append(value)
+        return found
 
     def check(self, tree: ast.AST, source: str) -> list[Violation]:
         """All violations in a parsed cell, in source order."""
