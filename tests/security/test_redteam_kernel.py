@@ -71,9 +71,6 @@ FORGED_TAKEOVER = MARK + textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="red team: after a takeover Runtime.confinement is the "
-                   "new process's claim (adopt_takeover copies Ready.confinement): names it "
-                   "never applied appear, names it did apply vanish")
 def test_a_takeover_cannot_rewrite_the_reported_confinement() -> None:
     with Runtime(preload=PRELOAD, cell_timeout=5, request_timeout=3) as rt:
         before = rt.confinement
