@@ -99,6 +99,8 @@ class Zygote:
         self.sock = host_end
         self.pid = self.process.pid
         self._request_lock = threading.Lock()
+        self._lock_owner = 0  # the thread in a request now (a finalizer may run inside it)
+        self._pending_ends: list[int] = []  # EndSession requests not sent yet
         try:
             ready = self._receive(ZygoteReady, _START_TIMEOUT_S)
         except (CaveRuntimeError, OSError):
@@ -127,9 +129,15 @@ class Zygote:
         body, _ = wire.encode(ForkWorker(pickle.dumps(config, protocol=5)))
         try:
             with self._request_lock:
-                protocol.send(self.sock, body, fds=[worker_end.fileno()],
-                              deadline=time.monotonic() + _FORK_TIMEOUT_S)
-                forked = self._receive(Forked, _FORK_TIMEOUT_S)
+                self._lock_owner = threading.get_ident()
+                try:
+                    self._send_ends()  # sessions closed meanwhile (by a finalizer, say) go first
+                    protocol.send(self.sock, body, fds=[worker_end.fileno()],
+                                  deadline=time.monotonic() + _FORK_TIMEOUT_S)
+                    forked = self._receive(Forked, _FORK_TIMEOUT_S)
+                    self._send_ends()
+                finally:
+                    self._lock_owner = 0
         except (OSError, CaveRuntimeError) as exc:
             host_end.close()
             raise CaveRuntimeError(f"the zygote did not start a worker: {exc}") from exc
@@ -145,12 +153,31 @@ class Zygote:
         """
         if self.owner_pid != os.getpid() or self.process.poll() is not None:
             return
-        body, _ = wire.encode(EndSession(pid))
+        self._pending_ends.append(pid)
+        if self._lock_owner == threading.get_ident():
+            return  # a finalizer inside this thread's own request: sent when it is done
+        if not self._request_lock.acquire(timeout=_FORK_TIMEOUT_S):
+            return  # left for the next request to send
+        self._lock_owner = threading.get_ident()
         try:
-            with self._request_lock:
+            self._send_ends()
+        finally:
+            self._lock_owner = 0
+            self._request_lock.release()
+
+    def _send_ends(self) -> None:
+        """Send the pending `EndSession` requests (with the request lock held).
+
+        One that cannot be sent is dropped: the zygote is gone or stuck, and its
+        exit (on the host's exit at the latest) ends every session it handed out.
+        """
+        while self._pending_ends:
+            body, _ = wire.encode(EndSession(self._pending_ends.pop(0)))
+            try:
                 protocol.send(self.sock, body, deadline=time.monotonic() + _FORK_TIMEOUT_S)
-        except OSError:
-            pass
+            except OSError:
+                self._pending_ends.clear()
+                return
 
     def _receive(self, kind: type[Any], timeout: float) -> Any:
         deadline = time.monotonic() + timeout
