@@ -213,3 +213,53 @@ def test_variables_of_many_entries_are_bounded() -> None:
 
 def test_struct_sizes_are_what_the_docs_say() -> None:
     assert protocol.HEADER.size == struct.calcsize("<QII") == 16
+
+
+# --- deadlines on the host's (non-blocking) end ------------------------------------------------
+
+@pytest.fixture
+def nonblocking() -> Iterator[tuple[socket.socket, socket.socket]]:
+    host, worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    protocol.enable_credentials(host)
+    host.setblocking(False)
+    yield host, worker
+    host.close()
+    worker.close()
+
+
+def test_a_frame_cut_short_is_a_missed_deadline_not_a_hang(nonblocking) -> None:
+    import time
+
+    host, worker = nonblocking
+    worker.sendall(protocol.HEADER.pack(100, 0, 0) + b"x" * 10)  # then silence
+    with pytest.raises(TimeoutError):
+        protocol.recv(host, deadline=time.monotonic() + 0.2)
+
+
+def test_a_peer_that_stops_reading_is_a_missed_deadline_not_a_hang(nonblocking) -> None:
+    import time
+
+    host, worker = nonblocking
+    body, _ = wire.encode(messages.Exec("a" * 4_000_000))  # more than the socket buffers hold
+    with pytest.raises(TimeoutError):
+        protocol.send(host, body, deadline=time.monotonic() + 0.2)
+
+
+def test_a_non_blocking_end_still_reads_and_writes_whole_frames(nonblocking) -> None:
+    import threading
+    import time
+
+    host, worker = nonblocking
+    body, _ = wire.encode(messages.Exec("b" * 3_000_000))
+    got: list[protocol.Frame] = []
+    reader = threading.Thread(target=lambda: got.append(protocol.recv(worker)))
+    reader.start()
+    protocol.send(host, body, deadline=time.monotonic() + 30)
+    reader.join(30)
+    assert got and got[0].body == body
+    reply, _ = wire.encode(Done())
+    sender = threading.Thread(target=lambda: protocol.send(worker, reply, [b"z" * 300_000, b"y" * 10]))
+    sender.start()
+    frame = protocol.recv(host, deadline=time.monotonic() + 30)
+    sender.join(30)
+    assert frame.body == reply and bytes(frame.buffers[1]) == b"y" * 10

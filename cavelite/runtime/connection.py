@@ -8,6 +8,13 @@ zygote's answer, the private directory from the zygote's temporary
 directory and that pid, and the pid of a checkpoint that takes over from
 the kernel's credentials on its ``Ready`` frame, checked against the
 process tree. No pid or path in a worker's message is ever used.
+
+The socket is non-blocking: every send and every read of a frame waits
+against the request's deadline (`protocol`), so a worker that stops reading,
+or stops writing in the middle of a frame, is a missed deadline like any
+other (`Deadline`), never a host blocked in ``sendall``. Closing a
+connection asks the zygote to end every process of the session (its cgroup
+leaf, or its session id), not only the serving one.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ from .config import WorkerConfig
 from .zygote import Zygote
 
 _LIVE: weakref.WeakSet[WorkerConnection] = weakref.WeakSet()
+# A frame whose first byte arrived must be complete by then when its request has no deadline
+# (a cell run with ``timeout=None``); likewise for sending a request.
+FRAME_WAIT_S = 60.0
 
 
 class Gone(Exception):
@@ -64,7 +74,9 @@ def _session_of(pid: int) -> int:
 class WorkerConnection:
     def __init__(self, zygote: Zygote, config: WorkerConfig):
         self.sock, self.pid = zygote.fork_worker(config)  # credentials already enabled
+        self.sock.setblocking(False)  # every wait is against a deadline (see `protocol`)
         self.pidfd = os.pidfd_open(self.pid)
+        self._zygote = zygote
         self.session_id = self.pid
         self.tmpdir = zygote.tmpdir
         self.workdir = zygote.workdir(self.pid)
@@ -78,10 +90,16 @@ class WorkerConnection:
 
     # --- talking -------------------------------------------------------------------------
 
-    def send(self, message: messages.HostRequest, buffers: list[Any] = ()) -> None:  # type: ignore[assignment]
+    def send(self, message: messages.HostRequest, buffers: list[Any] = (),  # type: ignore[assignment]
+             deadline: float | None = None) -> None:
+        """Send ``message`` by ``deadline`` (None: within `FRAME_WAIT_S`), else `Deadline`."""
         body, extra = wire.encode(message)
+        if deadline is None:
+            deadline = time.monotonic() + FRAME_WAIT_S
         try:
-            protocol.send(self.sock, body, [*extra, *buffers])
+            protocol.send(self.sock, body, [*extra, *buffers], deadline=deadline)
+        except TimeoutError:
+            raise Deadline() from None  # it stopped reading: the stream is cut mid-frame
         except OSError as exc:
             raise Gone(f"the worker is gone ({exc})") from None
 
@@ -97,10 +115,14 @@ class WorkerConnection:
             self._wait(deadline)
         elif not self.wait_readable(deadline if deadline is not None else float("inf")):
             raise Deadline()
+        if deadline is None:  # the first byte is here: the rest of the frame may not stall
+            deadline = time.monotonic() + FRAME_WAIT_S
         try:
-            frame = protocol.recv(self.sock, self._frames)
+            frame = protocol.recv(self.sock, self._frames, deadline=deadline)
         except protocol.PeerClosed:
             raise Gone("the worker closed the connection") from None
+        except TimeoutError:
+            raise Deadline() from None  # a frame begun and not finished in time
         if frame.fds:
             for fd in frame.fds:
                 os.close(fd)
@@ -144,13 +166,18 @@ class WorkerConnection:
         except (ProcessLookupError, OSError):
             pass
 
-    def adopt_takeover(self, pid: int, ready: messages.Ready) -> None:
-        """`adopt` the process that sent ``ready``, then resynchronise the stream with it."""
+    def adopt_takeover(self, pid: int, ready: messages.Ready, deadline: float) -> None:
+        """`adopt` the process that sent ``ready``, then resynchronise the stream with it.
+
+        The confinement stays the one the session's first worker reported before
+        any cell ran: a checkpoint is a fork of it, and its ``Ready`` is a claim.
+        """
         self.adopt(pid)
-        self.confinement = ready.confinement
         if ready.nonce:
             try:
-                protocol.send_sync(self.sock, ready.nonce)
+                protocol.send_sync(self.sock, ready.nonce, deadline)
+            except TimeoutError:
+                raise Deadline() from None
             except OSError as exc:
                 raise Gone(f"the worker is gone ({exc})") from None
 
@@ -158,11 +185,13 @@ class WorkerConnection:
         """Drop what ``pid`` (a worker that failed) wrote and nobody read; stop at another sender."""
         while self.wait_readable(deadline):
             try:
-                if protocol.next_sender(self.sock) != pid:
+                if protocol.next_sender(self.sock, deadline) != pid:
                     return
-                protocol.discard_from(self.sock, pid)
+                protocol.discard_from(self.sock, pid, deadline)
             except protocol.PeerClosed:
                 raise Gone("nothing holds the session's socket any more") from None
+            except TimeoutError:
+                break
         raise Deadline()
 
     def adopt(self, pid: int) -> None:
@@ -189,7 +218,13 @@ class WorkerConnection:
         return bool(select.select([self.pidfd], [], [], timeout)[0])
 
     def close(self, *, grace_s: float = 1.0) -> None:
-        """Close the socket, make sure the serving process is gone, remove its directory."""
+        """Close the socket, end every process of the session, remove its directory.
+
+        The serving process is only one of them: a fork it made, or the checkpoint
+        waiting on its pipe, would live on. The zygote ends them all (it knows the
+        session's cgroup leaf, or its session id); the serving process is also
+        waited for here, by pidfd.
+        """
         if self.owner != os.getpid():
             return  # a forked copy of the host must not stop the parent's worker
         _LIVE.discard(self)
@@ -197,6 +232,7 @@ class WorkerConnection:
             self.sock.close()
         except OSError:
             pass
+        self._zygote.end_session(self.session_id)
         if self.pidfd >= 0:
             if not self.exited(grace_s):
                 self.kill()

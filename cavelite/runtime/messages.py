@@ -9,7 +9,7 @@ by field against these declarations when the host decodes it.
                       Delete, TakeSnapshot, Restore, Shutdown, CallResult
     worker ──▶ host   Ready, CellReply, Done, InjectDone, Variables, Value, Call,
                       SnapshotBlob, Restored, Failure
-    host ◀─▶ zygote   ZygoteReady, ForkWorker, Forked
+    host ◀─▶ zygote   ZygoteReady, ForkWorker, Forked, EndSession
 """
 
 from __future__ import annotations
@@ -275,12 +275,20 @@ class Forked:
     pid: int
 
 
+@dataclass(frozen=True)
+class EndSession:
+    """Kill every process of the session the zygote handed out as ``pid`` (no answer)."""
+
+    KIND: ClassVar[str] = "end_session"
+    pid: int
+
+
 HostRequest = (Exec | InjectValue | InjectEnum | InjectRemote | Retrieve | ListVariables | Delete
                | TakeSnapshot | Restore | Shutdown | CallResult)
 WorkerMessage = (Ready | CellReply | Done | InjectDone | Variables | Value | Call | SnapshotBlob
                  | Restored | Failure)
-Message = HostRequest | WorkerMessage | ZygoteReady | ForkWorker | Forked
+Message = HostRequest | WorkerMessage | ZygoteReady | ForkWorker | Forked | EndSession
 
 WORKER_KINDS: tuple[type[Any], ...] = typing.get_args(WorkerMessage)
 HOST_KINDS: tuple[type[Any], ...] = typing.get_args(HostRequest)
-ZYGOTE_KINDS: tuple[type[Any], ...] = (ZygoteReady, ForkWorker, Forked)
+ZYGOTE_KINDS: tuple[type[Any], ...] = (ZygoteReady, ForkWorker, Forked, EndSession)

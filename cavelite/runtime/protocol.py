@@ -13,21 +13,33 @@ size, a descriptor that is not a memfd is refused, and a frame cut short is
 a `ProtocolError`. When the receiving socket has ``SO_PASSCRED`` set, the
 kernel tells who sent each frame (`Frame.sender`); a worker cannot lie
 about that the way it could in a message field.
+
+Deadlines: every function that touches a socket takes an optional
+``deadline`` (a `time.monotonic` value). On a non-blocking socket (the
+host's ends: `WorkerConnection`, the zygote handle) every wait, for room to
+send or for the next bytes of a frame, is a ``poll`` against it, and a
+missed deadline raises `TimeoutError` wherever it happens (a frame half sent
+or half read: the caller kills the peer and resynchronises, see below). A
+blocking socket (the worker's, the zygote's: their peer is the host) ignores
+it and blocks as usual.
 """
 
 from __future__ import annotations
 
 import array
 import fcntl
+import functools
 import mmap
 import os
 import pickle
+import select
 import socket
 import stat
 import struct
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ProtocolError
 
@@ -38,6 +50,10 @@ MAX_FDS = 253  # SCM_MAX_FD: memfds and passed descriptors of one frame together
 _UCRED = struct.Struct("iII")  # pid, uid, gid
 _ANCILLARY = socket.CMSG_SPACE(MAX_FDS * 4) + socket.CMSG_SPACE(_UCRED.size)
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+
+
+_T = TypeVar("_T")
+_IN, _OUT = select.POLLIN, select.POLLOUT
 
 
 class PeerClosed(EOFError):
@@ -68,7 +84,7 @@ def enable_credentials(sock: socket.socket) -> None:
 
 
 def send(sock: socket.socket, body: bytes, buffers: Sequence[Any] = (),
-         fds: Sequence[int] = ()) -> None:
+         fds: Sequence[int] = (), *, deadline: float | None = None) -> None:
     """Send one frame: header (+ descriptors), table, body, inline buffers."""
     if len(buffers) > 4096:
         raise ProtocolError(f"too many out-of-band buffers ({len(buffers)})")
@@ -92,24 +108,27 @@ def send(sock: socket.socket, body: bytes, buffers: Sequence[Any] = (),
         # header receives exactly this frame's descriptors.
         passing = [*memfds, *fds]
         if passing:
-            socket.send_fds(sock, [header], passing)
-            sock.sendall(bytes(table) + body)
+            sent = _io(sock, deadline, _OUT, lambda: socket.send_fds(sock, [header], passing))
+            _sendall(sock, header[sent:] + bytes(table) + body, deadline)
         elif len(body) < 65536:
-            sock.sendall(header + bytes(table) + body)  # one syscall, one wake-up of the peer
+            # one syscall, one wake-up of the peer
+            _sendall(sock, header + bytes(table) + body, deadline)
         else:
-            sock.sendall(header + bytes(table))
-            sock.sendall(body)
+            _sendall(sock, header + bytes(table), deadline)
+            _sendall(sock, body, deadline)
         for view in inline:
-            sock.sendall(view)
+            _sendall(sock, view, deadline)
     finally:
         for fd in memfds:
             os.close(fd)
 
 
-def recv(sock: socket.socket, limits: FrameLimits = FrameLimits()) -> Frame:
+def recv(sock: socket.socket, limits: FrameLimits = FrameLimits(), *,
+         deadline: float | None = None) -> Frame:
     """Receive one frame, refusing anything over ``limits`` or malformed (`ProtocolError`)."""
     try:
-        msg, ancdata, flags, _addr = sock.recvmsg(HEADER.size, _ANCILLARY)
+        msg, ancdata, flags, _addr = _io(sock, deadline, _IN,
+                                         lambda: sock.recvmsg(HEADER.size, _ANCILLARY))
     except ConnectionResetError as exc:
         raise PeerClosed("connection reset") from exc
     fds, pid = _ancillary(ancdata)
@@ -120,14 +139,14 @@ def recv(sock: socket.socket, limits: FrameLimits = FrameLimits()) -> Frame:
         if flags & socket.MSG_CTRUNC:
             raise ProtocolError("a frame carried more descriptors than a frame may")
         if len(msg) < HEADER.size:
-            msg += _recv_exact(sock, HEADER.size - len(msg), pid)
+            msg += _recv_exact(sock, HEADER.size - len(msg), pid, deadline)
         body_len, nbuf, npassed = HEADER.unpack(msg)
         if body_len > limits.max_body:
             raise ProtocolError(f"refusing a frame body of {body_len} bytes "
                                 f"(limit {limits.max_body})")
         if nbuf > limits.max_buffers or npassed > limits.max_passed_fds:
             raise ProtocolError(f"refusing a frame of {nbuf} buffers and {npassed} descriptors")
-        table = _recv_exact(sock, ENTRY.size * nbuf, pid)
+        table = _recv_exact(sock, ENTRY.size * nbuf, pid, deadline)
         entries = [ENTRY.unpack_from(table, i * ENTRY.size) for i in range(nbuf)]
         if sum(size for size, _ in entries) > limits.max_buffer_bytes:
             raise ProtocolError("refusing a frame whose buffers are over the transfer limit")
@@ -137,14 +156,14 @@ def recv(sock: socket.socket, limits: FrameLimits = FrameLimits()) -> Frame:
         if len(fds) != nmem + npassed:
             raise ProtocolError(f"a frame announced {nmem + npassed} descriptors and carried "
                                 f"{len(fds)}")
-        body = bytes(_recv_exact(sock, body_len, pid))
+        body = bytes(_recv_exact(sock, body_len, pid, deadline))
         buffers: list[memoryview] = []
         memfd_iter = iter(fds[:nmem])
         for size, transport in entries:
             if transport == 1:
                 buffers.append(_from_memfd(next(memfd_iter), size))
             else:
-                buffers.append(memoryview(_recv_exact(sock, size, pid)))
+                buffers.append(memoryview(_recv_exact(sock, size, pid, deadline)))
         keep = fds[nmem:]
         return Frame(body, buffers, keep, pid)
     finally:
@@ -169,7 +188,8 @@ def _ancillary(ancdata: list[tuple[int, int, bytes]]) -> tuple[list[int], int]:
     return list(fds), pid
 
 
-def _recv_exact(sock: socket.socket, size: int, sender: int = 0) -> bytearray:
+def _recv_exact(sock: socket.socket, size: int, sender: int = 0,
+                deadline: float | None = None) -> bytearray:
     """Read exactly ``size`` bytes; with a known ``sender``, all of them must come from it.
 
     With SO_PASSCRED the kernel never returns bytes of two writers in one read,
@@ -183,15 +203,51 @@ def _recv_exact(sock: socket.socket, size: int, sender: int = 0) -> bytearray:
     while got < size:
         try:
             # Peeked, not read: the next writer's bytes stay for the next frame.
-            if sender and next_sender(sock) != sender:
+            if sender and next_sender(sock, deadline) != sender:
                 raise ProtocolError("a frame's sender died in the middle of it")
-            n = sock.recv_into(view[got:], min(size - got, 1 << 24))
+            n = _io(sock, deadline, _IN,
+                    functools.partial(sock.recv_into, view[got:], min(size - got, 1 << 24)))
         except (ConnectionResetError, PeerClosed):
             n = 0
         if n == 0:
             raise ProtocolError("the peer closed the connection in the middle of a frame")
         got += n
     return buf
+
+
+# --- waiting against a deadline ----------------------------------------------------------------
+
+def _io(sock: socket.socket, deadline: float | None, events: int, op: Callable[[], _T]) -> _T:
+    """``op()``; on a non-blocking socket that is not ready, wait for ``events`` by ``deadline``."""
+    while True:
+        try:
+            return op()
+        except BlockingIOError:  # only a non-blocking socket says so
+            _wait(sock, deadline, events)
+
+
+def _wait(sock: socket.socket, deadline: float | None, events: int) -> None:
+    timeout_ms = None
+    if deadline is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the peer did not keep up before the deadline")
+        timeout_ms = max(int(left * 1000) + 1, 1)
+    poller = select.poll()
+    poller.register(sock, events)
+    if not poller.poll(timeout_ms) and deadline is not None and time.monotonic() >= deadline:
+        raise TimeoutError("the peer did not keep up before the deadline")
+
+
+def _sendall(sock: socket.socket, data: Any, deadline: float | None) -> None:
+    """``sock.sendall(data)``, with every wait for room under ``deadline`` (non-blocking)."""
+    if sock.gettimeout() != 0.0:
+        sock.sendall(data)
+        return
+    view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+    sent = 0
+    while sent < view.nbytes:
+        sent += _io(sock, deadline, _OUT, functools.partial(sock.send, view[sent:]))
 
 
 # --- resynchronising after a takeover ---------------------------------------------------------
@@ -207,8 +263,8 @@ def _recv_exact(sock: socket.socket, size: int, sender: int = 0) -> bytearray:
 SYNC = b"\x00cavelite-resync\x00"
 
 
-def send_sync(sock: socket.socket, nonce: bytes) -> None:
-    sock.sendall(SYNC + nonce)
+def send_sync(sock: socket.socket, nonce: bytes, deadline: float | None = None) -> None:
+    _sendall(sock, SYNC + nonce, deadline)
 
 
 def skip_until_sync(sock: socket.socket, nonce: bytes) -> None:
@@ -230,9 +286,10 @@ def skip_until_sync(sock: socket.socket, nonce: bytes) -> None:
         carried = window[-(len(token) - 1):]
 
 
-def next_sender(sock: socket.socket) -> int:
+def next_sender(sock: socket.socket, deadline: float | None = None) -> int:
     """The sender of the next bytes waiting on ``sock`` (SO_PASSCRED), without consuming them."""
-    peeked, ancdata, _flags, _addr = sock.recvmsg(1, _ANCILLARY, socket.MSG_PEEK)
+    peeked, ancdata, _flags, _addr = _io(sock, deadline, _IN,
+                                         lambda: sock.recvmsg(1, _ANCILLARY, socket.MSG_PEEK))
     fds, pid = _ancillary(ancdata)
     for fd in fds:
         os.close(fd)
@@ -241,9 +298,10 @@ def next_sender(sock: socket.socket) -> int:
     return pid
 
 
-def discard_from(sock: socket.socket, sender: int) -> None:
+def discard_from(sock: socket.socket, sender: int, deadline: float | None = None) -> None:
     """Drop the bytes waiting on ``sock`` that ``sender`` wrote (one run of them)."""
-    _data, ancdata, _flags, _addr = sock.recvmsg(1 << 20, _ANCILLARY)
+    _data, ancdata, _flags, _addr = _io(sock, deadline, _IN,
+                                        lambda: sock.recvmsg(1 << 20, _ANCILLARY))
     for fd in _ancillary(ancdata)[0]:
         os.close(fd)
 

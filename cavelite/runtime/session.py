@@ -32,6 +32,7 @@ from .zygote import Zygote
 _TAKEOVER_WAIT_S = 10.0
 _START_WAIT_S = 60.0
 _INTERRUPT_GRACE_S = 1.0
+_SHUTDOWN_WAIT_S = 2.0
 
 Why = Literal["timeout", "crash", "protocol", "superseded"]
 
@@ -109,7 +110,7 @@ class Session:
         deadline = None if timeout is None else time.monotonic() + timeout
         outer, self.busy = self.busy, True
         try:
-            conn.send(message, buffers)
+            conn.send(message, buffers, deadline)  # a worker that stops reading: `Deadline`
             while True:
                 try:
                     incoming = conn.receive(deadline)
@@ -126,10 +127,10 @@ class Session:
                 self.releases += incoming.released
                 reply = incoming.message
                 if isinstance(reply, Call):
-                    self._answer(conn, reply, incoming.buffers)
+                    self._answer(conn, reply, incoming.buffers, deadline)
                     continue
                 if isinstance(reply, Ready):  # the serving process died; its checkpoint is here
-                    conn.adopt_takeover(incoming.sender, reply)
+                    conn.adopt_takeover(incoming.sender, reply, time.monotonic() + _TAKEOVER_WAIT_S)
                     raise Failed("crash", Recovery(False, reply.crash))
                 return incoming
         except Failed:
@@ -150,7 +151,8 @@ class Session:
         finally:
             self.busy = outer
 
-    def _answer(self, conn: WorkerConnection, call: Call, buffers: list[Any]) -> None:
+    def _answer(self, conn: WorkerConnection, call: Call, buffers: list[Any],
+                deadline: float | None) -> None:
         generation = conn.generation
         serve = self._serve_call()
         if serve is None:
@@ -158,7 +160,7 @@ class Session:
         result, out = serve(call, buffers)
         if self.resources.connection is not conn or conn.generation != generation:
             raise _Superseded()  # a nested request of the tool failed and the session recovered
-        conn.send(result, out)
+        conn.send(result, out, deadline)
 
     def interrupt(self) -> bool:
         """Stop the request in flight, from any thread: its serving process is killed.
@@ -207,7 +209,7 @@ class Session:
             if not isinstance(incoming.message, Ready):
                 raise ProtocolError("the checkpoint spoke before taking over")
             try:
-                conn.adopt_takeover(incoming.sender, incoming.message)
+                conn.adopt_takeover(incoming.sender, incoming.message, deadline)
             except Gone:
                 continue  # it died right after taking over; its own checkpoint may follow
             self.releases.clear()  # the checkpoint still holds what the failed cell let go
@@ -238,8 +240,8 @@ class Session:
             self.resources.connection = None  # a forked copy of the host: leave the worker be
             return
         try:
-            conn.send(messages.Shutdown())
-            conn.exited(2.0)
-        except Gone:
-            pass
+            conn.send(messages.Shutdown(), deadline=time.monotonic() + _SHUTDOWN_WAIT_S)
+            conn.exited(_SHUTDOWN_WAIT_S)
+        except (Gone, Deadline):
+            pass  # it does not read, or is gone: closing ends every process of the session
         self.resources.close()

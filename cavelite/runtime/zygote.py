@@ -7,6 +7,11 @@ or secrets), with an almost empty environment; its own side is
 socket and configuration, the zygote answers with the worker's pid. That
 pid, the zygote's pid and its temporary directory are what the host knows
 of its workers: it never takes a pid or a path from a worker's message.
+
+The zygote watches this process itself (a pidfd of the host's pid), not
+only the end of its control socket: a child the host forked holds a copy of
+that socket, and must not keep the host's sessions alive once the host is
+gone.
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from typing import Any
 
 from ..errors import CaveRuntimeError, ProtocolError
 from . import protocol, wire
 from .config import WorkerConfig
-from .messages import Forked, ForkWorker, ZygoteReady
+from .messages import EndSession, Forked, ForkWorker, ZygoteReady
 
 # Non-secret variables that change how native libraries behave (an old
 # OpenBLAS can crash without its core type): everything else is dropped.
@@ -75,7 +81,7 @@ class Zygote:
         )
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-c", bootstrap, package_parent, str(zygote_end.fileno()),
-             ",".join(preload)],
+             ",".join(preload), str(os.getpid())],  # the host, which the zygote watches
             pass_fds=(zygote_end.fileno(),),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -89,9 +95,12 @@ class Zygote:
             start_new_session=True,
         )
         zygote_end.close()
+        host_end.setblocking(False)  # every wait below is against a deadline
         self.sock = host_end
         self.pid = self.process.pid
         self._request_lock = threading.Lock()
+        self._lock_owner = 0  # the thread in a request now (a finalizer may run inside it)
+        self._pending_ends: list[int] = []  # EndSession requests not sent yet
         try:
             ready = self._receive(ZygoteReady, _START_TIMEOUT_S)
         except (CaveRuntimeError, OSError):
@@ -120,8 +129,15 @@ class Zygote:
         body, _ = wire.encode(ForkWorker(pickle.dumps(config, protocol=5)))
         try:
             with self._request_lock:
-                protocol.send(self.sock, body, fds=[worker_end.fileno()])
-                forked = self._receive(Forked, _FORK_TIMEOUT_S)
+                self._lock_owner = threading.get_ident()
+                try:
+                    self._send_ends()  # sessions closed meanwhile (by a finalizer, say) go first
+                    protocol.send(self.sock, body, fds=[worker_end.fileno()],
+                                  deadline=time.monotonic() + _FORK_TIMEOUT_S)
+                    forked = self._receive(Forked, _FORK_TIMEOUT_S)
+                    self._send_ends()
+                finally:
+                    self._lock_owner = 0
         except (OSError, CaveRuntimeError) as exc:
             host_end.close()
             raise CaveRuntimeError(f"the zygote did not start a worker: {exc}") from exc
@@ -129,11 +145,46 @@ class Zygote:
             worker_end.close()  # the worker has its own copy now
         return host_end, forked.pid
 
+    def end_session(self, pid: int) -> None:
+        """Have the zygote kill every process of the session it handed out as ``pid``.
+
+        It answers nothing (a close or a reset does not wait for it), and a zygote
+        that is gone has nothing left to end: its exit took its sessions with it.
+        """
+        if self.owner_pid != os.getpid() or self.process.poll() is not None:
+            return
+        self._pending_ends.append(pid)
+        if self._lock_owner == threading.get_ident():
+            return  # a finalizer inside this thread's own request: sent when it is done
+        if not self._request_lock.acquire(timeout=_FORK_TIMEOUT_S):
+            return  # left for the next request to send
+        self._lock_owner = threading.get_ident()
+        try:
+            self._send_ends()
+        finally:
+            self._lock_owner = 0
+            self._request_lock.release()
+
+    def _send_ends(self) -> None:
+        """Send the pending `EndSession` requests (with the request lock held).
+
+        One that cannot be sent is dropped: the zygote is gone or stuck, and its
+        exit (on the host's exit at the latest) ends every session it handed out.
+        """
+        while self._pending_ends:
+            body, _ = wire.encode(EndSession(self._pending_ends.pop(0)))
+            try:
+                protocol.send(self.sock, body, deadline=time.monotonic() + _FORK_TIMEOUT_S)
+            except OSError:
+                self._pending_ends.clear()
+                return
+
     def _receive(self, kind: type[Any], timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
         if not select.select([self.sock], [], [], timeout)[0]:
             raise CaveRuntimeError("the zygote did not answer in time")
         try:
-            frame = protocol.recv(self.sock, _LIMITS)
+            frame = protocol.recv(self.sock, _LIMITS, deadline=deadline)
         except protocol.PeerClosed:
             raise CaveRuntimeError("the zygote is gone") from None
         message, _ = wire.decode(frame.body, accept=(kind,))

@@ -3,8 +3,11 @@
 Started by `zygote.Zygote` as ``python -I`` with an almost empty environment.
 It keeps one *spare* worker forked in advance (see `spare`), so a new
 session is a hand-over of a socket, not a fork. It is the child subreaper
-of everything below it and, when the host goes, stays until every
-descendant has exited.
+of everything below it. It ends a session's processes when the host closes
+or resets it (`EndSession`, see `reaper`) and, when the host goes (its
+control socket ends, or the host process itself exits: a child the host
+forked may hold a copy of the socket), ends every session it handed out and
+stays until every descendant has exited.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import select
 import shutil
 import signal
 import socket
@@ -19,8 +23,8 @@ import sys
 import tempfile
 from typing import NoReturn
 
-from . import figures, messages, protocol, wire
-from .messages import Forked, ForkWorker, ZygoteReady
+from . import figures, messages, protocol, reaper, wire
+from .messages import EndSession, Forked, ForkWorker, ZygoteReady
 
 PR_SET_CHILD_SUBREAPER = 36
 _LIMITS = protocol.FrameLimits(max_body=1 << 24, max_passed_fds=1)
@@ -30,6 +34,7 @@ def main() -> NoReturn:
     """Zygote process entry point (see the module docstring)."""
     control = socket.socket(fileno=int(sys.argv[2]))
     preload = [m for m in sys.argv[3].split(",") if m]
+    host = _watch_host(int(sys.argv[4]))
     # Orphaned checkpoints (their worker died) are re-parented here and, with
     # SIGCHLD ignored, reaped by the kernel: no zombies anywhere.
     from ..security import limits
@@ -48,13 +53,19 @@ def main() -> NoReturn:
     gc.freeze()
     _send(control, ZygoteReady(tempfile.gettempdir()))
     spare, spare_pid = _fork_spare(control)
-    sessions: set[int] = set()  # the session ids (spare pids) handed to the host
     while True:
         try:
+            if host in select.select([control.fileno(), host], [], [])[0]:
+                raise EOFError("the host process exited")  # whoever else holds the socket
             frame = protocol.recv(control, _LIMITS)
-            request = wire.decode_request(frame.body, accept=(ForkWorker,))
+            request = wire.decode_request(frame.body, accept=(ForkWorker, EndSession))
         except Exception:  # the host is gone (or confused): its sessions go with it
-            _exit_reaping(spare, sessions)
+            _exit_reaping(spare)
+        if isinstance(request, EndSession):
+            for fd in frame.fds:
+                os.close(fd)
+            _SESSIONS.end(request.pid)
+            continue
         if len(frame.fds) != 1:
             for fd in frame.fds:
                 os.close(fd)
@@ -66,7 +77,7 @@ def main() -> NoReturn:
             fresh, pid = _fork_spare(control, landlock=False, inherited=(spare,),
                                      read_dirs=pickle.loads(request.config).policy.readable_dirs)
             _hand_over(fresh, frame.body, fd)
-            sessions.add(pid)
+            _SESSIONS.handed_out(pid)
             _send(control, Forked(pid))
             continue
         # Hand the request to the spare forked earlier, so the fork is not on the
@@ -76,10 +87,28 @@ def main() -> NoReturn:
         except OSError:  # that spare died: fork another one for this session
             spare, spare_pid = _fork_spare(control)
             _hand_over(spare, frame.body, fd)
-        sessions.add(spare_pid)
+        _SESSIONS.handed_out(spare_pid)
         _send(control, Forked(spare_pid))
         spare, spare_pid = _fork_spare(control)
         limits.sweep()  # cgroup leaves of sessions that ended (off the session's path)
+
+
+_SESSIONS = reaper.Sessions()  # the sessions handed to the host and not yet ended
+
+
+_HOST_FD = [-1]  # the pidfd of the host: no spare may keep it
+
+
+def _watch_host(pid: int) -> int:
+    """A pidfd of the host (our parent); exits at once if the host is already gone."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        os._exit(0)
+    if os.getppid() != pid:  # checked with the pidfd open: it is our parent's
+        os._exit(0)
+    _HOST_FD[0] = fd
+    return fd
 
 
 def _send(sock: socket.socket, message: messages.Message) -> None:
@@ -96,20 +125,18 @@ def _hand_over(spare: socket.socket, body: bytes, fd: int) -> None:
     os.close(fd)
 
 
-def _exit_reaping(spare: socket.socket, sessions: set[int]) -> NoReturn:
+def _exit_reaping(spare: socket.socket) -> NoReturn:
     """The host is gone: stop its sessions, and stay until every descendant has exited.
 
     A worker busy in a cell would never notice the host's end of its socket
-    closing: every process of the host's sessions (found by session id, which
-    they cannot leave for another) is killed. As the subreaper, the zygote
-    adopts orphaned checkpoints; staying until they are gone means none of
-    them ends as a zombie under an init that does not reap.
+    closing: every process of the sessions handed out and not yet ended is
+    killed (`reaper`: by cgroup leaf or session id, never a pid alone). As the
+    subreaper, the zygote adopts orphaned checkpoints; staying until they are
+    gone means none of them ends as a zombie under an init that does not reap.
     """
     spare.close()
     figures.remove_zygote_dir()
-    for _ in range(10):  # a checkpoint may take over while the first pass runs
-        if not _kill_sessions(sessions):
-            break
+    _SESSIONS.end_all()
     while True:
         try:
             os.waitpid(-1, 0)
@@ -121,24 +148,6 @@ def _exit_reaping(spare: socket.socket, sessions: set[int]) -> NoReturn:
             os._exit(0)
         except InterruptedError:
             continue
-
-
-def _kill_sessions(sessions: set[int]) -> int:
-    """SIGKILL every process whose session id is one of ``sessions``; returns how many."""
-    killed = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-            fields = stat[stat.rfind(")") + 2:].split()
-            if fields[0] != "Z" and int(fields[3]) in sessions:
-                os.kill(int(entry), signal.SIGKILL)
-                killed += 1
-        except (OSError, ValueError, IndexError):
-            continue
-    return killed
 
 
 def _fork_spare(control: socket.socket, *, landlock: bool = True,
@@ -156,6 +165,9 @@ def _fork_spare(control: socket.socket, *, landlock: bool = True,
     if pid == 0:
         control.close()
         ours.close()
+        _SESSIONS.close_in_child()  # pidfds of other sessions
+        if _HOST_FD[0] >= 0:
+            os.close(_HOST_FD[0])
         for sock in inherited:
             sock.close()  # another spare's line: it must see EOF when the zygote goes
         from . import spare

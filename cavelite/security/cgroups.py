@@ -55,6 +55,8 @@ class Leaf:
     memory: tuple[int, str] | None  # (cgroup version, directory)
     pids: bool
     limit_fds: list[int] = field(default_factory=list)  # opened by the spare, see `hold`
+    owner: int = 0  # in the zygote: the pid of the spare born in it
+    kill_file: str = ""  # cgroup v2's cgroup.kill (kernel 5.14+), if the leaf has one
 
 
 def _mounts() -> Iterator[tuple[str, str, str, set[str]]]:
@@ -214,7 +216,10 @@ class SessionCgroups:
                 pids = _write(path + "/pids.max", str(MAX_TASKS))
             if "memory" in h.controllers:
                 memory = (h.version, path)
-        return Leaf(tuple(paths), memory, pids)
+        kill_file = next((os.path.join(p, "cgroup.kill") for h, p in zip(self.hierarchies, paths,
+                                                                           strict=True)
+                          if h.version == 2 and os.path.exists(os.path.join(p, "cgroup.kill"))), "")
+        return Leaf(tuple(paths), memory, pids, kill_file=kill_file)
 
     def fork(self) -> tuple[int, Leaf | None]:
         """``os.fork()`` with the child born in a fresh leaf; returns (pid, leaf in the child)."""
@@ -236,8 +241,13 @@ class SessionCgroups:
         if pid == 0:
             return 0, leaf
         if leaf is not None:
+            leaf.owner = pid
             self.leaves.append(leaf)
         return pid, None
+
+    def leaf_of(self, pid: int) -> Leaf | None:
+        """The leaf the spare ``pid`` was born in (None if it has none, or it was swept)."""
+        return next((leaf for leaf in self.leaves if leaf.owner == pid), None)
 
     def sweep(self) -> None:
         """Remove the leaves whose processes have all exited (the others refuse: EBUSY)."""
@@ -302,6 +312,17 @@ def zygote_cgroups() -> SessionCgroups | None:
         if _sessions is not None and not _sessions.dirs:
             _sessions = None
     return _sessions
+
+
+def leaf_of(pid: int) -> Leaf | None:
+    """In the zygote: the cgroup leaf of the spare ``pid`` it forked, if it has one."""
+    sessions = zygote_cgroups()
+    return sessions.leaf_of(pid) if sessions is not None else None
+
+
+def kill_v2(leaf: Leaf) -> bool:
+    """Kill every process in ``leaf`` at once, where cgroup v2 can (``cgroup.kill``)."""
+    return bool(leaf.kill_file) and _write(leaf.kill_file, "1")
 
 
 # --- in the spare and the worker -------------------------------------------------------------

@@ -80,9 +80,6 @@ def _in_thread(call: Any) -> tuple[bool, float]:
     return came_back, time.monotonic() - started
 
 
-@pytest.mark.xfail(strict=True, reason="red team: a worker that stops reading leaves the host in "
-                   "sendall forever (Session.request bounds only the wait for the reply); close() "
-                   "and interpreter exit then wait on the runtime's lock")
 @pytest.mark.parametrize("request_", ["execute", "inject"])
 def test_a_worker_that_stops_reading_cannot_hold_a_request(taken: Runtime, request_: str) -> None:
     assert taken.execute("precious = [1, 2, 3]").ok
@@ -95,9 +92,6 @@ def test_a_worker_that_stops_reading_cannot_hold_a_request(taken: Runtime, reque
     assert came_back, f"`{request_}` (deadline {TIMEOUT:g} s) had not returned after {seconds:.0f} s"
 
 
-@pytest.mark.xfail(strict=True, reason="red team: a frame header followed by silence leaves the "
-                   "host in protocol._recv_exact forever (no deadline, no pidfd once the first "
-                   "byte arrived)")
 def test_a_frame_cut_short_by_a_live_worker_cannot_hold_the_host(taken: Runtime) -> None:
     attack = MARK + ("import time\nworker.sock.sendall(protocol.HEADER.pack(100, 0, 0))\n"
                      "time.sleep(3600)\n")

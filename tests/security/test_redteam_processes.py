@@ -75,9 +75,6 @@ def lingering() -> Iterator[list[int]]:
         wait_gone(left)
 
 
-@pytest.mark.xfail(strict=True, reason="red team: a fork of a taken worker (and the checkpoint "
-                   "whose pipe it holds) survives Runtime.close(): close kills the serving "
-                   "process only")
 def test_a_closed_session_leaves_no_process_behind(lingering: list[int]) -> None:
     rt = Runtime(preload=PRELOAD, cell_timeout=10)
     session_id = rt.pid
@@ -89,8 +86,6 @@ def test_a_closed_session_leaves_no_process_behind(lingering: list[int]) -> None
     assert not left, f"processes of a closed session still run: {sorted(left)}"
 
 
-@pytest.mark.xfail(strict=True, reason="red team: a fork of a taken worker survives reset(): "
-                   "the 'fresh worker' is fresh, the old session's processes keep running")
 def test_reset_leaves_no_process_of_the_old_session(lingering: list[int]) -> None:
     with Runtime(preload=PRELOAD, cell_timeout=10) as rt:
         session_id = rt.pid
@@ -125,9 +120,6 @@ def _start_with_pid(pid: int, tries: int = 50) -> subprocess.Popen[bytes] | None
 
 @pytest.mark.skipif(os.geteuid() != 0 or not os.access(_LAST_PID, os.W_OK),
                     reason="rewinding the pid counter needs root")
-@pytest.mark.xfail(strict=True, reason="red team: the zygote keeps every session id it handed out "
-                   "and, when its host goes, SIGKILLs any process whose session id matches one: "
-                   "a stranger that got a recycled pid dies")
 def test_when_the_host_goes_the_zygote_kills_only_its_own_sessions() -> None:
     preload = ("json",)  # a zygote of this test's own, closed below as a host's exit would
     key = tuple(sorted(preload))

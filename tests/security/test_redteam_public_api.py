@@ -70,9 +70,6 @@ def test_a_tool_returning_a_path_does_not_open_the_hosts_files(canary, make_harm
             canary.host_marker.unlink(missing_ok=True)
 
 
-@pytest.mark.xfail(strict=True, reason="red team: a forked child of the host holds the zygote's "
-                   "control socket and the session sockets: when the host dies, its zygote and "
-                   "sessions live on for as long as the child does")
 def test_a_host_that_forked_still_takes_its_sessions_with_it() -> None:
     run = run_host("""
 from cavelite import Runtime
