@@ -303,7 +303,7 @@ def open_session(args: argparse.Namespace) -> tuple[Any, list[Any]]:
                        timeout=call_timeout)
     assert model is not None
     check_served(model, named=name_given(args.model))
-    from cavelite.runtime.runtime import FIGURES_PRELOAD  # charts are what a CLI user wants
+    from cavelite.runtime import FIGURES_PRELOAD  # charts are what a CLI user wants
 
     agent = CaveLite(model, instructions=args.instructions, max_steps=args.max_steps,
                      cell_timeout=args.cell_timeout, max_wall_s=args.max_wall_s or None,

@@ -41,9 +41,8 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 
 from cavelite.errors import CaveliteError, CaveUsageError
-from cavelite.runtime import Runtime
+from cavelite.runtime import FIGURES_PRELOAD, Runtime
 from cavelite.runtime.results import CellResult
-from cavelite.runtime.runtime import FIGURES_PRELOAD
 from cavelite.security import Policy
 
 log = logging.getLogger("cavelite.mcp")

@@ -34,8 +34,8 @@ PINNED = {
                           "Violation"],
     "cavelite.cluster": ["ClusterFullError", "ClusterRuntime", "DirectoryStore", "NotDurableError",
                          "ObjectStore", "SessionLostError", "Sessions", "SnapshotStore", "connect"],
-    "cavelite.runtime": ["DEFAULT", "CellError", "CellResult", "Figure", "Injected", "Runtime", "Snapshot",
-                         "VariableInfo", "Violation"],
+    "cavelite.runtime": ["DEFAULT", "DEFAULT_PRELOAD", "FIGURES_PRELOAD", "CellError", "CellResult",
+                         "Figure", "Injected", "Runtime", "Snapshot", "VariableInfo", "Violation"],
 }
 
 

@@ -8,7 +8,6 @@ the only source it trusts about the session.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import threading
 import time
@@ -25,7 +24,7 @@ from ..errors import (
 from ..security.policy import Policy
 from . import calls, codec, injection, outcomes
 from .aio import AsyncTwins
-from .config import DEFAULT, Default, WorkerConfig
+from .config import DEFAULT, DEFAULT_PRELOAD, Default, WorkerConfig, check_settings
 from .injection import FUNCTION_TYPES, check_description, check_name
 from .messages import (
     Call,
@@ -52,14 +51,6 @@ from .session import Failed, Session
 from .snapshot import Snapshot
 from .zygote import track_session
 
-DEFAULT_PRELOAD: tuple[str, ...] = ("numpy", "pandas")
-# matplotlib can only be set up before the cave closes, so figures need it preloaded.
-# It is not the default: the zygote's start pays ~2.5x and back-to-back atomic cells
-# wait for a larger fork (benchmarks/figures_bench.py); the CLI and the MCP server,
-# where charts are the point, preload it where installed.
-FIGURES_PRELOAD: tuple[str, ...] = DEFAULT_PRELOAD + (
-    ("matplotlib",) if importlib.util.find_spec("matplotlib") is not None else ())
-
 
 class Runtime(AsyncTwins):
     """A persistent, contained Python namespace in a worker process.
@@ -74,8 +65,8 @@ class Runtime(AsyncTwins):
     allocate on top of the worker's baseline; ``max_output_chars`` bounds the
     stdout a result carries (the rest stays in ``cell_outputs`` in the
     namespace). ``preload`` names the modules the zygote imports before forking
-    workers: numpy, pandas and, where it is installed, matplotlib
-    (`DEFAULT_PRELOAD`). ``atomic=False`` turns off per-cell rollback (as in Jupyter)
+    workers: numpy and pandas (`DEFAULT_PRELOAD`); figures need matplotlib
+    preloaded too (`FIGURES_PRELOAD`). ``atomic=False`` turns off per-cell rollback (as in Jupyter)
     for state that cannot be forked. A cell returns at most ``max_figures``
     figures (matplotlib, when preloaded), each at most ``max_figure_bytes`` of
     PNG. These are fixed for the runtime's life.
@@ -96,20 +87,8 @@ class Runtime(AsyncTwins):
         max_figures: int = 8,
         max_figure_bytes: int = 5_000_000,
     ):
-        if cell_timeout is not None and not cell_timeout > 0:
-            raise CaveUsageError("cell_timeout must be positive (or None for no limit)")
-        if not request_timeout > 0:
-            raise CaveUsageError("request_timeout must be positive")
-        if max_output_chars < 100:
-            raise CaveUsageError("max_output_chars must be at least 100")
-        if memory_limit_mb is not None and memory_limit_mb < 16:
-            raise CaveUsageError("memory_limit_mb must be at least 16 (or None)")
-        if not 0 <= max_figures <= 100:
-            raise CaveUsageError("max_figures must be between 0 and 100")
-        if not 1_000 <= max_figure_bytes <= 1 << 28:
-            raise CaveUsageError("max_figure_bytes must be between 1000 and 2**28")
-        if policy is not None and not isinstance(policy, Policy):
-            raise CaveUsageError(f"policy must be a cavelite.Policy, not {type(policy).__name__}")
+        check_settings(cell_timeout, request_timeout, memory_limit_mb, max_output_chars, max_figures,
+                       max_figure_bytes, policy)
         self._config = WorkerConfig(policy or Policy.default(), bool(atomic), memory_limit_mb,
                                     max_output_chars, max_repr_chars, hard_output_limit,
                                     max_figures=int(max_figures),
