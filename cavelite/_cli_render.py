@@ -100,9 +100,8 @@ class EventRenderer:
             self._live = None
 
     def cancelling(self) -> None:
-        if self._running_cell:
-            limit = f" (its time limit: {self.cell_timeout:g} s)" if self.cell_timeout else ""
-            self._set_phase(f"stopping: the running cell is let finish{limit}")
+        if self._running_cell:  # the CLI's runtime is atomic: cancel() interrupts the cell
+            self._set_phase("stopping: interrupting the running cell (its changes are rolled back)")
         else:
             self._set_phase("stopping")
 
@@ -352,10 +351,10 @@ def drive(agent: CaveLite, message: str, renderer: EventRenderer | None,
     """Run one chat to its end, showing it live; Ctrl-C (SIGINT) and SIGTERM stop it cleanly.
 
     A signal goes through `CaveLite.cancel()`: the model call is dropped at
-    once, a running cell is let finish (it is bounded by its time limit, so
-    the worker is never left running on its own), and the history stays
-    valid. The handlers never raise, so no signal can land half-way through
-    the agent's bookkeeping; the caller learns which signal came from
+    once, a running cell is interrupted (the checkpoint takes over, so the
+    namespace is as it was before the cell), and the history stays valid.
+    The handlers never raise, so no signal can land half-way through the
+    agent's bookkeeping; the caller learns which signal came from
     `Driven.signal` and decides (the chat carries on, ``run`` exits 130/143).
     """
     stopped_by: int | None = None

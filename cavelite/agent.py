@@ -177,6 +177,8 @@ class CaveLite:
         self._cancelled = threading.Event()
         self._wakers: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
         self._wakers_lock = threading.Lock()
+        self._cell_lock = threading.Lock()  # guards _cell_running: cancel() interrupts only a cell
+        self._cell_running = False
         self._closed = False
 
     # -- the runtime, through the agent ----------------------------------------
@@ -298,13 +300,17 @@ class CaveLite:
     def cancel(self) -> None:
         """Stop the running chat, from any thread.
 
-        A model call is abandoned at once; a running cell is let finish (it is
-        bounded by ``cell_timeout``) so the runtime stays consistent. The chat
-        then ends with `StopReason.CANCELLED`. Without a running chat, nothing happens.
+        A model call is abandoned at once. A running cell is interrupted when
+        the runtime is atomic (`Runtime.interrupt`: its checkpoint takes over,
+        so the namespace is as it was before the cell); on a non-atomic runtime,
+        or one without ``interrupt``, it is let finish (bounded by
+        ``cell_timeout``) so nothing is lost. The chat then ends with
+        `StopReason.CANCELLED`. Without a running chat, nothing happens.
         """
         if not self._busy.locked():
             return
         self._cancelled.set()
+        self._interrupt_cell()
         with self._wakers_lock:
             wakers = list(self._wakers.items())
         for loop, waker in wakers:
@@ -312,6 +318,13 @@ class CaveLite:
                 loop.call_soon_threadsafe(waker.set)
             except RuntimeError:  # that loop has just closed: its chat is over
                 pass
+
+    def _interrupt_cell(self) -> None:
+        """Interrupt this agent's running cell, if any, where that loses nothing (atomic)."""
+        with self._cell_lock:  # held until interrupt() returns: no later request can be hit
+            interrupt = getattr(self.runtime, "interrupt", None)
+            if self._cell_running and getattr(self.runtime, "atomic", False) and callable(interrupt):
+                interrupt()
 
     async def stream(self, message: str) -> AsyncGenerator[Event, None]:
         """Chat, yielding `Event`s as they happen; the last one is always `Stopped`."""
@@ -395,7 +408,17 @@ class CaveLite:
             pending_note[:] = [prompt.interrupted_note()]
             span = run.trace.cell(step, extraction.code)
             try:
-                result = await self.runtime.aexecute(extraction.code, timeout=self._cell_timeout(run))
+                with self._cell_lock:
+                    self._cell_running = True
+                try:
+                    result = await self.runtime.aexecute(extraction.code, timeout=self._cell_timeout(run))
+                except BaseException as exc:
+                    if not isinstance(exc, Exception):  # the chat's task was cancelled mid-cell
+                        self._interrupt_cell()
+                    raise
+                finally:
+                    with self._cell_lock:
+                        self._cell_running = False
             except CaveRuntimeError as exc:  # the runtime failed (or was closed), not the cell
                 run.trace.cell_done(span, None, exc)
                 run.stats.append(StepStats(step, reply.usage, model_s))

@@ -488,10 +488,45 @@ def test_task_cancelled_while_a_cell_runs_leaves_a_usable_agent(agent_factory):
     asyncio.run(main())
     assert "[interrupted]" in agent.history[-1].content
     assert_alternates(agent.history)
-    reply = agent.chat("again")  # waits for the abandoned cell's timeout, then goes on
+    reply = agent.chat("again")  # the abandoned cell was interrupted: the runtime is free
     assert reply.completed
     assert agent.retrieve("after") == 1
     assert "spin" not in {v.name for v in agent.variables()}
+
+
+def test_cancel_interrupts_a_running_cell_and_keeps_the_namespace(agent_factory):
+    started = threading.Event()
+    model = ScriptedModel([py("partial = 1\nstarted()\nwhile True:\n    partial += 1"), "unused"])
+    agent = agent_factory(model, cell_timeout=60)
+    agent.inject("kept", {"a": 1})
+    agent.inject("started", started.set)
+
+    def cancel_when_the_cell_runs() -> None:
+        assert started.wait(30)
+        agent.cancel()
+
+    canceller = threading.Thread(target=cancel_when_the_cell_runs)
+    canceller.start()
+    reply = agent.chat("spin")
+    canceller.join()
+    assert reply.stop_reason is StopReason.CANCELLED
+    error = reply.cells[0].result.error
+    assert error is not None and error.kind == "interrupted", error  # not the 60 s timeout
+    names = {v.name for v in agent.variables()}
+    assert "partial" not in names and agent.retrieve("kept") == {"a": 1}  # rolled back, kept
+    agent.model = ScriptedModel([py("after = 2"), "done"])
+    assert agent.chat("again").completed and agent.retrieve("after") == 2
+
+
+def test_cancel_lets_a_cell_of_a_non_atomic_runtime_finish(agent_factory):
+    with Runtime(atomic=False) as rt:
+        model = ScriptedModel([py("count = 0\ncancel()\nfor i in range(1000):\n    count += 1"),
+                               "unused"])
+        agent = agent_factory(model, runtime=rt)
+        agent.inject("cancel", agent.cancel)  # the cell itself cancels the chat, mid-cell
+        reply = agent.chat("count")
+        assert reply.stop_reason is StopReason.CANCELLED
+        assert reply.cells[0].result.ok and rt.retrieve("count") == 1000  # let finish: nothing lost
 
 
 def test_cancel_without_a_chat_does_nothing(agent_factory):

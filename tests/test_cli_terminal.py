@@ -97,14 +97,16 @@ def test_a_signal_during_start_up_exits_cleanly(openai_api, env, signum, code):
     assert openai_api.requests == []
 
 
-def test_ctrl_c_while_a_cell_runs_lets_it_end_and_exits_130(openai_api, env):
+def test_ctrl_c_while_a_cell_runs_interrupts_it_and_exits_130(openai_api, env):
     openai_api.reply(py("n = 0\nwhile True:\n    n += 1"))
-    term = Terminal([*COMMAND, "run", "spin", "--base-url", openai_api.url, "--cell-timeout", "2"], env=env)
+    term = Terminal([*COMMAND, "run", "spin", "--base-url", openai_api.url, "--cell-timeout", "60"],
+                    env=env)
     try:
         term.expect("running the cell")
         term.send("\x03")  # Ctrl-C typed in the terminal: the tty driver sends SIGINT
-        term.expect(r"stopping: the running cell is let finish \(its time limit: 2 s\)")
-        term.expect("cell failed")  # the cell hit its time limit; the worker did not outlive it
+        # (the "stopping: interrupting the running cell" phase may be gone before a redraw)
+        term.expect("interrupted: Interrupted · namespace rolled back")  # not its 60 s limit
+        term.expect("cell failed")
         term.expect("cavelite: interrupted: the chat was stopped")
         assert term.wait() == EXIT_INTERRUPTED
         assert "Traceback" not in term.text
