@@ -6,8 +6,10 @@ remote references the worker let go of. The host decodes a worker's message
 with `decode_plain` restricted to what a head holds: None, bools, ints,
 floats, str, bytes and tuples (no globals, no lists, dicts or sets, so no
 hash to collide), within a memory budget proportional to the frame (one
-opcode can otherwise make a 216-byte set), in time linear in its size. Then
-every field is checked against its declared type and bound. That check is where
+opcode can otherwise make a 216-byte set), in time linear in its size; a
+head of at most `SMALL_PICKLE` bytes, which cannot cost much whatever it
+holds, goes to the C unpickler without globals. Then every field is checked
+against its declared type and bound. That check is where
 promise 4 lives: a field of the wrong type (a numpy string, a cell-made
 ``str`` subclass), an oversized one, an unknown kind or a missing field is
 a `ProtocolError`, never a value the host acts on.
@@ -32,7 +34,7 @@ from collections.abc import Callable
 from typing import Any, Literal, get_args, get_origin
 
 from ..errors import ProtocolError
-from ..security.decode import NeedsGlobals, PlainUnpickler, decode_plain
+from ..security.decode import SMALL_PICKLE, NeedsGlobals, PlainUnpickler, decode_plain
 from ..security.violation import Violation
 from .messages import HOST_KINDS, WORKER_KINDS, ZYGOTE_KINDS, Limits, Message
 from .results import CellError, Figure, VariableInfo
@@ -233,7 +235,7 @@ HEAD_BUDGET = 64 << 20
 def _head(body: bytes, accept: tuple[type[Any], ...],
           trusted: bool = False) -> tuple[type[Any], tuple[Any, ...], Any]:
     try:
-        if trusted:  # from the host: the C unpickler, still without globals
+        if trusted or len(body) <= SMALL_PICKLE:  # the C unpickler, still without globals
             head = PlainUnpickler(io.BytesIO(body)).load()
         else:
             head = decode_plain(body, 4 * len(body) + HEAD_BUDGET, containers=False)

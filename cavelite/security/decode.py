@@ -165,6 +165,10 @@ class PlainUnpickler(pickle.Unpickler):
 # buffers) are counted by what they cost, not refused.
 
 DEFAULT_BUDGET = 1 << 31  # bytes of host memory one decoded value may take (the caller says)
+# A pickle this small cannot cost much whatever it holds: at most ~1 MB (216 bytes per
+# EMPTY_SET byte) and a few hundred colliding keys (about a millisecond). Plain data this
+# small goes to the C unpickler; anything larger to `decode_plain`.
+SMALL_PICKLE = 4096
 # Keys of the same full hash one dict or set may hold. CPython probes all of them for
 # every insert and lookup; honest data has one or two (-1 and -2 share a hash).
 MAX_SAME_HASH = 32
@@ -220,7 +224,9 @@ class _KeyGuard:
 _REF = 8
 _TUPLE, _LIST, _DICT, _SET = 48, 64, 72, 232
 _PER_ITEM_LIST, _PER_ITEM_DICT, _PER_ITEM_SET = 10, 104, 112
-_INT, _FLOAT, _BYTES = 40, 32, 40
+# What any other opcode may take per byte of pickle (a 2-byte int or BINGET, a 1-byte
+# MEMOIZE, a short string of one astral character: 80 bytes for 6): charged up front.
+_PER_BYTE = 24
 
 _unpack_float = struct.Struct(">d").unpack_from
 _unpack_i4 = struct.Struct("<i").unpack_from
@@ -241,6 +247,13 @@ def decode_plain(data: bytes, budget: int, *, containers: bool = True) -> Any:
     with ``containers`` lists, dicts, sets and frozensets (their keys under the
     collision bound). Any other opcode raises `_NeedsGlobals` (values then take
     the guarded path; message heads are refused). Linear in ``len(data)``.
+
+    Memory: every opcode but those that make a container takes at most
+    `_PER_BYTE` bytes of host memory per byte of pickle (a short string, an int,
+    a reference, a memo entry), so that much is charged per byte read; long
+    strings and bytes are charged what they take, containers what they take per
+    item. The total is checked where containers are made and, when the pickle
+    could exceed the budget by its bytes alone, after every opcode.
     """
     if type(data) is not bytes:
         data = bytes(data)
@@ -249,66 +262,99 @@ def decode_plain(data: bytes, budget: int, *, containers: bool = True) -> Any:
     marks: list[list[Any]] = []
     memo: list[Any] = []
     push = stack.append
+    remember = memo.append
     keys = _KeyGuard()
-    spent = 0
+    spent = 0  # containers, and long strings beyond _PER_BYTE (checked with the bytes read)
+    check_all = _PER_BYTE * n > budget
     pos = 0
     try:
         while True:
-            if spent > budget:
-                raise _over_budget(spent, budget)
             op = data[pos]
             pos += 1
-            if op == 0x8C:  # SHORT_BINUNICODE
+            if op == 0x94:  # MEMOIZE
+                remember(stack[-1])
+            elif op == 0x8C:  # SHORT_BINUNICODE
                 end = pos + 1 + data[pos]
                 if end > n:
                     raise _truncated()
-                s = str(data[pos + 1:end], "utf-8", "surrogatepass")
-                push(s)
-                spent += _sizeof(s) + _REF
+                push(str(data[pos + 1:end], "utf-8", "surrogatepass"))
                 pos = end
-            elif op == 0x94:  # MEMOIZE
-                memo.append(stack[-1])
-                spent += _REF
-            elif op == 0x4B:  # BININT1
-                push(data[pos])
-                pos += 1
-                spent += _REF
             elif op == 0x68:  # BINGET
                 push(memo[data[pos]])
                 pos += 1
-                spent += _REF
+            elif op == 0x4B:  # BININT1
+                push(data[pos])
+                pos += 1
+            elif op == 0x47:  # BINFLOAT
+                push(_unpack_float(data, pos)[0])
+                pos += 8
             elif op == 0x28:  # MARK
                 marks.append(stack)
                 stack = []
                 push = stack.append
-                spent += _REF
-            elif op == 0x85:  # TUPLE1
-                stack[-1] = (stack[-1],)
-                spent += _TUPLE
-            elif op == 0x86:  # TUPLE2
-                stack[-2:] = [(stack[-2], stack[-1])]
-                spent += _TUPLE
-            elif op == 0x87:  # TUPLE3
-                stack[-3:] = [(stack[-3], stack[-2], stack[-1])]
-                spent += _TUPLE
+                spent += _LIST
+                if spent + _PER_BYTE * pos > budget:
+                    raise _over_budget(spent + _PER_BYTE * pos, budget)
             elif op == 0x4E:  # NONE
                 push(None)
-                spent += _REF
-            elif op == 0x88 or op == 0x89:  # NEWTRUE, NEWFALSE
-                push(op == 0x88)
-                spent += _REF
             elif op == 0x4D:  # BININT2
                 push(_unpack_u2(data, pos)[0])
                 pos += 2
-                spent += _INT
             elif op == 0x4A:  # BININT
                 push(_unpack_i4(data, pos)[0])
                 pos += 4
-                spent += _INT
-            elif op == 0x47:  # BINFLOAT
-                push(_unpack_float(data, pos)[0])
-                pos += 8
-                spent += _FLOAT
+            elif op == 0x88 or op == 0x89:  # NEWTRUE, NEWFALSE
+                push(op == 0x88)
+            elif op == 0x85:  # TUPLE1
+                stack[-1] = (stack[-1],)
+                spent += _TUPLE
+                if spent + _PER_BYTE * pos > budget:
+                    raise _over_budget(spent + _PER_BYTE * pos, budget)
+            elif op == 0x86:  # TUPLE2
+                stack[-2:] = [(stack[-2], stack[-1])]
+                spent += _TUPLE
+                if spent + _PER_BYTE * pos > budget:
+                    raise _over_budget(spent + _PER_BYTE * pos, budget)
+            elif op == 0x87:  # TUPLE3
+                stack[-3:] = [(stack[-3], stack[-2], stack[-1])]
+                spent += _TUPLE
+                if spent + _PER_BYTE * pos > budget:
+                    raise _over_budget(spent + _PER_BYTE * pos, budget)
+            elif op == 0x74:  # TUPLE
+                items = stack
+                stack = marks.pop()
+                push = stack.append
+                push(tuple(items))
+                spent += _TUPLE
+                if spent + _PER_BYTE * pos > budget:
+                    raise _over_budget(spent + _PER_BYTE * pos, budget)
+            elif op == 0x29:  # EMPTY_TUPLE
+                push(())
+            elif op == 0x58 or op == 0x8D or op == 0x42 or op == 0x8E or op == 0x96:
+                # BINUNICODE(8), BINBYTES(8), BYTEARRAY8: charged what they take
+                if op == 0x58 or op == 0x42:
+                    size, pos = _unpack_u4(data, pos)[0], pos + 4
+                else:
+                    size, pos = _unpack_u8(data, pos)[0], pos + 8
+                if pos + size > n:
+                    raise _truncated()
+                if op == 0x58 or op == 0x8D:
+                    value: Any = str(data[pos:pos + size], "utf-8", "surrogatepass")
+                else:
+                    value = data[pos:pos + size]
+                    if op == 0x96:
+                        value = bytearray(value)
+                push(value)
+                pos += size
+                spent += _sizeof(value) - _PER_BYTE * size
+                if spent + _PER_BYTE * pos > budget:
+                    raise _over_budget(spent + _PER_BYTE * pos, budget)
+            elif op == 0x43:  # SHORT_BINBYTES
+                end = pos + 1 + data[pos]
+                if end > n:
+                    raise _truncated()
+                push(data[pos + 1:end])
+                pos = end
             elif op == 0x8A or op == 0x8B:  # LONG1, LONG4
                 if op == 0x8A:
                     size, pos = data[pos], pos + 1
@@ -318,40 +364,6 @@ def decode_plain(data: bytes, budget: int, *, containers: bool = True) -> Any:
                     raise _truncated()
                 push(int.from_bytes(data[pos:pos + size], "little", signed=True))
                 pos += size
-                spent += _INT + size
-            elif op == 0x58 or op == 0x8D:  # BINUNICODE, BINUNICODE8
-                if op == 0x58:
-                    size, pos = _unpack_u4(data, pos)[0], pos + 4
-                else:
-                    size, pos = _unpack_u8(data, pos)[0], pos + 8
-                if pos + size > n:
-                    raise _truncated()
-                s = str(data[pos:pos + size], "utf-8", "surrogatepass")
-                push(s)
-                spent += _sizeof(s) + _REF
-                pos += size
-            elif op in (0x43, 0x42, 0x8E, 0x96):  # SHORT_BINBYTES, BINBYTES, BINBYTES8, BYTEARRAY8
-                if op == 0x43:
-                    size, pos = data[pos], pos + 1
-                elif op == 0x42:
-                    size, pos = _unpack_u4(data, pos)[0], pos + 4
-                else:
-                    size, pos = _unpack_u8(data, pos)[0], pos + 8
-                if pos + size > n:
-                    raise _truncated()
-                chunk = data[pos:pos + size]
-                push(bytearray(chunk) if op == 0x96 else chunk)
-                pos += size
-                spent += _BYTES + size
-            elif op == 0x29:  # EMPTY_TUPLE
-                push(())
-                spent += _REF
-            elif op == 0x74:  # TUPLE
-                items = stack
-                stack = marks.pop()
-                push = stack.append
-                push(tuple(items))
-                spent += _TUPLE
             elif op == 0x95:  # FRAME (the whole pickle is in memory already)
                 pos += 8
             elif op == 0x2E:  # STOP
@@ -363,7 +375,6 @@ def decode_plain(data: bytes, budget: int, *, containers: bool = True) -> Any:
             elif op == 0x6A:  # LONG_BINGET
                 push(memo[_unpack_u4(data, pos)[0]])
                 pos += 4
-                spent += _REF
             elif op == 0x30:  # POP
                 if stack:
                     stack.pop()
@@ -375,33 +386,6 @@ def decode_plain(data: bytes, budget: int, *, containers: bool = True) -> Any:
                 push = stack.append
             elif not containers:
                 raise _NeedsGlobals(op)
-            elif op == 0x5D:  # EMPTY_LIST
-                push([])
-                spent += _LIST
-            elif op == 0x65:  # APPENDS
-                items = stack
-                stack = marks.pop()
-                push = stack.append
-                target = stack[-1]
-                if type(target) is not list:
-                    raise _NeedsGlobals(op)
-                target.extend(items)
-                spent += _PER_ITEM_LIST * len(items)
-            elif op == 0x61:  # APPEND
-                value = stack.pop()
-                if type(stack[-1]) is not list:
-                    raise _NeedsGlobals(op)
-                stack[-1].append(value)
-                spent += _PER_ITEM_LIST
-            elif op == 0x6C:  # LIST
-                items = stack
-                stack = marks.pop()
-                push = stack.append
-                push(items)
-                spent += _LIST
-            elif op == 0x7D:  # EMPTY_DICT
-                push({})
-                spent += _DICT
             elif op == 0x75 or op == 0x64:  # SETITEMS, DICT
                 items = stack
                 stack = marks.pop()
@@ -413,30 +397,63 @@ def decode_plain(data: bytes, budget: int, *, containers: bool = True) -> Any:
                 if type(target) is not dict or len(items) % 2:
                     raise _NeedsGlobals(op)
                 new = items[::2]
-                keys.admit(target, new)
                 spent += _PER_ITEM_DICT * len(new)
-                if spent > budget:
-                    raise _over_budget(spent, budget)
+                if spent + _PER_BYTE * pos > budget:
+                    raise _over_budget(spent + _PER_BYTE * pos, budget)
+                if not _SAFE_KEY_TYPES.issuperset(map(type, new)):
+                    keys.admit(target, new)
                 target.update(zip(new, items[1::2], strict=True))
+            elif op == 0x65:  # APPENDS
+                items = stack
+                stack = marks.pop()
+                push = stack.append
+                target = stack[-1]
+                if type(target) is not list:
+                    raise _NeedsGlobals(op)
+                target.extend(items)
+            elif op == 0x7D:  # EMPTY_DICT
+                push({})
+                spent += _DICT
+                if spent + _PER_BYTE * pos > budget:
+                    raise _over_budget(spent + _PER_BYTE * pos, budget)
+            elif op == 0x5D:  # EMPTY_LIST
+                push([])
+                spent += _LIST
+                if spent + _PER_BYTE * pos > budget:
+                    raise _over_budget(spent + _PER_BYTE * pos, budget)
+            elif op == 0x61:  # APPEND
+                value = stack.pop()
+                if type(stack[-1]) is not list:
+                    raise _NeedsGlobals(op)
+                stack[-1].append(value)
             elif op == 0x73:  # SETITEM
                 value = stack.pop()
                 key = stack.pop()
                 target = stack[-1]
                 if type(target) is not dict:
                     raise _NeedsGlobals(op)
+                spent += _PER_ITEM_DICT
+                if spent + _PER_BYTE * pos > budget:
+                    raise _over_budget(spent + _PER_BYTE * pos, budget)
                 keys.admit(target, (key,))
                 target[key] = value
-                spent += _PER_ITEM_DICT
+            elif op == 0x6C:  # LIST
+                items = stack
+                stack = marks.pop()
+                push = stack.append
+                push(items)
             elif op == 0x8F:  # EMPTY_SET
                 push(set())
                 spent += _SET
+                if spent + _PER_BYTE * pos > budget:
+                    raise _over_budget(spent + _PER_BYTE * pos, budget)
             elif op == 0x90 or op == 0x91:  # ADDITEMS, FROZENSET
                 items = stack
                 stack = marks.pop()
                 push = stack.append
                 spent += _PER_ITEM_SET * len(items) + (_SET if op == 0x91 else 0)
-                if spent > budget:
-                    raise _over_budget(spent, budget)
+                if spent + _PER_BYTE * pos > budget:
+                    raise _over_budget(spent + _PER_BYTE * pos, budget)
                 if op == 0x91:
                     keys.fresh(items, "frozenset")
                     push(frozenset(items))
@@ -448,6 +465,8 @@ def decode_plain(data: bytes, budget: int, *, containers: bool = True) -> Any:
                 target.update(items)
             else:
                 raise _NeedsGlobals(op)
+            if check_all and spent + _PER_BYTE * pos > budget:
+                raise _over_budget(spent + _PER_BYTE * pos, budget)
     except (IndexError, struct.error):
         raise _truncated() from None
 
@@ -954,8 +973,10 @@ class GuardedUnpickler(_PythonUnpickler):  # type: ignore[misc]
         self.stack.append(self._made(set()))
 
     def load_list(self) -> None:
-        self.stack.append(self._made(self.pop_mark()))
-        self._spend(_PER_ITEM_LIST * len(self.stack[-1]))
+        # pop_mark first: it replaces self.stack (the list it returns was the mark's stack)
+        made = self._made(self.pop_mark())
+        self.stack.append(made)
+        self._spend(_PER_ITEM_LIST * len(made))
 
     def load_dict(self) -> None:
         items = self.pop_mark()
@@ -1120,6 +1141,8 @@ def loads_value(
 
         return dill.loads(body, buffers=buffers)
     try:
+        if len(body) <= SMALL_PICKLE:
+            return PlainUnpickler(io.BytesIO(body), buffers=buffers).load()
         return decode_plain(body, budget)
     except _NeedsGlobals:
         pass
