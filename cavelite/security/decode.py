@@ -19,9 +19,17 @@ attributes; ``APPEND``/``SETITEM`` fill containers). So:
   decoded as an inert placeholder and swapped for the real object only
   after decoding, inside plain containers: no opcode ever sees it.
 
+- Decoding costs what the bytes weigh (see "budgets" below): a memory budget
+  charged as objects are made, at most `MAX_SAME_HASH` keys of one hash per
+  dict or set, and reconstructors called only as honest pickles call them
+  (`_call_policies`), so that no small pickle allocates from a size, computes
+  a huge power, rebuilds a dtype with lying flags or names a file.
+
 Plain data (no globals at all: lists, dicts, numbers, strings) cannot reach
-any pre-existing object, so it is decoded by the C unpickler at full speed;
-anything else goes through the guarded pure-Python unpickler below.
+any pre-existing object. Up to `SMALL_PICKLE` bytes it goes to the C
+unpickler (nothing that small costs much); larger, to `decode_plain`, a
+linear, budgeted decoder of plain opcodes. Anything else goes through the
+guarded pure-Python unpickler below.
 """
 
 from __future__ import annotations
@@ -234,6 +242,18 @@ _unpack_u4 = struct.Struct("<I").unpack_from
 _unpack_u8 = struct.Struct("<Q").unpack_from
 _unpack_u2 = struct.Struct("<H").unpack_from
 _sizeof = sys.getsizeof
+# BININT1, BINFLOAT, BININT2, BININT: the bytes an opcode takes, how its argument reads.
+_NUMBER_STRIDE = {0x4B: 2, 0x47: 9, 0x4D: 3, 0x4A: 5}
+_NUMBER = {0x4B: struct.Struct("<B").unpack_from, 0x47: _unpack_float, 0x4D: _unpack_u2,
+           0x4A: _unpack_i4}
+_NUMBER_CODE = {0x4B: "<", 0x47: ">", 0x4D: "<", 0x4A: "<"}, {0x4B: "xB", 0x47: "xd",
+                                                              0x4D: "xH", 0x4A: "xi"}
+_RUN = 1000  # what pickle writes between two APPENDS
+
+
+@functools.lru_cache(maxsize=64)
+def _number_run(op: int, count: int) -> struct.Struct:
+    return struct.Struct(_NUMBER_CODE[0][op] + _NUMBER_CODE[1][op] * count)
 
 
 def _truncated() -> pickle.UnpicklingError:
@@ -282,12 +302,18 @@ def decode_plain(data: bytes, budget: int, *, containers: bool = True) -> Any:
             elif op == 0x68:  # BINGET
                 push(memo[data[pos]])
                 pos += 1
-            elif op == 0x4B:  # BININT1
-                push(data[pos])
-                pos += 1
-            elif op == 0x47:  # BINFLOAT
-                push(_unpack_float(data, pos)[0])
-                pos += 8
+            elif op == 0x4B or op == 0x47 or op == 0x4D or op == 0x4A:
+                # BININT1, BINFLOAT, BININT2, BININT: a list of numbers is a run of one of
+                # them, back to back (stride: the opcode and its argument); read it in C.
+                stride = _NUMBER_STRIDE[op]
+                if data[pos + stride - 1] == op:
+                    run = data[pos - 1:pos - 1 + stride * _RUN:stride]
+                    count = len(run) - len(run.lstrip(run[:1]))
+                    stack.extend(_number_run(op, count).unpack_from(data, pos - 1))
+                    pos += stride * count - 1
+                else:
+                    push(_NUMBER[op](data, pos)[0])
+                    pos += stride - 1
             elif op == 0x28:  # MARK
                 marks.append(stack)
                 stack = []
@@ -295,14 +321,58 @@ def decode_plain(data: bytes, budget: int, *, containers: bool = True) -> Any:
                 spent += _LIST
                 if spent + _PER_BYTE * pos > budget:
                     raise _over_budget(spent + _PER_BYTE * pos, budget)
+            elif op == 0x75 or op == 0x64:  # SETITEMS, DICT
+                if not containers:
+                    raise _NeedsGlobals(op)
+                items = stack
+                stack = marks.pop()
+                push = stack.append
+                if op == 0x64:
+                    push({})
+                    spent += _DICT
+                target = stack[-1]
+                count = len(items)
+                if type(target) is not dict or count % 2:
+                    raise _NeedsGlobals(op)
+                spent += _PER_ITEM_DICT * (count // 2)
+                if spent + _PER_BYTE * pos > budget:
+                    raise _over_budget(spent + _PER_BYTE * pos, budget)
+                i = 0
+                if count <= 16 and str in _SAFE_KEY_TYPES:  # a record: a few str keys
+                    while i < count and type(items[i]) is str:
+                        target[items[i]] = items[i + 1]
+                        i += 2
+                if i < count:
+                    new = items[i::2]
+                    if not _SAFE_KEY_TYPES.issuperset(map(type, new)):
+                        keys.admit(target, new)
+                    target.update(zip(new, items[i + 1::2], strict=True))
+            elif op == 0x7D:  # EMPTY_DICT
+                if not containers:
+                    raise _NeedsGlobals(op)
+                push({})
+                spent += _DICT
+                if spent + _PER_BYTE * pos > budget:
+                    raise _over_budget(spent + _PER_BYTE * pos, budget)
+            elif op == 0x65:  # APPENDS
+                if not containers:
+                    raise _NeedsGlobals(op)
+                items = stack
+                stack = marks.pop()
+                push = stack.append
+                target = stack[-1]
+                if type(target) is not list:
+                    raise _NeedsGlobals(op)
+                target.extend(items)
+            elif op == 0x5D:  # EMPTY_LIST
+                if not containers:
+                    raise _NeedsGlobals(op)
+                push([])
+                spent += _LIST
+                if spent + _PER_BYTE * pos > budget:
+                    raise _over_budget(spent + _PER_BYTE * pos, budget)
             elif op == 0x4E:  # NONE
                 push(None)
-            elif op == 0x4D:  # BININT2
-                push(_unpack_u2(data, pos)[0])
-                pos += 2
-            elif op == 0x4A:  # BININT
-                push(_unpack_i4(data, pos)[0])
-                pos += 4
             elif op == 0x88 or op == 0x89:  # NEWTRUE, NEWFALSE
                 push(op == 0x88)
             elif op == 0x85:  # TUPLE1
@@ -384,49 +454,16 @@ def decode_plain(data: bytes, budget: int, *, containers: bool = True) -> Any:
             elif op == 0x31:  # POP_MARK
                 stack = marks.pop()
                 push = stack.append
-            elif not containers:
-                raise _NeedsGlobals(op)
-            elif op == 0x75 or op == 0x64:  # SETITEMS, DICT
-                items = stack
-                stack = marks.pop()
-                push = stack.append
-                if op == 0x64:
-                    push({})
-                    spent += _DICT
-                target = stack[-1]
-                if type(target) is not dict or len(items) % 2:
-                    raise _NeedsGlobals(op)
-                new = items[::2]
-                spent += _PER_ITEM_DICT * len(new)
-                if spent + _PER_BYTE * pos > budget:
-                    raise _over_budget(spent + _PER_BYTE * pos, budget)
-                if not _SAFE_KEY_TYPES.issuperset(map(type, new)):
-                    keys.admit(target, new)
-                target.update(zip(new, items[1::2], strict=True))
-            elif op == 0x65:  # APPENDS
-                items = stack
-                stack = marks.pop()
-                push = stack.append
-                target = stack[-1]
-                if type(target) is not list:
-                    raise _NeedsGlobals(op)
-                target.extend(items)
-            elif op == 0x7D:  # EMPTY_DICT
-                push({})
-                spent += _DICT
-                if spent + _PER_BYTE * pos > budget:
-                    raise _over_budget(spent + _PER_BYTE * pos, budget)
-            elif op == 0x5D:  # EMPTY_LIST
-                push([])
-                spent += _LIST
-                if spent + _PER_BYTE * pos > budget:
-                    raise _over_budget(spent + _PER_BYTE * pos, budget)
             elif op == 0x61:  # APPEND
+                if not containers:
+                    raise _NeedsGlobals(op)
                 value = stack.pop()
                 if type(stack[-1]) is not list:
                     raise _NeedsGlobals(op)
                 stack[-1].append(value)
             elif op == 0x73:  # SETITEM
+                if not containers:
+                    raise _NeedsGlobals(op)
                 value = stack.pop()
                 key = stack.pop()
                 target = stack[-1]
@@ -438,16 +475,22 @@ def decode_plain(data: bytes, budget: int, *, containers: bool = True) -> Any:
                 keys.admit(target, (key,))
                 target[key] = value
             elif op == 0x6C:  # LIST
+                if not containers:
+                    raise _NeedsGlobals(op)
                 items = stack
                 stack = marks.pop()
                 push = stack.append
                 push(items)
             elif op == 0x8F:  # EMPTY_SET
+                if not containers:
+                    raise _NeedsGlobals(op)
                 push(set())
                 spent += _SET
                 if spent + _PER_BYTE * pos > budget:
                     raise _over_budget(spent + _PER_BYTE * pos, budget)
             elif op == 0x90 or op == 0x91:  # ADDITEMS, FROZENSET
+                if not containers:
+                    raise _NeedsGlobals(op)
                 items = stack
                 stack = marks.pop()
                 push = stack.append
@@ -562,7 +605,7 @@ def _walk_arguments(value: Any, seen: set[int], depth: int = 0) -> None:
     seen.add(id(value))
     if t is dict:
         for key, item in value.items():
-            if key in ("tz", "_tz", "tzinfo") and type(item) is str:
+            if type(key) is str and key in ("tz", "_tz", "tzinfo") and type(item) is str:
                 _check_zone(item)
             _walk_arguments(key, seen, depth + 1)
             _walk_arguments(item, seen, depth + 1)
@@ -642,7 +685,8 @@ _FACTORIES = (list, dict, set, frozenset, tuple, int, float, str, bytes, bool, c
 
 
 def _defaultdict(func: Any, args: tuple[Any, ...]) -> None:
-    if len(args) > 2 or (args and args[0] is not None and args[0] not in _FACTORIES) \
+    if len(args) > 2 or (args and args[0] is not None
+                         and not any(args[0] is f for f in _FACTORIES)) \
             or (len(args) == 2 and type(args[1]) is not dict):
         raise _refuse_call(func, "a defaultdict's factory must be a plain type")
 
