@@ -579,12 +579,15 @@ def _walk_arguments(value: Any, seen: set[int], depth: int = 0) -> None:
 
     Large ranges (lazy here, materialised by whatever takes them), huge ints, and
     time-zone text that pandas would resolve through the file system
-    (``"dateutil/<path>"``, ``"tzlocal()"``) or outside the closed set of zone names.
+    (``"dateutil/<path>"`` anywhere in a string, ``"tzlocal()"``); a ``tz`` entry
+    must name a zone of the closed set.
     Plain containers are walked (each once); other objects were checked when built.
     """
     t = type(value)
     if t is str:
-        if value.startswith(("dateutil", "tzlocal")):
+        # pandas resolves "dateutil/<path>" (also inside a dtype's text,
+        # "datetime64[ns, dateutil/<path>]") and "tzlocal()" through the file system.
+        if "dateutil/" in value or "tzlocal()" in value:
             raise UntrustedTypeError(f"refusing the time zone {value[:80]!r} in a worker's "
                                      "pickle: it names a file")
         return

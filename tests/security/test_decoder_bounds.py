@@ -225,8 +225,10 @@ def test_arrays_of_every_plain_dtype_round_trip(value: np.ndarray) -> None:
            + text("tz") + text("dateutil//etc/passwd") + b"s\x86R"),
     stream(glob("pandas", "DatetimeTZDtype") + b")\x81" + b"}" + text("tz") + text("tzlocal()")
            + b"sb"),
+    stream(glob("pandas", "IntervalDtype") + text("datetime64[ns, dateutil//etc/passwd]")
+           + b"\x85R"),
 ], ids=["zoneinfo_path", "zoneinfo_unpickle_unknown", "timestamp_tz_text", "index_tz_text",
-        "dtype_state_tzlocal"])
+        "dtype_state_tzlocal", "tz_inside_dtype_text"])
 def test_a_time_zone_never_names_a_file(body: bytes) -> None:
     refused_quickly(decode.loads_value, body)
 
@@ -238,11 +240,13 @@ def test_tz_aware_values_round_trip() -> None:
                            "n": [1, 2, 3]}),
              pd.Timestamp("2024-06-01 12:00", tz="Europe/Paris"),
              datetime.datetime(2024, 1, 1, tzinfo=paris),
-             datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=5)))]
+             datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=5))),
+             pd.Series([1], name="dateutil"), {"note": "dateutil is a library"}]
     buffers: list[pickle.PickleBuffer] = []
     back = decode.loads_value(pickle.dumps(value, protocol=5, buffer_callback=buffers.append),
                               buffers)
-    assert back[0].equals(value[0]) and back[1:] == value[1:]
+    assert back[0].equals(value[0]) and back[4].equals(value[4])
+    assert back[1:4] + back[5:] == value[1:4] + value[5:]
     assert str(back[0]["t"].dt.tz) == "Europe/Paris"
 
 
