@@ -15,6 +15,7 @@ import pickle
 from typing import Any
 
 from ..errors import UntrustedTypeError
+from ..security.decode import DEFAULT_BUDGET
 from . import codec
 from .messages import Call, CallResult
 from .registry import RemoteRegistry
@@ -31,11 +32,15 @@ def serving(runtime_id: int) -> bool:
 
 
 def serve(call: Call, buffers: list[Any], registry: RemoteRegistry, types_: dict[str, type],
-          loop: Any, *, nested_in: int) -> tuple[CallResult, list[Any]]:
-    """Run one remote call; its failure is the cell's exception, never the host's."""
+          loop: Any, *, nested_in: int,
+          budget: int = DEFAULT_BUDGET) -> tuple[CallResult, list[Any]]:
+    """Run one remote call; its failure is the cell's exception, never the host's.
+
+    ``budget``: the host memory the decoded arguments may take (the transfer limit).
+    """
     try:
         decoded = codec.decode_from_worker(call.payload, buffers, types_=types_,
-                                           refs=registry.objects)
+                                           refs=registry.objects, budget=budget)
         if not (type(decoded) is tuple and len(decoded) == 2 and type(decoded[0]) is tuple
                 and type(decoded[1]) is dict and all(type(k) is str for k in decoded[1])):
             raise TypeError("malformed call arguments")

@@ -203,9 +203,14 @@ def encode_for_host(value: Any, types_: dict[str, type], *, trusted: bool) -> En
 
 
 def decode_from_worker(payload: bytes, buffers: list[Any], *, types_: dict[str, type],
-                       refs: dict[int, Any], trusted: bool = False) -> Any:
-    """Host side: the restricted decoder (see `cavelite.security.decode`)."""
-    return decode.loads_value(payload, buffers, types=types_, refs=refs, trusted=trusted)
+                       refs: dict[int, Any], trusted: bool = False,
+                       budget: int = decode.DEFAULT_BUDGET) -> Any:
+    """Host side: the restricted decoder (see `cavelite.security.decode`).
+
+    ``budget``: the host memory the decoded value may take (the transfer limit).
+    """
+    return decode.loads_value(payload, buffers, types=types_, refs=refs, trusted=trusted,
+                              budget=budget)
 
 
 # --- host -> worker: remote-call results ------------------------------------------------------------

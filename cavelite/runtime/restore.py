@@ -36,7 +36,7 @@ def pack_snapshot(variables: dict[str, bytes], descriptions: dict[str, str], typ
 
 
 def parse_snapshot(blob: bytes) -> SnapshotState:
-    state = loads_plain(blob)
+    state = loads_plain(blob, budget=4 * len(blob) + (64 << 20))  # mostly bytes: ~1x
     if (type(state) is not dict or type(state.get("vars")) is not dict
             or type(state.get("descriptions")) is not dict or type(state.get("types")) is not list):
         raise ValueError("not a snapshot of this cavelite version")

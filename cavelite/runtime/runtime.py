@@ -269,7 +269,8 @@ class Runtime(AsyncTwins):
                                            expect=Value, with_buffers=True)
             try:
                 return codec.decode_from_worker(reply.payload, buffers, types_=self._records.types,
-                                                refs=self._registry.objects, trusted=trusted)
+                                                refs=self._registry.objects, trusted=trusted,
+                                                budget=self._config.transfer_limit)
             except UntrustedTypeError as exc:
                 raise UntrustedTypeError(f"cannot retrieve {name!r}: {exc}") from None
             except Exception as exc:  # what a hostile pickle can provoke in the decoder
@@ -409,7 +410,8 @@ class Runtime(AsyncTwins):
 
     def _serve_call(self, call: Call, buffers: list[Any]) -> tuple[CallResult, list[Any]]:
         return calls.serve(call, buffers, self._registry, self._records.types,
-                           getattr(self._loop, "value", None), nested_in=id(self))
+                           getattr(self._loop, "value", None), nested_in=id(self),
+                           budget=self._config.transfer_limit)
 
     def _rebind(self) -> None:
         """A fresh worker replaced a lost one: bind the host's remotes and types again."""

@@ -2,9 +2,14 @@
 
 A message (see `messages`) is pickled as ``(kind, fields, released)``: the
 kind's name, its fields as a tuple (nested records as tuples too) and the
-remote references the worker let go of. Plain data means the host decodes
-it with an unpickler that may load *no* globals at all, and then every field
-is checked against its declared type and bound. That check is where
+remote references the worker let go of. The host decodes a worker's message
+with `decode_plain` restricted to what a head holds: None, bools, ints,
+floats, str, bytes and tuples (no globals, no lists, dicts or sets, so no
+hash to collide), within a memory budget proportional to the frame (one
+opcode can otherwise make a 216-byte set), in time linear in its size; a
+head of at most `SMALL_PICKLE` bytes, which cannot cost much whatever it
+holds, goes to the C unpickler without globals. Then every field is checked
+against its declared type and bound. That check is where
 promise 4 lives: a field of the wrong type (a numpy string, a cell-made
 ``str`` subclass), an oversized one, an unknown kind or a missing field is
 a `ProtocolError`, never a value the host acts on.
@@ -29,7 +34,7 @@ from collections.abc import Callable
 from typing import Any, Literal, get_args, get_origin
 
 from ..errors import ProtocolError
-from ..security.decode import PlainUnpickler
+from ..security.decode import SMALL_PICKLE, NeedsGlobals, PlainUnpickler, decode_plain
 from ..security.violation import Violation
 from .messages import HOST_KINDS, WORKER_KINDS, ZYGOTE_KINDS, Limits, Message
 from .results import CellError, Figure, VariableInfo
@@ -222,9 +227,21 @@ def encode(message: Message, released: tuple[int, ...] = (), *, coerce: bool = F
     return body, buffers
 
 
-def _head(body: bytes, accept: tuple[type[Any], ...]) -> tuple[type[Any], tuple[Any, ...], Any]:
+# What a decoded head may take beyond its bytes: honest heads of short strings (names,
+# summaries) take a few times their size; one byte of a hostile head could take 216.
+HEAD_BUDGET = 64 << 20
+
+
+def _head(body: bytes, accept: tuple[type[Any], ...],
+          trusted: bool = False) -> tuple[type[Any], tuple[Any, ...], Any]:
     try:
-        head = PlainUnpickler(io.BytesIO(body)).load()
+        if trusted or len(body) <= SMALL_PICKLE:  # the C unpickler, still without globals
+            head = PlainUnpickler(io.BytesIO(body)).load()
+        else:
+            head = decode_plain(body, 4 * len(body) + HEAD_BUDGET, containers=False)
+    except NeedsGlobals as exc:
+        raise _fail("undecodable: not a (kind, fields, released) triple of plain fields (a list, "
+                    f"dict, set or global: opcode {plain_text(str(exc), 40)})") from None
     except Exception as exc:  # anything a hostile byte stream can provoke
         raise _fail(f"undecodable ({type(exc).__name__}: {plain_text(str(exc), 200)})") from None
     if type(head) is not tuple or len(head) != 3 or type(head[0]) is not str:
@@ -242,7 +259,7 @@ def decode(body: bytes, *, accept: tuple[type[Any], ...],
            limits: Limits = DEFAULT_LIMITS) -> tuple[Any, tuple[int, ...]]:
     """Decode and check one message of one of the ``accept`` kinds; returns it and the releases.
 
-    The unpickler loads no globals at all: only plain data can come out of it.
+    Only plain data comes out of the decoder (see the module docstring).
     """
     cls, fields, released = _head(body, accept)
     if type(released) is not tuple or len(released) > limits.items or any(
@@ -258,5 +275,5 @@ def decode_request(body: bytes, *, accept: tuple[type[Any], ...]) -> Any:
     The host is trusted: the shape is checked (plain data, a known kind, the
     right number of fields), its fields are taken as they are.
     """
-    cls, fields, _released = _head(body, accept)
+    cls, fields, _released = _head(body, accept, trusted=True)
     return cls(*fields)

@@ -48,9 +48,6 @@ _HOST = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="red team: 0.5 s of cell time (one colliding dict, 200 "
-                   "O(n) copies) keeps the host in the C unpickler for ~90 s, GIL held, past "
-                   "request_timeout and cell_timeout")
 @pytest.mark.parametrize("action", ["rt.retrieve('copies')",
                                     "rt.execute('count(copies)', timeout=2).error"],
                          ids=["retrieve", "remote_call"])
