@@ -88,8 +88,6 @@ def test_a_taken_sessions_snapshot_cannot_rewrite_the_session_that_restores_it(t
         restored.close()
 
 
-@pytest.mark.xfail(strict=True, reason="red team: Snapshot.from_bytes lets RecursionError out of "
-                   "json.loads (a deeply nested header), not a CaveliteError")
 def test_a_corrupt_snapshot_header_is_a_cavelite_error() -> None:
     header = b"[" * 100_000
     data = Snapshot._MAGIC + len(header).to_bytes(4, "little") + header
