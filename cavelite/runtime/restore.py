@@ -32,7 +32,11 @@ Methods a library generated from text at run time (dataclasses' ``__init__``,
 ``__repr__``, ``__eq__``, file ``<string>``) have no source to compile again:
 their bytecode is dropped and a dataclass is decorated again here from its
 fields (a namedtuple is made again by ``collections.namedtuple``). Generated
-code anywhere else makes the restore fail.
+code anywhere else makes the restore fail. Code the host injected by value (a
+``remote=False`` helper, an injected class's methods) has no source either:
+its bytecode loads only if every name it reaches is public and it writes only
+attributes of its first argument, i.e. if it can do nothing a cell's guarded
+code could not; it runs with the cave's builtins.
 """
 
 from __future__ import annotations
@@ -185,6 +189,7 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
         self._library_globals: dict[int, dict[str, Any]] = {}
         self._helpers = _DillHelpers()
         self._pending: set[int] = set()  # generated methods not yet made again
+        self._host_code_ids: set[int] = set()
         self._special: dict[tuple[str, str], Any] = {
             ("dill._dill", "_create_function"): self._create_function,
             ("dill._dill", "_create_code"): self._create_code,
@@ -292,9 +297,7 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
     def _library_code(self, forged: Any) -> Any:
         real = os.path.realpath(forged.co_filename)
         if not any(real.startswith(root + os.sep) for root in library_roots()):
-            raise pickle.UnpicklingError(
-                f"the snapshot holds code from {forged.co_filename!r}, which is neither a cell "
-                "nor a library")
+            return self._host_code(forged)
         for module in list(sys.modules.values()):
             path = getattr(module, "__file__", None)
             if not isinstance(path, str) or os.path.realpath(path) != real:
@@ -307,6 +310,19 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
         raise pickle.UnpicklingError(
             f"the snapshot's {forged.co_qualname!r} is not code of {forged.co_filename}")
 
+    def _host_code(self, forged: Any) -> Any:
+        """Code the host injected by value (a helper, an injected class's methods): no source
+        to compile again, so its bytecode is loaded, but only if it could do nothing a cell's
+        own code cannot: every name it reaches is public (what a cell reads without a guard),
+        and it writes attributes of its first argument only (``self.x = ...``)."""
+        why = _unguarded_reach(forged, self._guard)
+        if why is not None:
+            raise pickle.UnpicklingError(
+                f"the snapshot's {forged.co_qualname!r} (from {forged.co_filename!r}) is refused: "
+                f"{why}; inject it again after restoring")
+        self._host_code_ids.add(id(forged))
+        return forged
+
     def _create_function(self, fcode: Any, fglobals: Any, fname: Any = None, fdefaults: Any = None,
                          fclosure: Any = None, fdict: Any = None, fkwdefaults: Any = None) -> Any:
         if type(fcode) is _Generated:
@@ -314,8 +330,13 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
             return self._fresh_made(fcode)  # stands for the method until it is generated again
         if type(fcode) is not types.CodeType:
             raise pickle.UnpicklingError("a snapshot's function without code")
-        # The restoring namespace (the cave's builtins and guards), or a library's own module.
+        # The restoring namespace (the cave's builtins and guards), a library's own module, or
+        # for the host's code its own globals (the names it uses) with the cave's builtins.
         globals_ = self._library_globals.get(id(fcode), self._namespace)
+        if id(fcode) in self._host_code_ids:
+            if type(fglobals) is not dict or any(type(k) is not str for k in fglobals):
+                raise pickle.UnpicklingError("a snapshot's function with malformed globals")
+            globals_ = {**fglobals, "__builtins__": self._builtins}
         func = types.FunctionType(fcode, globals_, fname, fdefaults, fclosure)
         if fdict:
             if type(fdict) is not dict or any(type(k) is not str for k in fdict):
@@ -453,6 +474,40 @@ class _Generated:
 def _holds_generated(value: Any) -> bool:
     """A placeholder, or a library wrapper around one (dataclasses' recursive __repr__)."""
     return bool(_generated_ids(value))
+
+
+_WRITES = frozenset(["STORE_ATTR", "DELETE_ATTR"])
+_REFUSED_OPS = frozenset(["STORE_GLOBAL", "DELETE_GLOBAL", "IMPORT_STAR"])
+
+
+def _unguarded_reach(code: Any, guard: Guard) -> str | None:
+    """Why this bytecode could reach what a cell's guarded code cannot (None if it cannot).
+
+    Unguarded bytecode differs from a cell's compiled code only where the guards would have
+    been called: names (attributes, globals, imports, all in ``co_names``) that are private,
+    internal or denied, and writes to attributes of objects that are not its own.
+    """
+    import dis
+
+    from ..security.transformer import REFUSED_ATTRIBUTES, SENSITIVE_ATTRIBUTES
+
+    denied = guard.policy.attributes.denied
+    for each in _code_index([code]).values():
+        for name in each.co_names:
+            if name.startswith("_") or name in REFUSED_ATTRIBUTES or name in SENSITIVE_ATTRIBUTES \
+                    or name in denied:
+                return f"it reaches {name!r}"
+        previous = None
+        for op in dis.get_instructions(each):
+            if op.opname in _REFUSED_OPS:
+                return f"it uses {op.opname}"
+            if op.opname in ("STORE_FAST", "DELETE_FAST") and op.arg == 0:
+                return "it rebinds its first argument"
+            if op.opname in _WRITES and not (previous is not None and previous.opname == "LOAD_FAST"
+                                             and previous.arg == 0 and each.co_argcount > 0):
+                return "it writes attributes of objects other than its first argument"
+            previous = op
+    return None
 
 
 def _generated_ids(value: Any) -> set[int]:

@@ -159,6 +159,13 @@ def test_code_generated_from_text_is_made_again_never_loaded(taken: Runtime) -> 
         assert restored.execute("Pt(1).x, repr(Pt(2))").value_repr == "(1, 'Pt(x=2)')"
 
 
+def test_the_hosts_code_in_a_snapshot_reaches_only_what_a_cells_code_could(taken: Runtime) -> None:
+    """Code injected by value has no source here: its bytecode loads only if every name it
+    reaches is public and it writes only its own attributes (``self.x``)."""
+    with pytest.raises(CaveliteError, match="it reaches '__class__'"):
+        _restore_forged(taken, _forged_function_blob("/srv/app/tools.py", {})).close()
+
+
 HONEST = '''
 import dataclasses, functools, collections, zoneinfo, datetime, re
 import numpy as np
