@@ -8,7 +8,8 @@ syntax-highlighted, the block that runs framed apart from blocks that do not
 violations and retries each have their own style, and tokens and time are
 shown per step and in total. Everything the model or a cell produced is
 printed as `Text`, never as rich markup, so a model cannot style (or hide)
-what the user reads.
+what the user reads; the console it is given (`_cli_console.TerminalConsole`)
+makes control characters visible, so neither can drive the terminal.
 """
 
 from __future__ import annotations

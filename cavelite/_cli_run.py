@@ -11,7 +11,6 @@ and the exit code says which signal came (130, 143).
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from cavelite._cli_console import TerminalConsole, json_text
 from cavelite._cli_figures import FigureFolder
 from cavelite._cli_files import DataFileError, save
 from cavelite._cli_model import model_failure
@@ -49,10 +49,10 @@ def run_question(args: argparse.Namespace, err: Console) -> int:
         record["figure_errors"] = figures.errors
         record["saved"] = saved
         record["signal"] = signal.Signals(driven.signal).name if driven.signal else None
-        sys.stdout.write(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(record) + "\n")
         sys.stdout.flush()
     elif reply.completed:
-        Console(soft_wrap=True).print(reply.text, markup=False, highlight=False)
+        TerminalConsole(soft_wrap=True).print(reply.text, markup=False, highlight=False)
     _say_outcome(err, reply, agent.model, saved, driven.signal)
     return code
 

@@ -226,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from cavelite._cli_console import TerminalConsole as Console
 
     err = Console(stderr=True)
     try:

@@ -40,6 +40,10 @@ def env(tmp_path: Path) -> dict[str, str]:
     clean.update(TERM="xterm-256color", XDG_STATE_HOME=str(tmp_path / "state"), HOME=str(tmp_path))
     clean.pop("COLUMNS", None)
     clean.pop("LINES", None)
+    # The command must run the cavelite under test (this checkout), not whichever one the
+    # venv's editable install points at.
+    clean["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(__file__).resolve().parent.parent), clean.get("PYTHONPATH")) if p)
     return clean
 
 

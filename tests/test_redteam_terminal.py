@@ -16,7 +16,6 @@ bytes written to it.
 
 from __future__ import annotations
 
-import pytest
 from fakes import fixtures as loopback
 from fakes.terminal import Terminal
 from test_cli_terminal import COMMAND, env, py  # noqa: F401 - env is a fixture
@@ -34,9 +33,6 @@ CELL = py("E = chr(27)\n"
           "print('ordinary output')")
 
 
-@pytest.mark.xfail(strict=True, reason="red team: cell output reaches the terminal with ESC "
-                   "intact (rich Text keeps it): OSC 52 sets the user's clipboard, OSC 0 the "
-                   "window title")
 def test_cell_output_cannot_drive_the_users_terminal(openai_api, env) -> None:  # noqa: F811
     openai_api.reply(CELL)
     openai_api.reply("Done.")
@@ -49,3 +45,32 @@ def test_cell_output_cannot_drive_the_users_terminal(openai_api, env) -> None:  
         assert TITLE not in term.raw, "the cell retitled the user's terminal (OSC 0)"
     finally:
         term.close()
+
+
+def test_every_control_but_newline_and_tab_is_shown_not_obeyed() -> None:
+    """The console's rule on its own: C0, DEL and C1 in any renderable's text become visible."""
+    import io
+    import json
+
+    from rich.markdown import Markdown
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    from cavelite._cli_console import TerminalConsole, json_text
+
+    hostile = "a\x1b]0;t\x07b\x9b2Jc\x7fd\re\tf\ng"
+    table = Table()
+    table.add_column("name")
+    table.add_row(hostile)
+    out = io.StringIO()
+    console = TerminalConsole(file=out, force_terminal=True, width=100)
+    for renderable in (Panel(hostile), Syntax(hostile, "python"), Markdown(hostile), table, hostile):
+        console.print(renderable, markup=False)
+    written = out.getvalue()
+    plain = written.replace("\x1b[", "")  # rich's own colour codes (CSI) are allowed
+    assert "\x1b" not in plain and "\x07" not in written and "\x9b" not in written
+    assert "\x7f" not in written and "␛" in written and "\\x9b" in written and "Jc␡d" in written
+    record = json_text({"stdout": hostile})
+    assert json.loads(record) == {"stdout": hostile}
+    assert not any(ch in record for ch in "\x1b\x07\x9b\x7f\r")

@@ -7,8 +7,9 @@ its `Runtime`, so the worker gets the same proxy as with a local runtime.
 When a cell calls the proxy, the host's `Runtime` calls the stand-in, which
 asks the request in flight to carry a `CallRequest` back to the client
 (the reply to its Ray call); the client runs it with its own privileges and
-sends the answer with its next Ray call. Results that cannot be copied stay
-in the client too and come back as new stand-ins, as locally.
+sends the answer with its next Ray call. Results are copied or stay in the
+client (coming back as new stand-ins) by the same rule as locally
+(`registry.returned_as`).
 
 A stand-in belongs to the client that injected it (``owner``): a request
 from another process cannot run it, and a client that has gone away never
@@ -24,7 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..runtime.injection import doc_of, is_remote_function
-from ..runtime.registry import RemoteRegistry, describe_callable, is_copyable, public_names
+from ..runtime.registry import (
+    VALUE,
+    RemoteRegistry,
+    copy_failed,
+    describe_callable,
+    from_standard_library,
+    is_copyable,
+    pickles,
+    public_names,
+    returned_as,
+)
 
 
 @dataclass(frozen=True)
@@ -122,14 +133,19 @@ class ClientRemotes:
                                        "requests from that process can run it")
             args = _to_client(request.args, self)
             kwargs = _to_client(request.kwargs, self)
+            target = self.registry.objects.get(request.target.ref)
             result = self.registry.resolve(request.op, request.target.ref, request.name, args,
                                            kwargs, loop=loop)
-            return CallAnswer(True, self._outgoing(result))
+            return CallAnswer(True, self._outgoing(result, from_standard_library(target)))
         except Exception as exc:
             return CallAnswer(False, None, type(exc).__name__, str(exc))
 
-    def _outgoing(self, value: Any) -> Any:
-        if is_copyable(value, tuple(self.types.values())):
+    def _outgoing(self, value: Any, stdlib_target: bool) -> Any:
+        """As locally (`registry.returned_as`): values copied, the client's own objects stay."""
+        types = tuple(self.types.values())
+        if returned_as(value, types, stdlib_target=stdlib_target) == VALUE:
+            if not is_copyable(value, types) and not pickles(value, types):
+                raise copy_failed(TypeError(f"cannot pickle {type(value).__name__!r} object"))
             return value
         return self.describe(value)
 

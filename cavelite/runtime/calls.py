@@ -2,8 +2,9 @@
 
 A cell's proxy sends `Call`; the host decodes the arguments with the
 restricted decoder (host objects come back by reference), runs the function
-or attribute read with the host's privileges, and encodes the result (plain
-data copied, anything else as a new remote reference). A tool may use the
+or attribute read with the host's privileges, and encodes the result (values
+copied, the host's own objects as new remote references, standard-library
+capabilities refused: see `registry.returned_as`). A tool may use the
 runtime whose cell called it: `serving` tells `Runtime` it runs nested in one
 of its own calls, so it must not wait for its own lock.
 """
@@ -18,7 +19,7 @@ from ..errors import UntrustedTypeError
 from ..security.decode import DEFAULT_BUDGET
 from . import codec
 from .messages import Call, CallResult
-from .registry import RemoteRegistry
+from .registry import NotHandedOut, RemoteRegistry, from_standard_library
 
 # Runtimes (by id) whose remote call is running in this context (it follows threads
 # a tool hops to, since asyncio.to_thread and run_in_executor copy the context).
@@ -49,7 +50,10 @@ def serve(call: Call, buffers: list[Any], registry: RemoteRegistry, types_: dict
             result = registry.resolve(call.op, call.ref, call.name, *decoded, loop=loop)
         finally:
             _SERVING.reset(token)
-        payload, out = codec.encode_call_result(result, registry, types_)
+        payload, out = codec.encode_call_result(
+            result, registry, types_,
+            stdlib_target=call.ref in registry.objects
+            and from_standard_library(registry.objects[call.ref]))
         return CallResult(True, payload, "", ""), out
     except Exception as exc:
         return _error(exc), []
@@ -57,6 +61,8 @@ def serve(call: Call, buffers: list[Any], registry: RemoteRegistry, types_: dict
 
 def _error(exc: Exception) -> CallResult:
     message = str(exc)
+    if isinstance(exc, NotHandedOut):
+        return CallResult(False, b"", "TypeError", message)
     if isinstance(exc, UntrustedTypeError):
         return CallResult(False, b"", "TypeError", "an argument cannot be sent to the host: only "
                           f"plain data, numpy, pandas and injected types travel ({exc})")

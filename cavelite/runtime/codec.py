@@ -35,7 +35,16 @@ from ..errors import UnpicklableValueError
 from ..security import decode
 from ..security.audit import library_roots
 from .proxies import RemoteObject
-from .registry import RemoteRegistry, describe_callable, is_copyable, public_names
+from .registry import (
+    VALUE,
+    NotHandedOut,
+    RemoteRegistry,
+    copy_failed,
+    describe_callable,
+    is_copyable,
+    public_names,
+    returned_as,
+)
 
 TYPE = decode.TYPE_TAG
 REMOTE = decode.REMOTE_TAG
@@ -219,11 +228,12 @@ class _HostPickler(pickle.Pickler):
     """Pickles remote-call results: non-copyable objects become remote references."""
 
     def __init__(self, file: io.BytesIO, registry: RemoteRegistry, types_: dict[str, type],
-                 **kwargs: Any):
+                 stdlib_target: bool, **kwargs: Any):
         super().__init__(file, protocol=5, **kwargs)
         self.registry = registry
         self.type_names = _type_names(types_)
         self.types = tuple(types_.values())
+        self.stdlib_target = stdlib_target
 
     def persistent_id(self, obj: Any) -> Any:
         if isinstance(obj, type):
@@ -234,6 +244,8 @@ class _HostPickler(pickle.Pickler):
             return None
         if isinstance(obj, type) and (obj.__module__ or "").split(".")[0] in _BY_NAME_MODULES:
             return None
+        if returned_as(obj, self.types, stdlib_target=self.stdlib_target) == VALUE:
+            return None  # a standard-library value: copied into the cave
         ref = self.registry.register(obj)
         if callable(obj):
             name, doc, signature, is_async = describe_callable(obj)
@@ -241,10 +253,25 @@ class _HostPickler(pickle.Pickler):
         return (OBJECT, ref, type(obj).__name__, public_names(obj))
 
 
-def encode_call_result(result: Any, registry: RemoteRegistry, types_: dict[str, type]) -> Encoded:
+def encode_call_result(result: Any, registry: RemoteRegistry, types_: dict[str, type], *,
+                       stdlib_target: bool = False) -> Encoded:
+    """Host side: a remote call's result, values copied and host objects by reference (see
+    `registry.returned_as`; ``stdlib_target``: the callee is a standard-library object the
+    host handed out)."""
     bio = io.BytesIO()
     buffers: list[Any] = []
-    _HostPickler(bio, registry, types_, buffer_callback=buffers.append).dump(result)
+    first_new = registry.next_ref
+    try:
+        _HostPickler(bio, registry, types_, stdlib_target,
+                     buffer_callback=buffers.append).dump(result)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        registry.forget_since(first_new)  # references the worker will never hear of
+        if isinstance(exc, NotHandedOut):
+            raise
+        raise copy_failed(exc) from None
+    except BaseException:
+        registry.forget_since(first_new)
+        raise
     return bio.getvalue(), buffers
 
 

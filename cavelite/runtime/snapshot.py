@@ -32,10 +32,23 @@ class Snapshot:
             raise CaveUsageError("not a cavelite snapshot (or one from another version)")
         start = len(cls._MAGIC)
         size = int.from_bytes(data[start:start + 4], "little")
+        if len(data) < start + 4 + size:
+            raise CaveUsageError("corrupt snapshot header: it is cut short")
         try:
+            # RecursionError: a deeply nested header ("[[[[..."), which json cannot parse.
             header = json.loads(data[start + 4:start + 4 + size])
-            remotes = tuple(str(n) for n in header["remotes"])
-            descriptions = tuple((str(k), str(v)) for k, v in header["descriptions"].items())
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise CaveUsageError(f"corrupt snapshot header: {exc}") from None
-        return cls(data[start + 4 + size:], remotes, descriptions)
+        except (ValueError, RecursionError) as exc:
+            raise CaveUsageError(f"corrupt snapshot header: {_reason(exc)}") from None
+        # Only the shape to_bytes writes: a list of names and a dict of texts (str() of
+        # anything else could recurse or be huge).
+        remotes, descriptions = (header.get("remotes"), header.get("descriptions")) \
+            if type(header) is dict else (None, None)
+        if type(remotes) is not list or any(type(n) is not str for n in remotes) \
+                or type(descriptions) is not dict \
+                or any(type(v) is not str for v in descriptions.values()):
+            raise CaveUsageError("corrupt snapshot header: not the header of a cavelite snapshot")
+        return cls(data[start + 4 + size:], tuple(remotes), tuple(descriptions.items()))
+
+
+def _reason(exc: BaseException) -> str:
+    return "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]

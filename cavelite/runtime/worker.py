@@ -50,7 +50,15 @@ from .messages import (
 )
 from .namespace import Namespace, bound_output, describing, install_time_limits, safe_type_name
 from .proxies import RemoteObject, make_function_proxy, rebuild_exception
-from .restore import dumps_variable, loads_variable, pack_snapshot, parse_snapshot
+from .restore import (
+    cell_sources,
+    dumps_variable,
+    guard_entries,
+    last_cell_number,
+    loads_variable,
+    pack_snapshot,
+    parse_snapshot,
+)
 from .results import CellError
 
 _MUTATING = (InjectValue, InjectEnum, InjectRemote, Delete, Restore)
@@ -274,21 +282,32 @@ class Worker:
 
     def on_snapshot(self, request: TakeSnapshot, buffers: list[Any], nested: bool) -> Any:
         data, failed = {}, []
+        entries = guard_entries(self.space.ns)
         for name in self.space.user_names():
             value = self.space.ns[name]
             try:
-                data[name] = dumps_variable(value)
+                data[name] = dumps_variable(value, entries)
             except Exception as exc:
                 failed.append(f"{name} ({safe_type_name(value)}): {_message(exc)}")
         if failed:
             return Failure(ErrorCode.UNPICKLABLE, "cannot snapshot these variables: "
                            + "; ".join(failed))
-        blob = pack_snapshot(data, self.space.descriptions, list(self.space.types))
+        blob = pack_snapshot(data, self.space.descriptions, list(self.space.types), cell_sources())
         return SnapshotBlob(blob, tuple(sorted(self.space.remotes)))
 
     def on_restore(self, request: Restore, buffers: list[Any], nested: bool) -> Any:
         state = parse_snapshot(request.blob)
-        restored = {name: loads_variable(raw, self.space.ns) for name, raw in state.variables.items()}
+        compiled: dict[str, Any] = {}
+        restored = {}
+        for name, raw in state.variables.items():
+            try:
+                restored[name] = loads_variable(raw, self.space.ns, self.guard, state.sources,
+                                                compiled)
+            except Exception as exc:  # a refusal, or a value that does not rebuild here
+                return Failure(ErrorCode.FAILED, "the snapshot was refused, nothing of it was "
+                               f"restored: variable {wire.plain_text(name, 200)!r}: {_message(exc)}")
+        # Restored functions keep their cells' names: this worker's cells are numbered after them.
+        self.cell_counter = max(self.cell_counter, last_cell_number(state.sources))
         self.guard.harden()
         self.space.ns.update(restored)
         for name in state.types:

@@ -38,16 +38,9 @@ REACH = {
 }
 
 
-_PATH_HARM = pytest.mark.xfail(strict=True, reason="red team: a tool that returns a pathlib.Path "
-                               "(or a list of them) gives the cell the Path's public methods in "
-                               "the host: it reads the canary and writes next to it")
-
-
-# In a DataFrame the Path is copied by value into the worker, where the audit hook and
-# Landlock stop it: that shape holds.
-@pytest.mark.parametrize("shape", [pytest.param("path", marks=_PATH_HARM),
-                                   pytest.param("list_of_paths", marks=_PATH_HARM),
-                                   "dataframe_of_paths"])
+# In every shape the Path is copied by value into the worker, where the audit hook and
+# Landlock stop it.
+@pytest.mark.parametrize("shape", ["path", "list_of_paths", "dataframe_of_paths"])
 def test_a_tool_returning_a_path_does_not_open_the_hosts_files(canary, make_harm, shape: str) -> None:
     reports = canary.dir / "reports"
     reports.mkdir(exist_ok=True)
@@ -68,6 +61,104 @@ def test_a_tool_returning_a_path_does_not_open_the_hosts_files(canary, make_harm
             harm.assert_none(result)
         finally:
             canary.host_marker.unlink(missing_ok=True)
+
+
+# What a tool returns that belongs to Python's standard library and is not a value: each would
+# be a capability over the host's files, sockets or processes if it came back as a proxy.
+CAPABILITIES = {
+    "open file": "open(secret)",
+    "directory entry": "list(os.scandir(secret.parent))[0]",
+    "sqlite connection": "sqlite3.connect(':memory:')",
+    "socket": "socket.socket()",
+    "generator": "(n for n in range(3))",
+    "function": "os.remove",
+    "builtin": "open",
+    "bound method": "secret.read_text",
+    "method of a class": "subprocess.Popen.communicate",
+    "zip file": "zipfile.ZipFile(io.BytesIO(), 'w')",
+    "logging handler": "logging.FileHandler(secret, delay=True)",
+}
+
+
+@pytest.mark.parametrize("what", list(CAPABILITIES))
+def test_a_tool_returning_a_standard_library_capability_hands_out_nothing(canary, make_harm,
+                                                                         what: str) -> None:
+    import io
+    import logging
+    import socket
+    import sqlite3
+    import subprocess
+    import zipfile
+
+    names = {"io": io, "logging": logging, "os": os, "socket": socket, "sqlite3": sqlite3,
+             "subprocess": subprocess, "zipfile": zipfile, "secret": canary.file}
+    made: list[object] = []
+
+    def tool() -> object:
+        """Returns something it should not."""
+        made.append(eval(CAPABILITIES[what], names))  # noqa: S307 - the test's own table
+        return made[-1]
+
+    with Runtime(cell_timeout=10) as rt:
+        rt.inject("tool", tool)
+        harm = make_harm(rt)
+        result = rt.execute("got = tool()")
+        assert result.error is not None and result.error.type == "TypeError", result
+        assert "standard library" in result.error.message
+        assert rt.execute("'got' in dir()").value_repr == "False"
+        harm.assert_none(result)
+        assert rt.execute("tool.__name__").ok, "the session goes on"
+    for each in made:
+        close = getattr(each, "close", None)
+        if callable(close) and not isinstance(each, type):
+            close()
+
+
+def test_standard_library_values_are_copied_and_the_hosts_own_objects_stay_remote(canary) -> None:
+    import types as types_
+
+    class Lights:
+        def __init__(self) -> None:
+            self.lit = False
+
+        def on(self) -> str:
+            self.lit = True
+            return "on"
+
+    lights = Lights()
+
+    def kitchen() -> object:
+        """A room: plain values and the host's own object inside a standard-library one."""
+        return types_.SimpleNamespace(name="kitchen", path=canary.file, lights=lights)
+
+    with Runtime(cell_timeout=10) as rt:
+        rt.inject("kitchen", kitchen)
+        r = rt.execute("room = kitchen()\n"
+                       "(type(room).__name__, room.name, type(room.path).__name__, "
+                       "room.path.name, room.lights.on())")
+        assert r.ok, r.error
+        assert r.value_repr == f"('SimpleNamespace', 'kitchen', 'PosixPath', '{canary.file.name}', 'on')"
+        assert lights.lit, "the host's own object is still reached by reference"
+        refused = rt.execute("room.path.read_text()")  # the copy has the worker's powers
+        assert refused.error is not None and canary.file.read_text() not in str(refused)
+
+
+def test_a_standard_library_object_the_host_handed_out_keeps_what_it_returns() -> None:
+    """An explicit grant (remote=True) of a connection: its cursor stays remote, rows are values."""
+    import sqlite3
+
+    db = sqlite3.connect(":memory:", check_same_thread=False)
+    db.execute("create table t (x)")
+    db.execute("insert into t values (1), (2)")
+    try:
+        with Runtime(cell_timeout=10) as rt:
+            rt.inject("db", db, remote=True)
+            r = rt.execute("cursor = db.execute('select x from t order by x')\n"
+                           "cursor.fetchall()")
+            assert r.ok, r.error
+            assert r.value_repr == "[(1,), (2,)]"
+    finally:
+        db.close()
 
 
 def test_a_host_that_forked_still_takes_its_sessions_with_it() -> None:
