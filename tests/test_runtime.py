@@ -335,6 +335,24 @@ def test_remote_calls_in_a_loop(rt: Runtime) -> None:
     assert len(calls) == 10_000 and calls[-1] == 9999
 
 
+def test_remote_function_returns_frames_and_arrays_by_value(rt: Runtime) -> None:
+    calls: list[str] = []
+
+    def load(region: str) -> pd.DataFrame:
+        """A tool that hands the cell a table."""
+        calls.append(region)
+        return pd.DataFrame({"region": [region] * 3, "amount": [1.5, 2.5, 3.0]})
+
+    rt.inject("load", load)
+    rt.inject("grid", lambda: np.arange(6.0).reshape(2, 3))
+    result = rt.execute("df = load('East')\ng = grid()\ntotal = float(df.amount.sum() + g.sum())\ntype(df).__name__")
+    assert result.ok, result.for_model()
+    assert result.value_repr == "'DataFrame'"
+    assert calls == ["East"]  # one call in the host: rebuilding the frame did not call back
+    assert rt.retrieve("total") == 22.0
+    pd.testing.assert_frame_equal(rt.retrieve("df"), load("East"))
+
+
 def test_remote_object_methods_attributes_and_nesting(rt: Runtime) -> None:
     device = Thermostat()
     rt.inject("thermo", device, remote=True, description="living room")

@@ -101,6 +101,26 @@ def resolve(expected: Expected, world: World) -> Any:
     return expected(world) if callable(expected) and not isinstance(expected, type) else expected
 
 
+def reference(task_build: Callable[[], World], turns: Sequence[Turn], upto: int) -> World:
+    """A fresh world after the oracle's correct cells of the first ``upto`` turns, run in the host.
+
+    For checks whose expected state depends on earlier steps (ship what stock
+    allows, then restock...): the reference solution computes it once.
+    """
+    import contextlib
+    import datetime
+    import io
+    from decimal import Decimal
+
+    world = task_build()
+    namespace: dict[str, Any] = {"Decimal": Decimal, "datetime": datetime, **world.tools, **world.data}
+    namespace.update({c.__name__: c for c in world.types})
+    with contextlib.redirect_stdout(io.StringIO()):
+        for turn in turns[:upto]:
+            exec(compile(turn.code, "<reference>", "exec"), namespace)  # our own reference cells
+    return world
+
+
 def split_of(index: int) -> Split:
     """Every third task of a suite is held out for the test split."""
     return "test" if index % 3 == 2 else "dev"

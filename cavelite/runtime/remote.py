@@ -17,6 +17,7 @@ import fractions
 import inspect
 import io
 import pickle
+import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,10 @@ _CONTAINERS = (list, tuple, dict, set, frozenset)
 # Classes from these packages exist in the worker too, so they travel by name.
 _BY_NAME_MODULES = frozenset(["builtins", "cavelite", "numpy", "pandas", "datetime", "decimal", "fractions",
                               "collections", "uuid"])
+# Pickled numpy and pandas values name their rebuild functions (numpy's _reconstruct,
+# pandas' _unpickle_block, copyreg's _reconstructor); those must travel by name too,
+# or the worker would call back into the host for every block of a returned DataFrame.
+_REBUILD_MODULES = frozenset(["numpy", "pandas", "copyreg"])
 
 
 class RemoteError(Exception):
@@ -241,6 +246,15 @@ def is_copyable(obj: Any, types: tuple[type, ...]) -> bool:
     return bool(types) and isinstance(obj, types)
 
 
+def _is_rebuild_function(obj: Any) -> bool:
+    """A module-level numpy/pandas/copyreg function, which pickle saves as a global name."""
+    module = getattr(obj, "__module__", None)
+    if not isinstance(module, str) or module.split(".")[0] not in _REBUILD_MODULES or isinstance(obj, type):
+        return False
+    owner = sys.modules.get(module)
+    return owner is not None and getattr(owner, getattr(obj, "__name__", ""), None) is obj
+
+
 class HostPickler(pickle.Pickler):
     """Pickles remote-call results: non-copyable objects become remote references."""
 
@@ -259,6 +273,10 @@ class HostPickler(pickle.Pickler):
         if is_copyable(obj, self.types):
             return None
         if isinstance(obj, type) and (obj.__module__ or "").split(".")[0] in _BY_NAME_MODULES:
+            return None
+        if isinstance(obj, pickle.PickleBuffer):
+            return None  # an array's data, sent out of band
+        if _is_rebuild_function(obj):
             return None
         ref = self.registry.register(obj)
         if callable(obj):
