@@ -218,6 +218,8 @@ class JsonFcSession(_LoopSession):
         if self.tools:
             schemas = "\n".join(json.dumps(t.schema(), ensure_ascii=False) for t in self.tools.values())
             parts.append("## Tools\n\n" + schemas)
+        else:
+            parts.append("## Tools\n\nThis task has no tools: work it out and answer in plain text.")
         self.system_text = "\n\n".join(p for p in parts if p) + "\n"
         log.write("system", text=self.system_text)
 
@@ -228,7 +230,7 @@ class JsonFcSession(_LoopSession):
         return f"Current data (JSON):\n{data}\n\n"
 
     def act(self, step: int, reply: str) -> str | None:
-        calls = parse_calls(reply)
+        calls = parse_calls(reply, set(self.tools))
         if not calls:
             return None
         results = []
@@ -253,8 +255,13 @@ class JsonFcSession(_LoopSession):
         return toolkit.to_json(value, self.settings.max_output_chars)
 
 
-def parse_calls(text: str) -> list[tuple[str, Any]]:
-    """Tool calls in a reply: JSON objects with a name and arguments, anywhere in the text."""
+def parse_calls(text: str, tools: set[str]) -> list[tuple[str, Any]]:
+    """Tool calls in a reply: JSON objects naming a tool (and its arguments), anywhere in the text.
+
+    An object counts as a call if it names one of ``tools``, or has an
+    ``arguments`` member (a call to an unknown tool gets an error back, so the
+    model can correct it); other JSON, such as data in an answer, does not.
+    """
     decoder = json.JSONDecoder()
     calls: list[tuple[str, Any]] = []
     index = 0
@@ -267,21 +274,22 @@ def parse_calls(text: str) -> list[tuple[str, Any]]:
         except json.JSONDecodeError:
             index = start + 1
             continue
-        found = [_as_call(v) for v in (value if isinstance(value, list) else [value])]
+        found = [_as_call(v, tools) for v in (value if isinstance(value, list) else [value])]
         if found and all(found):
             calls.extend(c for c in found if c)
         index = end
     return calls
 
 
-def _as_call(value: Any) -> tuple[str, Any] | None:
+def _as_call(value: Any, tools: set[str]) -> tuple[str, Any] | None:
     if not isinstance(value, dict):
         return None
     if isinstance(value.get("function"), dict):  # {"type": "function", "function": {...}}
         value = value["function"]
     name = value.get("name", value.get("tool"))
-    arguments = value.get("arguments", value.get("parameters", value.get("args", {})))
-    if not isinstance(name, str):
+    keys = [k for k in ("arguments", "parameters", "args") if k in value]
+    arguments = value[keys[0]] if keys else {}
+    if not isinstance(name, str) or (name not in tools and not keys):
         return None
     if isinstance(arguments, str):
         try:
