@@ -345,7 +345,8 @@ def test_remote_function_returns_frames_and_arrays_by_value(rt: Runtime) -> None
 
     rt.inject("load", load)
     rt.inject("grid", lambda: np.arange(6.0).reshape(2, 3))
-    result = rt.execute("df = load('East')\ng = grid()\ntotal = float(df.amount.sum() + g.sum())\ntype(df).__name__")
+    result = rt.execute("df = load('East')\ng = grid()\ntotal = float(df.amount.sum() + g.sum())\n"
+                        "type(df).__name__")
     assert result.ok, result.for_model()
     assert result.value_repr == "'DataFrame'"
     assert calls == ["East"]  # one call in the host: rebuilding the frame did not call back

@@ -17,22 +17,28 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cavelite.models.base import Model
-
 from benchmarks.agents import report
 from benchmarks.agents.oracle import Oracle
 from benchmarks.agents.runner import SYSTEMS, TaskRun, run_task
 from benchmarks.agents.session import Settings, Transcript
 from benchmarks.agents.suites import SUITES, select
+from cavelite.models.base import Model
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.agents", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="oracle", help="'oracle' (offline), a model id for --base-url, or claude-*")
-    p.add_argument("--base-url", default=None, help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8765/v1")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.agents",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model", default="oracle", help="'oracle' (offline), a model id for --base-url, or claude-*"
+    )
+    p.add_argument(
+        "--base-url", default=None, help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8765/v1"
+    )
     p.add_argument("--api-key", default=None)
     p.add_argument("--suite", default="all", help=f"comma-separated: {', '.join(SUITES)} (default all)")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated (default: all three)")
@@ -44,9 +50,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--max-tokens", type=int, default=768, help="per model reply")
     p.add_argument("--max-steps", type=int, default=8, help="model calls per user turn, every system")
-    p.add_argument("--agent-option", action="append", default=[], metavar="NAME=VALUE",
-                   help="a CaveLite keyword option for the cavelite system (JSON value), e.g. compact_history=false")
-    p.add_argument("--out", type=Path, default=None, help="directory for table.md, runs.json, transcripts.jsonl")
+    p.add_argument(
+        "--agent-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a CaveLite keyword option for the cavelite system (JSON value), e.g. compact_history=false",
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="directory for table.md, runs.json, transcripts.jsonl"
+    )
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
@@ -56,8 +69,14 @@ def make_model(args: argparse.Namespace, repeat: int) -> Model:
     if args.base_url or not args.model.startswith("claude"):
         from cavelite.models import OpenAIModel
 
-        return OpenAIModel(args.model, base_url=args.base_url, api_key=args.api_key,
-                           max_tokens=args.max_tokens, seed=args.seed + repeat, **options)
+        return OpenAIModel(
+            args.model,
+            base_url=args.base_url,
+            api_key=args.api_key,
+            max_tokens=args.max_tokens,
+            seed=args.seed + repeat,
+            **options,
+        )
     from cavelite.models import AnthropicModel
 
     return AnthropicModel(args.model, api_key=args.api_key, max_tokens=args.max_tokens, **options)
@@ -79,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
-        print(f"unknown system(s): {', '.join(sorted(unknown))}; choose from {', '.join(SYSTEMS)}", file=sys.stderr)
+        print(
+            f"unknown system(s): {', '.join(sorted(unknown))}; choose from {', '.join(SYSTEMS)}",
+            file=sys.stderr,
+        )
         return 2
     tasks, skipped = select(args.suite, args.split, args.task, args.limit)
     for note in skipped:
@@ -97,26 +119,56 @@ def main(argv: list[str] | None = None) -> int:
             for task in tasks:
                 for system in systems:
                     if oracle:
-                        right = run_task(system, task, _oracle(False), settings, log, repeat=repeat, variant="right",
-                                         agent_options=options)
-                        wrong = run_task(system, task, _oracle(True), settings, log, repeat=repeat,
-                                         variant="wrong", agent_options=options)
+                        right = run_task(
+                            system,
+                            task,
+                            _oracle(False),
+                            settings,
+                            log,
+                            repeat=repeat,
+                            variant="right",
+                            agent_options=options,
+                        )
+                        wrong = run_task(
+                            system,
+                            task,
+                            _oracle(True),
+                            settings,
+                            log,
+                            repeat=repeat,
+                            variant="wrong",
+                            agent_options=options,
+                        )
                         problems += oracle_problems(right, wrong)
                         runs.append(right)
                         continue
-                    run = run_task(system, task, make_model(args, repeat), settings, log, repeat=repeat,
-                                   agent_options=options)
+                    run = run_task(
+                        system,
+                        task,
+                        make_model(args, repeat),
+                        settings,
+                        log,
+                        repeat=repeat,
+                        agent_options=options,
+                    )
                     runs.append(run)
                     if not args.quiet:
-                        print(f"  {system:8} {task.suite}/{task.name}: {run.passed}/{run.checkpoints} "
-                              f"checkpoints, {run.steps} steps, {run.wall_s:.0f}s {run.error}", flush=True)
+                        print(
+                            f"  {system:8} {task.suite}/{task.name}: {run.passed}/{run.checkpoints} "
+                            f"checkpoints, {run.steps} steps, {run.wall_s:.0f}s {run.error}",
+                            flush=True,
+                        )
     finally:
         log.close()
     text = report.table(runs)
-    header = (f"model {args.model}, suites {args.suite}, split {args.split}, systems {','.join(systems)}, "
-              f"repeat {args.repeat}, max_steps {args.max_steps}, temperature {args.temperature}"
-              + (f", agent options {options}" if options else ""))
-    (out / "table.md").write_text(f"{header}\n\n{text}\n\n## Runs not fully passed\n\n{report.failures(runs)}\n")
+    header = (
+        f"model {args.model}, suites {args.suite}, split {args.split}, systems {','.join(systems)}, "
+        f"repeat {args.repeat}, max_steps {args.max_steps}, temperature {args.temperature}"
+        + (f", agent options {options}" if options else "")
+    )
+    (out / "table.md").write_text(
+        f"{header}\n\n{text}\n\n## Runs not fully passed\n\n{report.failures(runs)}\n"
+    )
     (out / "runs.json").write_text(json.dumps([_run_json(r) for r in runs], indent=1))
     print(header)
     print(text)
@@ -137,21 +189,34 @@ def oracle_problems(right: TaskRun, wrong: TaskRun) -> list[str]:
     where = f"{right.system} {right.suite}/{right.task}"
     problems = []
     if right.error or right.passed != right.checkpoints:
-        problems.append(f"{where}: right script passed {right.passed}/{right.checkpoints}: "
-                        f"{right.error or '; '.join(right.failures)}")
+        problems.append(
+            f"{where}: right script passed {right.passed}/{right.checkpoints}: "
+            f"{right.error or '; '.join(right.failures)}"
+        )
     if wrong.error or wrong.passed:
-        problems.append(f"{where}: wrong script passed {wrong.passed}/{wrong.checkpoints} checkpoints"
-                        + (f" ({wrong.error})" if wrong.error else ""))
+        problems.append(
+            f"{where}: wrong script passed {wrong.passed}/{wrong.checkpoints} checkpoints"
+            + (f" ({wrong.error})" if wrong.error else "")
+        )
     return problems
 
 
 def _run_json(run: TaskRun) -> dict[str, Any]:
     return {
-        "system": run.system, "suite": run.suite, "task": run.task, "split": run.split, "repeat": run.repeat,
-        "checkpoints": run.checkpoints, "passed": run.passed, "steps": run.steps,
+        "system": run.system,
+        "suite": run.suite,
+        "task": run.task,
+        "split": run.split,
+        "repeat": run.repeat,
+        "checkpoints": run.checkpoints,
+        "passed": run.passed,
+        "steps": run.steps,
         "prompt_tokens": run.usage.input_tokens + run.usage.cache_read_tokens + run.usage.cache_write_tokens,
-        "completion_tokens": run.usage.output_tokens, "cache_tokens": run.usage.cache_read_tokens,
-        "wall_s": round(run.wall_s, 2), "failures": run.failures, "error": run.error,
+        "completion_tokens": run.usage.output_tokens,
+        "cache_tokens": run.usage.cache_read_tokens,
+        "wall_s": round(run.wall_s, 2),
+        "failures": run.failures,
+        "error": run.error,
     }
 
 

@@ -61,8 +61,10 @@ def _same(actual: Any, expected: Any) -> bool:
             return False
         return _same(dataclasses.asdict(actual), dataclasses.asdict(expected))  # type: ignore[arg-type]
     if isinstance(expected, dict):
-        return isinstance(actual, dict) and set(actual) == set(expected) and all(
-            _same(actual[k], v) for k, v in expected.items()
+        return (
+            isinstance(actual, dict)
+            and set(actual) == set(expected)
+            and all(_same(actual[k], v) for k, v in expected.items())
         )
     if isinstance(expected, (set, frozenset)):
         return set(actual) == set(expected)

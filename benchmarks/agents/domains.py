@@ -27,8 +27,12 @@ class SmartHome:
     _ENERGY = {"espresso": 0.1, "eco": 0.8, "intensive": 1.4, "bake": 2.0, "grill": 2.4}
 
     def __init__(self) -> None:
-        self.lights = {"kitchen": Light(False, 100), "living": Light(True, 100),
-                       "bedroom": Light(False, 60), "hall": Light(True, 50)}
+        self.lights = {
+            "kitchen": Light(False, 100),
+            "living": Light(True, 100),
+            "bedroom": Light(False, 60),
+            "hall": Light(True, 50),
+        }
         self.blinds = {"bedroom": 0, "living": 100, "kitchen": 100}
         self.locks = {"front": False, "back": False}
         self.thermostat_c = 20.0
@@ -43,8 +47,10 @@ class SmartHome:
         """Everything at once: lights, blinds, locks, thermostat_c, appliances (program or None)."""
         return {
             "lights": {r: {"on": x.on, "brightness": x.brightness} for r, x in self.lights.items()},
-            "blinds": dict(self.blinds), "locks": dict(self.locks),
-            "thermostat_c": self.thermostat_c, "appliances": dict(self.appliances),
+            "blinds": dict(self.blinds),
+            "locks": dict(self.locks),
+            "thermostat_c": self.thermostat_c,
+            "appliances": dict(self.appliances),
         }
 
     def set_light(self, room: str, on: bool, brightness: int | None = None) -> str:
@@ -131,13 +137,16 @@ class Bank:
         """Credit simple interest for ``days`` days at an annual rate (percent), rounded to the cent."""
         balance = self.balance(account)
         interest = (balance * Decimal(str(annual_rate_percent)) / 100 * int(days) / 365).quantize(
-            CENT, ROUND_HALF_EVEN)
+            CENT, ROUND_HALF_EVEN
+        )
         return self._move(account, interest, "interest", f"{days} days")
 
     def total_withdrawn(self, account: str) -> Decimal:
         """Sum of all withdrawals (not transfers) from an account."""
-        return sum((-e["amount"] for e in self.ledger if e["account"] == account and e["kind"] == "withdrawal"),
-                   Decimal("0"))
+        return sum(
+            (-e["amount"] for e in self.ledger if e["account"] == account and e["kind"] == "withdrawal"),
+            Decimal("0"),
+        )
 
     def history(self, account: str) -> list[dict[str, Any]]:
         """Every booking on an account, oldest first."""
@@ -191,7 +200,7 @@ class Farm:
 
     def moisture_log(self, field: str, hours: int = 24) -> list[float]:
         """Hourly soil moisture (percent) of a field over the last ``hours`` hours (max 48), oldest first."""
-        return list(self.logs[_known(field, self.logs)][-max(1, min(48, int(hours))):])
+        return list(self.logs[_known(field, self.logs)][-max(1, min(48, int(hours))) :])
 
     def current_moisture(self, field: str) -> float:
         """The latest soil moisture reading of a field, in percent."""
@@ -303,17 +312,25 @@ class Shop:
         rng = random.Random(seed)
         names = ["lamp", "mug", "kettle", "rug", "vase", "clock", "pillow", "frame"]
         self.items = {
-            f"SKU-{i + 1:02d}": {"name": name, "price": Decimal(f"{rng.randint(8, 90)}.{rng.choice([0, 49, 99]):02d}"),
-                                 "stock": rng.randint(0, 25)}
+            f"SKU-{i + 1:02d}": {
+                "name": name,
+                "price": Decimal(f"{rng.randint(8, 90)}.{rng.choice([0, 49, 99]):02d}"),
+                "stock": rng.randint(0, 25),
+            }
             for i, name in enumerate(names)
         }
         start = dt.date(2024, 2, 1)
         self.order_book = []
         for i in range(36):
-            self.order_book.append({
-                "id": 1001 + i, "sku": rng.choice(list(self.items)), "quantity": rng.choice([1, 1, 2, 3, 4, 12]),
-                "date": (start + dt.timedelta(days=i)).isoformat(), "status": "pending" if i >= 14 else "shipped",
-            })
+            self.order_book.append(
+                {
+                    "id": 1001 + i,
+                    "sku": rng.choice(list(self.items)),
+                    "quantity": rng.choice([1, 1, 2, 3, 4, 12]),
+                    "date": (start + dt.timedelta(days=i)).isoformat(),
+                    "status": "pending" if i >= 14 else "shipped",
+                }
+            )
 
     def products(self) -> list[dict[str, Any]]:
         """Every product: sku, name, price, stock."""
@@ -330,7 +347,9 @@ class Shop:
         if order["status"] != "pending":
             raise ValueError(f"order {order_id} is {order['status']}")
         if item["stock"] < order["quantity"]:
-            raise ValueError(f"not enough {order['sku']}: {item['stock']} in stock, {order['quantity']} ordered")
+            raise ValueError(
+                f"not enough {order['sku']}: {item['stock']} in stock, {order['quantity']} ordered"
+            )
         item["stock"] -= order["quantity"]
         order["status"] = "shipped"
         return f"order {order_id} shipped"

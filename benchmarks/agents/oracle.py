@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import io
 import inspect
+import io
 import json
 import math
 import statistics
@@ -32,11 +32,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cavelite.models import ScriptedModel
-from cavelite.models.base import Message
-
 from benchmarks.agents import tools as toolkit
 from benchmarks.agents.task import Answer, Task, Turn, Value, World, resolve
+from cavelite.models import ScriptedModel
+from cavelite.models.base import Message
 
 Reply = Callable[[Sequence[Message]], str]
 
@@ -112,8 +111,13 @@ class _Shadow:
     def __init__(self, world: World) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.namespace: dict[str, Any] = {
-            "Decimal": Decimal, "dt": dt, "datetime": dt, "math": math, "statistics": statistics,
-            "np": np, "pd": pd,
+            "Decimal": Decimal,
+            "dt": dt,
+            "datetime": dt,
+            "math": math,
+            "statistics": statistics,
+            "np": np,
+            "pd": pd,
         }
         self.namespace.update({c.__name__: c for c in world.types})
         self.namespace.update(world.data)
@@ -148,8 +152,13 @@ class _Recorder:
         return lambda *args, **kwargs: _record(name, value, calls, args, kwargs)
 
 
-def _record(name: str, function: Any, calls: list[tuple[str, dict[str, Any]]],
-            args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _record(
+    name: str,
+    function: Any,
+    calls: list[tuple[str, dict[str, Any]]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
     bound = inspect.signature(function).bind(*args, **kwargs)
     calls.append((name, {k: toolkit.jsonable(v) for k, v in bound.arguments.items()}))
     return function(*args, **kwargs)

@@ -41,7 +41,9 @@ def totals(runs: Iterable[TaskRun]) -> Totals:
         checkpoints=sum(r.checkpoints for r in runs),
         passed=sum(r.passed for r in runs),
         steps=sum(r.steps for r in runs),
-        prompt=sum(r.usage.input_tokens + r.usage.cache_read_tokens + r.usage.cache_write_tokens for r in runs),
+        prompt=sum(
+            r.usage.input_tokens + r.usage.cache_read_tokens + r.usage.cache_write_tokens for r in runs
+        ),
         completion=sum(r.usage.output_tokens for r in runs),
         cache=sum(r.usage.cache_read_tokens for r in runs),
         wall_s=sum(r.wall_s for r in runs),
@@ -95,13 +97,19 @@ def table(runs: Sequence[TaskRun]) -> str:
             )
     ratios = _ratio_lines(groups, suites, systems)
     if ratios:
-        lines += ["", "| suite | system | against | checkpoints passed | steps | prompt tokens "
-                  "| completion tokens | wall |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "| suite | system | against | checkpoints passed | steps | prompt tokens "
+            "| completion tokens | wall |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         lines += ratios
     return "\n".join(lines)
 
 
-def _ratio_lines(groups: dict[tuple[str, str], list[Totals]], suites: list[str], systems: list[str]) -> list[str]:
+def _ratio_lines(
+    groups: dict[tuple[str, str], list[Totals]], suites: list[str], systems: list[str]
+) -> list[str]:
     lines = []
     for suite in suites:
         for system in systems:
@@ -111,7 +119,9 @@ def _ratio_lines(groups: dict[tuple[str, str], list[Totals]], suites: list[str],
                     continue
                 if system != "cavelite" and BASELINES.index(baseline) < BASELINES.index(system):
                     continue  # json-fc vs codeact once, not twice
-                passed = f"{_median([t.passed for t in mine]):.0f} vs {_median([t.passed for t in theirs]):.0f}"
+                passed = (
+                    f"{_median([t.passed for t in mine]):.0f} vs {_median([t.passed for t in theirs]):.0f}"
+                )
                 lines.append(
                     f"| {suite} | {system} | {baseline} | {passed} "
                     f"| {_ratio(mine, theirs, 'steps')} | {_ratio(mine, theirs, 'prompt')} "

@@ -13,14 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cavelite.events import Usage
-from cavelite.models.base import Model
-
 from benchmarks.agents.compare import in_text, loosely_same, same
 from benchmarks.agents.oracle import Oracle
 from benchmarks.agents.session import Session, Settings, Transcript
 from benchmarks.agents.systems import CaveliteSession, CodeActSession, JsonFcSession
 from benchmarks.agents.task import Answer, Check, State, Task, Value, World, resolve
+from cavelite.events import Usage
+from cavelite.models.base import Model
 
 SYSTEMS = ("cavelite", "json-fc", "codeact")
 
@@ -47,8 +46,14 @@ class TaskRun:
         return not self.error and self.passed == self.checkpoints
 
 
-def open_session(system: str, world: World, model: Model, settings: Settings, log: Transcript,
-                 agent_options: dict[str, Any]) -> Session:
+def open_session(
+    system: str,
+    world: World,
+    model: Model,
+    settings: Settings,
+    log: Transcript,
+    agent_options: dict[str, Any],
+) -> Session:
     if system == "cavelite":
         return CaveliteSession(world, model, settings, log, **agent_options)
     if system == "json-fc":
@@ -71,14 +76,22 @@ def run_task(
 ) -> TaskRun:
     """Run ``task`` with ``system``; ``model`` is a `Model`, or an oracle factory."""
     run = TaskRun(system, task.name, task.suite, task.split, repeat, task.checkpoints)
-    log.tag(system=system, task=task.name, suite=task.suite, split=task.split, repeat=repeat,
-            **({"variant": variant} if variant else {}))
+    log.tag(
+        system=system,
+        task=task.name,
+        suite=task.suite,
+        split=task.split,
+        repeat=repeat,
+        **({"variant": variant} if variant else {}),
+    )
     started = time.monotonic()
     world = task.build()
     oracle = None if isinstance(model, Model) else model(system, task, world)
     chosen = oracle.model if oracle is not None else model
     assert isinstance(chosen, Model)
-    settings = Settings(task.instructions, settings.max_steps, settings.max_output_chars, settings.cell_timeout)
+    settings = Settings(
+        task.instructions, settings.max_steps, settings.max_output_chars, settings.cell_timeout
+    )
     try:
         session = open_session(system, world, chosen, settings, log, agent_options or {})
     except Exception as exc:
@@ -92,8 +105,15 @@ def run_task(
             outcome = session.send(turn.user)
             run.steps += outcome.steps
             run.usage += outcome.usage
-            log.write("turn", turn=index, stop=outcome.stop, steps=outcome.steps, answer=outcome.answer,
-                      prompt_tokens=_prompt(outcome.usage), completion_tokens=outcome.usage.output_tokens)
+            log.write(
+                "turn",
+                turn=index,
+                stop=outcome.stop,
+                steps=outcome.steps,
+                answer=outcome.answer,
+                prompt_tokens=_prompt(outcome.usage),
+                completion_tokens=outcome.usage.output_tokens,
+            )
             if not turn.checks:
                 continue
             verdicts = [check(c, session, world, outcome.answer) for c in turn.checks]
@@ -109,9 +129,16 @@ def run_task(
     finally:
         session.close()
         run.wall_s = time.monotonic() - started
-    log.write("result", passed=run.passed, checkpoints=run.checkpoints, steps=run.steps,
-              prompt_tokens=_prompt(run.usage), completion_tokens=run.usage.output_tokens,
-              wall_s=round(run.wall_s, 3), error=run.error)
+    log.write(
+        "result",
+        passed=run.passed,
+        checkpoints=run.checkpoints,
+        steps=run.steps,
+        prompt_tokens=_prompt(run.usage),
+        completion_tokens=run.usage.output_tokens,
+        wall_s=round(run.wall_s, 3),
+        error=run.error,
+    )
     return run
 
 

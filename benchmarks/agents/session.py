@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from cavelite.events import Usage
-
 from benchmarks.agents.task import World
+from cavelite.events import Usage
 
 
 @dataclass(frozen=True)

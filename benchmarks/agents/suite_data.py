@@ -34,15 +34,17 @@ def _table() -> pd.DataFrame:
     base = {p: 5 + 7 * i for i, p in enumerate(PRODUCTS)}
     unit_price = np.round(np.array([base[p] for p in product]) * rng.uniform(0.9, 1.1, ROWS), 2)
     quantity = rng.integers(1, 7, ROWS)
-    frame = pd.DataFrame({
-        "order_id": np.arange(100_000, 100_000 + ROWS),
-        "date": days[np.sort(day_index)],
-        "region": region,
-        "channel": rng.choice(("web", "store", "app"), ROWS, p=[0.5, 0.3, 0.2]),
-        "product": product,
-        "quantity": quantity,
-        "unit_price": unit_price,
-    })
+    frame = pd.DataFrame(
+        {
+            "order_id": np.arange(100_000, 100_000 + ROWS),
+            "date": days[np.sort(day_index)],
+            "region": region,
+            "channel": rng.choice(("web", "store", "app"), ROWS, p=[0.5, 0.3, 0.2]),
+            "product": product,
+            "quantity": quantity,
+            "unit_price": unit_price,
+        }
+    )
     frame["amount"] = np.round(frame.quantity * frame.unit_price, 2)
     return frame
 
@@ -73,8 +75,13 @@ def _top5() -> pd.DataFrame:
     t = _table()
     revenue = t.groupby("product")["amount"].sum().sort_values(ascending=False)
     top = revenue.head(5)
-    return pd.DataFrame({"product": top.index, "revenue": top.round(2).values,
-                         "share_pct": (top / revenue.sum() * 100).round(2).values})
+    return pd.DataFrame(
+        {
+            "product": top.index,
+            "revenue": top.round(2).values,
+            "share_pct": (top / revenue.sum() * 100).round(2).values,
+        }
+    )
 
 
 def _aov() -> pd.Series:
@@ -104,53 +111,82 @@ def _dec_west() -> pd.Series:
 _LOAD = "df = orders()\n"
 
 SPECS = [
-    ("monthly_by_region",
-     Turn("Make the chart data of revenue (the sum of amount) per month and region: a table `monthly` "
-          "with one row per month (1-12) and one column per region, rounded to 2 decimals.",
-          _LOAD + "monthly = df.groupby([df.date.dt.month, 'region'])['amount'].sum().unstack().round(2)",
-          wrong=_LOAD + "monthly = df.groupby([df.date.dt.month, 'region'])['quantity'].sum().unstack()",
-          checks=(Value("monthly", lambda w: _monthly(), loose=True),))),
-    ("top5_share",
-     Turn("Which 5 products earned the most revenue? Put them in `top5`: a table with columns product, "
-          "revenue (2 decimals) and share_pct, their share of all revenue in percent (2 decimals).",
-          _LOAD + "rev = df.groupby('product')['amount'].sum().sort_values(ascending=False)\n"
-          "top5 = rev.head(5).round(2).rename('revenue').reset_index()\n"
-          "top5['share_pct'] = (rev.head(5) / rev.sum() * 100).round(2).values",
-          wrong=_LOAD + "rev = df.groupby('product')['amount'].sum().sort_values(ascending=False)\n"
-          "top5 = rev.head(5).round(2).rename('revenue').reset_index()\n"
-          "top5['share_pct'] = (rev.head(5) / rev.head(5).sum() * 100).round(2).values",
-          checks=(Value("top5", lambda w: _top5(), loose=True),))),
-    ("channel_aov",
-     Turn("For orders of 3 or more units, what is the average amount per channel? Keep it in `aov` "
-          "(2 decimals).",
-          _LOAD + "aov = df[df.quantity >= 3].groupby('channel')['amount'].mean().round(2)",
-          wrong=_LOAD + "aov = df.groupby('channel')['amount'].mean().round(2)",
-          checks=(Value("aov", lambda w: _aov(), loose=True),))),
-    ("half_year_growth",
-     Turn("How much did each region's revenue grow from the first half of 2024 to the second, in "
-          "percent (1 decimal)? Keep it in `growth`, and tell me which region grew most.",
-          _LOAD + "h1 = df[df.date.dt.month <= 6].groupby('region')['amount'].sum()\n"
-          "h2 = df[df.date.dt.month >= 7].groupby('region')['amount'].sum()\n"
-          "growth = ((h2 / h1 - 1) * 100).round(1)\nprint(growth.idxmax())",
-          checks=(Value("growth", lambda w: _growth(), loose=True),
-                  Answer("the region that grew most", lambda w: _growth().idxmax())))),
-    ("north_march_weekly",
-     Turn("Count the North region's orders per ISO week in March 2024, as `weekly` (week number to "
-          "count of orders).",
-          _LOAD + "m = df[(df.region == 'North') & (df.date.dt.month == 3)]\n"
-          "weekly = m.groupby(m.date.dt.isocalendar().week).size()",
-          wrong=_LOAD + "m = df[df.date.dt.month == 3]\nweekly = m.groupby(m.date.dt.isocalendar().week).size()",
-          checks=(Value("weekly", lambda w: _weekly(), loose=True),))),
-    ("december_west_daily",
-     Turn("Give me the daily revenue of the West region in December 2024 as `dec_west`, indexed by day "
-          "of the month (2 decimals).",
-          _LOAD + "w = df[(df.region == 'West') & (df.date.dt.month == 12)]\n"
-          "dec_west = w.groupby(w.date.dt.day)['amount'].sum().round(2)",
-          wrong=_LOAD + "w = df[df.region == 'West']\ndec_west = w.groupby(w.date.dt.day)['amount'].sum().round(2)",
-          checks=(Value("dec_west", lambda w: _dec_west(), loose=True),))),
+    (
+        "monthly_by_region",
+        Turn(
+            "Make the chart data of revenue (the sum of amount) per month and region: a table `monthly` "
+            "with one row per month (1-12) and one column per region, rounded to 2 decimals.",
+            _LOAD + "monthly = df.groupby([df.date.dt.month, 'region'])['amount'].sum().unstack().round(2)",
+            wrong=_LOAD + "monthly = df.groupby([df.date.dt.month, 'region'])['quantity'].sum().unstack()",
+            checks=(Value("monthly", lambda w: _monthly(), loose=True),),
+        ),
+    ),
+    (
+        "top5_share",
+        Turn(
+            "Which 5 products earned the most revenue? Put them in `top5`: a table with columns product, "
+            "revenue (2 decimals) and share_pct, their share of all revenue in percent (2 decimals).",
+            _LOAD + "rev = df.groupby('product')['amount'].sum().sort_values(ascending=False)\n"
+            "top5 = rev.head(5).round(2).rename('revenue').reset_index()\n"
+            "top5['share_pct'] = (rev.head(5) / rev.sum() * 100).round(2).values",
+            wrong=_LOAD + "rev = df.groupby('product')['amount'].sum().sort_values(ascending=False)\n"
+            "top5 = rev.head(5).round(2).rename('revenue').reset_index()\n"
+            "top5['share_pct'] = (rev.head(5) / rev.head(5).sum() * 100).round(2).values",
+            checks=(Value("top5", lambda w: _top5(), loose=True),),
+        ),
+    ),
+    (
+        "channel_aov",
+        Turn(
+            "For orders of 3 or more units, what is the average amount per channel? Keep it in `aov` "
+            "(2 decimals).",
+            _LOAD + "aov = df[df.quantity >= 3].groupby('channel')['amount'].mean().round(2)",
+            wrong=_LOAD + "aov = df.groupby('channel')['amount'].mean().round(2)",
+            checks=(Value("aov", lambda w: _aov(), loose=True),),
+        ),
+    ),
+    (
+        "half_year_growth",
+        Turn(
+            "How much did each region's revenue grow from the first half of 2024 to the second, in "
+            "percent (1 decimal)? Keep it in `growth`, and tell me which region grew most.",
+            _LOAD + "h1 = df[df.date.dt.month <= 6].groupby('region')['amount'].sum()\n"
+            "h2 = df[df.date.dt.month >= 7].groupby('region')['amount'].sum()\n"
+            "growth = ((h2 / h1 - 1) * 100).round(1)\nprint(growth.idxmax())",
+            checks=(
+                Value("growth", lambda w: _growth(), loose=True),
+                Answer("the region that grew most", lambda w: _growth().idxmax()),
+            ),
+        ),
+    ),
+    (
+        "north_march_weekly",
+        Turn(
+            "Count the North region's orders per ISO week in March 2024, as `weekly` (week number to "
+            "count of orders).",
+            _LOAD + "m = df[(df.region == 'North') & (df.date.dt.month == 3)]\n"
+            "weekly = m.groupby(m.date.dt.isocalendar().week).size()",
+            wrong=_LOAD
+            + "m = df[df.date.dt.month == 3]\nweekly = m.groupby(m.date.dt.isocalendar().week).size()",
+            checks=(Value("weekly", lambda w: _weekly(), loose=True),),
+        ),
+    ),
+    (
+        "december_west_daily",
+        Turn(
+            "Give me the daily revenue of the West region in December 2024 as `dec_west`, indexed by day "
+            "of the month (2 decimals).",
+            _LOAD + "w = df[(df.region == 'West') & (df.date.dt.month == 12)]\n"
+            "dec_west = w.groupby(w.date.dt.day)['amount'].sum().round(2)",
+            wrong=_LOAD
+            + "w = df[df.region == 'West']\ndec_west = w.groupby(w.date.dt.day)['amount'].sum().round(2)",
+            checks=(Value("dec_west", lambda w: _dec_west(), loose=True),),
+        ),
+    ),
 ]
 
 
 def tasks() -> list[Task]:
-    return tasks_with_splits(SUITE, [(name, _world, (turn,)) for name, turn in SPECS],
-                             "You are a data analyst. Be exact.")
+    return tasks_with_splits(
+        SUITE, [(name, _world, (turn,)) for name, turn in SPECS], "You are a data analyst. Be exact."
+    )

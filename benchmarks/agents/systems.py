@@ -19,6 +19,9 @@ import json
 import time
 from typing import Any
 
+from benchmarks.agents import tools as toolkit
+from benchmarks.agents.session import Session, Settings, Transcript, TurnOutcome
+from benchmarks.agents.task import World
 from cavelite import CaveLite
 from cavelite.errors import ModelError
 from cavelite.events import Usage
@@ -27,21 +30,21 @@ from cavelite.models.base import Message, Model
 from cavelite.runtime import Runtime
 from cavelite.runtime.results import CellResult
 
-from benchmarks.agents import tools as toolkit
-from benchmarks.agents.session import Session, Settings, Transcript, TurnOutcome
-from benchmarks.agents.task import World
-
 
 class CaveliteSession(Session):
     system = "cavelite"
     keeps_variables = True
 
-    def __init__(self, world: World, model: Model, settings: Settings, log: Transcript,
-                 **agent_options: Any) -> None:
+    def __init__(
+        self, world: World, model: Model, settings: Settings, log: Transcript, **agent_options: Any
+    ) -> None:
         super().__init__(world, settings, log)
         self.agent = CaveLite(
-            model, instructions=settings.instructions, max_steps=settings.max_steps,
-            cell_timeout=settings.cell_timeout, max_output_chars=settings.max_output_chars,
+            model,
+            instructions=settings.instructions,
+            max_steps=settings.max_steps,
+            cell_timeout=settings.cell_timeout,
+            max_output_chars=settings.max_output_chars,
             **agent_options,
         )
         try:
@@ -214,7 +217,10 @@ class JsonFcSession(_LoopSession):
     def __init__(self, world: World, model: Model, settings: Settings, log: Transcript) -> None:
         super().__init__(world, model, settings, log)
         self.tools = toolkit.tools_of(world)
-        parts = [settings.instructions.strip(), _JSONFC_HOW.replace("{max_chars}", str(settings.max_output_chars))]
+        parts = [
+            settings.instructions.strip(),
+            _JSONFC_HOW.replace("{max_chars}", str(settings.max_output_chars)),
+        ]
         if self.tools:
             schemas = "\n".join(json.dumps(t.schema(), ensure_ascii=False) for t in self.tools.values())
             parts.append("## Tools\n\n" + schemas)

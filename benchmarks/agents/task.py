@@ -29,6 +29,7 @@ class World:
     data: dict[str, Any] = field(default_factory=dict)  # variables the model starts with
     types: list[type] = field(default_factory=list)  # classes its code may use
     descriptions: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # host-only state the checks read
 
 
 Expected = Any | Callable[[World], Any]
@@ -126,8 +127,9 @@ def split_of(index: int) -> Split:
     return "test" if index % 3 == 2 else "dev"
 
 
-def tasks_with_splits(suite: str, specs: Sequence[tuple[str, Callable[[], World], tuple[Turn, ...]]],
-                      instructions: str = "") -> list[Task]:
+def tasks_with_splits(
+    suite: str, specs: Sequence[tuple[str, Callable[[], World], tuple[Turn, ...]]], instructions: str = ""
+) -> list[Task]:
     return [
         Task(name, suite, split_of(i), build, turns, instructions)
         for i, (name, build, turns) in enumerate(specs)

@@ -97,7 +97,7 @@ def _json_type(hint: Any) -> dict[str, Any]:
     if hint is float:
         return {"type": "number"}
     if hint is Decimal:
-        return {"type": "string", "description": "a decimal number, e.g. \"12.50\""}
+        return {"type": "string", "description": 'a decimal number, e.g. "12.50"'}
     if hint is dt.date:
         return {"type": "string", "description": "a date, YYYY-MM-DD"}
     if hint is dt.datetime:
@@ -163,7 +163,7 @@ def clip(text: str, max_chars: int) -> str:
     if len(text) <= max_chars:
         return text
     keep = max(max_chars - 60, 20)
-    head, tail = text[: keep * 2 // 3], text[-(keep // 3):]
+    head, tail = text[: keep * 2 // 3], text[-(keep // 3) :]
     return f"{head}\n[... {len(text) - len(head) - len(tail)} characters cut ...]\n{tail}"
 
 
