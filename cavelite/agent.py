@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from cavelite import prompt
+from cavelite.compact import compact
 from cavelite.errors import CaveRuntimeError, CaveUsageError, ModelError
 from cavelite.events import (
     CellFinished,
@@ -62,6 +63,8 @@ class _Chat:
     cells: list[CellRecord] = field(default_factory=list)
     stats: list[StepStats] = field(default_factory=list)
     last_text: str = ""
+    request: str = ""
+    nudged: bool = False  # the completion check sends the model back at most once per chat
     reason: StopReason | None = None
     detail: str = ""
 
@@ -89,6 +92,13 @@ class CaveLite:
     creates one with ``policy``, ``cell_timeout`` and ``max_output_chars``.
     ``max_tokens_total`` and ``max_wall_s`` bound each chat (all four token
     kinds count); ``max_steps`` bounds the model calls per chat.
+
+    How the loop guards a weak model (each measured by ``benchmarks/agents``):
+    ``guard_repeats`` does not run a block identical to the previous one (it
+    would apply twice, or fail the same way) and says why; ``check_completion``
+    sends the model back, once per chat, when it answers while a variable the
+    user named in backticks does not exist; ``compact_history`` shortens turns
+    older than the last ``keep_turns`` so long conversations stay bounded.
     """
 
     def __init__(
@@ -103,6 +113,10 @@ class CaveLite:
         max_output_chars: int = 4000,
         max_tokens_total: int | None = None,
         max_wall_s: float | None = None,
+        guard_repeats: bool = True,
+        check_completion: bool = True,
+        compact_history: bool = True,
+        keep_turns: int = 3,
     ) -> None:
         if not isinstance(model, Model):
             raise CaveUsageError(f"model must be a cavelite.models.Model, not {type(model).__name__}")
@@ -117,6 +131,10 @@ class CaveLite:
         self.max_output_chars = max_output_chars
         self.max_tokens_total = max_tokens_total
         self.max_wall_s = max_wall_s
+        self.guard_repeats = guard_repeats
+        self.check_completion = check_completion
+        self.compact_history = compact_history
+        self.keep_turns = keep_turns
         self._owns_runtime = runtime is None
         if runtime is None:
             from cavelite.runtime import Runtime  # here, so importing cavelite stays light
@@ -255,7 +273,11 @@ class CaveLite:
                 self._history.append(Message("user", message))
                 run.stop(StopReason.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}")
             else:
-                self._history.append(Message("user", prompt.turn_message(message, variables)))
+                if self.compact_history:
+                    self._history[:] = compact(self._history, self.keep_turns - 1)
+                hidden = {item.name for item in self.runtime.injected()}
+                self._history.append(Message("user", prompt.turn_message(message, variables, hidden=hidden)))
+                run.request = message
                 async with contextlib.aclosing(self._steps(run, waker, pending_note)) as steps:
                     async for event in steps:
                         yield event
@@ -287,11 +309,18 @@ class CaveLite:
             run.steps += 1
             run.usage += reply.usage
             run.last_text = reply.text
-            self._history.append(Message("assistant", reply.text))
-            yield ModelReplied(step, reply.text, reply.usage, model_s)
             extraction = extract_code(reply.text)
+            # What follows the block did not run; small models imagine the observation there.
+            kept = reply.text if extraction.end is None else reply.text[: extraction.end]
+            self._history.append(Message("assistant", kept))
+            yield ModelReplied(step, reply.text, reply.usage, model_s)
             if extraction.is_final_answer:
                 run.stats.append(StepStats(step, reply.usage, model_s))
+                missing = await self._missing(run)
+                if missing:
+                    run.nudged = True
+                    self._history.append(Message("user", prompt.missing_note(missing)))
+                    continue
                 run.stop(StopReason.COMPLETED)
                 yield FinalAnswer(step, reply.text)
                 return
@@ -304,6 +333,11 @@ class CaveLite:
                 run.stats.append(StepStats(step, reply.usage, model_s))
                 run.stop(StopReason.CANCELLED, "cancelled before the cell ran")
                 return
+            previous = run.cells[-1] if run.cells else None
+            if self.guard_repeats and previous and previous.code.strip() == extraction.code.strip():
+                self._history.append(Message("user", prompt.repeated_note(previous.result)))
+                run.stats.append(StepStats(step, reply.usage, model_s))
+                continue
             pending_note[:] = [prompt.not_run_note("the chat was stopped")]
             yield CodeExtracted(step, extraction.code, extraction.ignored_blocks)
             pending_note[:] = [prompt.interrupted_note()]
@@ -314,15 +348,26 @@ class CaveLite:
                 run.stop(StopReason.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}")
                 return
             observation = prompt.observation(result, extraction, max_chars=self.max_output_chars)
-            if run.cells and run.cells[-1].code.strip() == extraction.code.strip():
-                # Small models loop on the same cell; say so, so they move on or answer.
-                observation += "\n" + prompt.REPEAT_NOTE
             self._history.append(Message("user", observation))
             pending_note.clear()
             run.cells.append(CellRecord(step, extraction.code, result))
             run.stats.append(StepStats(step, reply.usage, model_s, result.duration_s))
             yield _cell_event(step, extraction, result, observation)
         run.stop(StopReason.MAX_STEPS, f"no answer after {self.max_steps} model calls")
+
+    async def _missing(self, run: _Chat) -> list[str]:
+        """Names the user asked for in backticks that the runtime lacks (checked once per chat)."""
+        if not self.check_completion or run.nudged:
+            return []
+        wanted = prompt.requested_names(run.request)
+        if not wanted:
+            return []
+        try:
+            present = {v.name for v in await self.runtime.avariables()}
+        except CaveRuntimeError:
+            return []
+        present |= {item.name for item in self.runtime.injected()}
+        return [name for name in wanted if name not in present]
 
     async def _call_model(
         self,

@@ -13,16 +13,18 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from cavelite.extract import Extraction
 from cavelite.runtime.results import CellResult, Injected, VariableInfo
 
 MAX_LISTED_VARIABLES = 60
-MAX_LINE_CHARS = 400
+MAX_LINE_CHARS = 600
 MAX_DOC_CHARS = 400
+STATE_HEADER = "[runtime state]"
 
 _HOW_TO_WORK = """\
 ## How you work
@@ -83,22 +85,36 @@ def system_prompt(
     return "\n\n".join(parts) + "\n"
 
 
-def turn_message(text: str, variables: Sequence[VariableInfo]) -> str:
-    """A user message: the runtime's current variables, then what the user said."""
-    return f"{state_block(variables)}\n\n{text}"
+def turn_message(text: str, variables: Sequence[VariableInfo], *, hidden: Collection[str] = ()) -> str:
+    """A user message: the runtime's current variables, then what the user said.
+
+    ``hidden`` names what the system prompt already describes (injected
+    functions, objects, classes), so it is not listed again as a variable.
+    """
+    return f"{state_block(variables, hidden=hidden)}\n\n{text}"
 
 
-def state_block(variables: Sequence[VariableInfo]) -> str:
-    """The variables as the model should picture them, bounded in size."""
-    visible = [v for v in variables if not v.name.startswith("_")]
+def state_block(variables: Sequence[VariableInfo], *, hidden: Collection[str] = ()) -> str:
+    """The variables as the model should picture them, bounded in size.
+
+    Each line reads ``- name (type): summary``: a description, deliberately
+    not Python (``x: int = 3`` was copied into cells by small models).
+    """
+    visible = [v for v in variables if not v.name.startswith("_") and v.name not in hidden]
     if not visible:
-        return "[runtime state] no variables yet"
-    lines = [f"[runtime state] {len(visible)} variable(s):"]
+        return f"{STATE_HEADER} no variables yet"
+    lines = [f"{STATE_HEADER} {len(visible)} variable(s), already in the runtime (use them by name):"]
     for info in visible[:MAX_LISTED_VARIABLES]:
-        lines.append("- " + _clip_line(info.for_model()))
+        lines.append("- " + _clip_line(variable_line(info)))
     if len(visible) > MAX_LISTED_VARIABLES:
         lines.append(f"- ... and {len(visible) - MAX_LISTED_VARIABLES} more not listed")
     return "\n".join(lines)
+
+
+def variable_line(info: VariableInfo) -> str:
+    """``name (type): summary -- description``."""
+    text = f"{info.name} ({info.type_name}): {info.summary}"
+    return f"{text} -- {info.description}" if info.description else text
 
 
 def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -> str:
@@ -110,6 +126,9 @@ def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -
     else:
         kind = result.error.kind if result.error else "error"
         head = f"[cell failed: {kind}" + ("; the namespace is unchanged]" if result.rolled_back else "]")
+        if result.rolled_back:
+            head += ("\nNothing from this block was kept, not even the lines before the error: "
+                     "fix the error and send the whole block again.")
     parts = [head]
     body = result.for_model()
     if body != "(no output)" or not (result.changed or result.deleted):
@@ -117,7 +136,7 @@ def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -
     if result.stdout_truncated:
         parts.append("[output truncated: only head and tail are shown; print less]")
     if result.changed:
-        changed = [_clip_line(info.for_model()) for info in result.changed[:MAX_LISTED_VARIABLES]]
+        changed = [_clip_line(variable_line(info)) for info in result.changed[:MAX_LISTED_VARIABLES]]
         more = len(result.changed) - len(changed)
         if more > 0:
             changed.append(f"... and {more} more")
@@ -126,7 +145,12 @@ def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -
         parts.append("[variables deleted] " + ", ".join(result.deleted))
     if extraction.ignored_blocks:
         parts.append(ignored_blocks_note(extraction.ignored_blocks))
+    if result.ok:
+        parts.append(NEXT_NOTE)
     return "\n".join(parts)
+
+
+NEXT_NOTE = "[next] If the task is done, reply in plain text without code; otherwise send the next block."
 
 
 def ignored_blocks_note(count: int) -> str:
@@ -136,11 +160,39 @@ def ignored_blocks_note(count: int) -> str:
     )
 
 
-REPEAT_NOTE = (
-    "[note] You sent the same code as in your previous step and got the same result. If it "
-    "answers the question, reply with the answer in plain text, without code; otherwise try "
-    "something different."
-)
+def repeated_note(previous: CellResult) -> str:
+    """The observation for a block identical to the previous one, which is not run again.
+
+    Running it again would apply it twice (``n += 15``) or fail the same way.
+    """
+    if previous.ok:
+        return (
+            "[not run] This block is the same as your previous one, which already ran: running it "
+            "again would apply it twice. If the task is done, reply in plain text without code; "
+            "otherwise send different code."
+        )
+    error = previous.error.for_model().strip().splitlines()[-1] if previous.error else "an error"
+    return (
+        f"[not run] This block is the same as your previous one, which failed with: {error}\n"
+        "It would fail again. Change the code."
+    )
+
+
+def missing_note(names: Sequence[str]) -> str:
+    """The observation for an answer given while a variable the user asked for does not exist."""
+    listed = ", ".join(f"`{n}`" for n in names)
+    return (
+        f"[not done] You were asked for {listed}, which does not exist in the runtime yet. "
+        "Write the ```python block that creates it."
+    )
+
+
+_NAME = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
+
+
+def requested_names(text: str) -> list[str]:
+    """Names the user wrote in backticks (`growth`): what they may expect to find in the runtime."""
+    return list(dict.fromkeys(_NAME.findall(text)))
 
 UNTERMINATED_NOTE = (
     "[not run] Your ```python block has no closing ``` fence, so nothing ran. Resend the complete block."

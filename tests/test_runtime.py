@@ -807,9 +807,10 @@ def test_a_request_after_both_died_raises_once_then_the_runtime_works(fresh_rt: 
 
 def test_summaries_are_bounded_and_exact(fresh_rt: Runtime) -> None:
     fresh_rt.execute("big = {i: float(i) for i in range(100_000)}\nmixed = [1, 'a', 2.0] * 1000\n"
-                     "tags = {'x', 'y'}\ntext = 'z' * 5000")
+                     "tags = {'x'}\ntext = 'z' * 5000\nscores = {'ann': 81, 'bob': 74}")
     info = {v.name: v for v in fresh_rt.variables()}
     assert info["big"].summary.startswith("100000 keys [0, 1, 2, 3, 4, 5, 6, 7, ...] values: float")
     assert info["mixed"].summary == "3000 items of float|int|str"
-    assert info["tags"].summary == "2 items of str"
+    assert info["tags"].summary == "1 item: {'x'}"  # short containers of plain values show them
+    assert info["scores"].summary == "2 keys: {'ann': 81, 'bob': 74}"
     assert info["text"].summary.startswith("str, 5000 chars: 'zzz") and len(info["text"].summary) < 120
