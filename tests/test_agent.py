@@ -677,7 +677,7 @@ def test_a_repeated_cell_is_not_run_twice(agent_factory):
     assert agent.retrieve("number") == 25  # not 55: the repeats did not run
     assert len(reply.cells) == 1
     observations = [m.content for m in agent.history if m.role == "user"]
-    assert observations[2].startswith("[not run] This block is the same as your previous one, which already ran")
+    assert observations[2].startswith("[not run] This block is the same as your previous one, which already")
     assert observations[3] == observations[2]
 
 

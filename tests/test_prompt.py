@@ -82,8 +82,8 @@ def test_state_block_lists_variables_with_bounds():
 def test_turn_message_puts_state_before_the_question():
     text = prompt.turn_message("How many?", [VariableInfo("n", "int", "3")])
     assert text.index("n (int): 3") < text.index("How many?")
-    hidden = prompt.turn_message("Go.", [VariableInfo("Order", "type", "Order"), VariableInfo("n", "int", "3")],
-                                 hidden={"Order"})
+    listed = [VariableInfo("Order", "type", "Order"), VariableInfo("n", "int", "3")]
+    hidden = prompt.turn_message("Go.", listed, hidden={"Order"})
     assert "Order" not in hidden and "n (int): 3" in hidden  # injected types are described once, above
 
 
