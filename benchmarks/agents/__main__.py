@@ -43,7 +43,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--suite", default="all", help=f"comma-separated: {', '.join(SUITES)} (default all)")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated (default: all three)")
     p.add_argument("--split", choices=("dev", "test", "all"), default="all")
-    p.add_argument("--task", default=None, help="only tasks whose name contains this")
+    p.add_argument(
+        "--task", default=None, help="only tasks whose name contains one of these (comma-separated)"
+    )
     p.add_argument("--limit", type=int, default=None, help="at most this many tasks per suite")
     p.add_argument("--repeat", type=int, default=1, help="repeat each run; the table shows median and spread")
     p.add_argument("--seed", type=int, default=0, help="sent to the model (repeat r uses seed + r)")

@@ -36,6 +36,7 @@ class TurnOutcome:
     usage: Usage
     stop: str
     wall_s: float
+    detail: str = ""
 
 
 class NotKept(Exception):

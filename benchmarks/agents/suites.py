@@ -28,6 +28,9 @@ def select(suites: str, split: str, name: str | None, limit: int | None) -> tupl
         except suite_bfcl.Unavailable as exc:
             skipped.append(f"suite {suite}: {exc}")
             continue
-        found = [t for t in found if split in ("all", t.split) and (name is None or name in t.name)]
+        names = [n.strip() for n in name.split(",")] if name else []
+        found = [
+            t for t in found if split in ("all", t.split) and (not names or any(n in t.name for n in names))
+        ]
         tasks += found[:limit] if limit is not None else found
     return tasks, skipped

@@ -71,7 +71,9 @@ class CaveliteSession(Session):
                 if (cell := cells.get(step)) is not None:
                     self.log.write("cell", step=step, code=cell.code, **_cell_fields(cell.result))
         answer = reply.text if reply.completed else ""
-        return TurnOutcome(answer, reply.steps, reply.usage, reply.stop_reason.value, reply.wall_s)
+        return TurnOutcome(
+            answer, reply.steps, reply.usage, reply.stop_reason.value, reply.wall_s, reply.detail
+        )
 
     def lookup(self, name: str) -> Any:
         return self.agent.retrieve(name)
@@ -115,7 +117,7 @@ class _LoopSession(Session):
                 self.log.write("error", text=str(exc))
                 # keep the history valid for the next turn
                 self._say("assistant", "(no reply)")
-                return TurnOutcome("", step - 1, usage, "model_error", time.monotonic() - started)
+                return TurnOutcome("", step - 1, usage, "model_error", time.monotonic() - started, str(exc))
             usage += reply.usage
             self._say("assistant", reply.text)
             observation = self.act(step, reply.text)
