@@ -109,6 +109,7 @@ def run_task(
                 "turn",
                 turn=index,
                 stop=outcome.stop,
+                detail=outcome.detail,
                 steps=outcome.steps,
                 answer=outcome.answer,
                 prompt_tokens=_prompt(outcome.usage),
