@@ -14,6 +14,7 @@ import pytest
 
 from benchmarks.agents.__main__ import main
 from benchmarks.agents.systems import parse_calls
+from fakes.loopback import TextReply
 
 
 @pytest.mark.parametrize("suite", ["stateful", "tokens", "data", "bfcl"])
@@ -70,3 +71,37 @@ def test_json_calls_are_found_only_when_they_name_a_tool_or_carry_arguments() ->
     assert parse_calls(
         '[{"name": "home.lock", "arguments": "{\\"door\\": \\"back\\"}"}, {"name": "x", "args": {}}]', tools
     ) == [("home.lock", {"door": "back"}), ("x", {})]
+
+
+def test_native_json_fc_calls_tools_through_the_openai_sdk(openai_api, tmp_path: Path) -> None:
+    from benchmarks.agents.session import Settings, Transcript
+    from benchmarks.agents.suite_stateful import _bank
+    from benchmarks.agents.systems import NativeJsonFcSession
+    from cavelite.models import OpenAIModel
+
+    openai_api.push(
+        TextReply(
+            "",
+            tool_calls=(
+                {"name": "bank__deposit", "arguments": {"account": "checking", "amount": "10.50"}},
+                {"name": "bank__withdraw", "arguments": {"account": "savings", "amount": "1e9"}},
+            ),
+        ),
+        TextReply("Deposited 10.50; checking is now 1260.50."),
+    )
+    world = _bank()
+    model = OpenAIModel("fake-model", base_url=openai_api.url, temperature=0)
+    log = Transcript(tmp_path / "t.jsonl")
+    session = NativeJsonFcSession(world, model, Settings(max_steps=4, native_fc=True), log)
+    outcome = session.send("Deposit 10.50 into checking.")
+    log.close()
+    assert outcome.stop == "completed" and outcome.steps == 2
+    assert outcome.answer == "Deposited 10.50; checking is now 1260.50."
+    assert str(world.tools["bank"].balances["checking"]) == "1260.50"  # the real object changed
+    assert str(world.tools["bank"].balances["savings"]) == "5400.00"  # the refused call changed nothing
+    first, second = (r.body for r in openai_api.requests)
+    assert {t["function"]["name"] for t in first["tools"]} >= {"bank__deposit", "bank__balance"}
+    assert first["temperature"] == 0
+    results = [m for m in second["messages"] if m["role"] == "tool"]
+    assert results[0]["content"] == '"1260.50"'
+    assert "insufficient funds" in results[1]["content"]  # the error went back to the model as JSON

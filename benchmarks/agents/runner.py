@@ -7,6 +7,7 @@ with the reason, and the next run goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from collections.abc import Callable
@@ -16,9 +17,10 @@ from typing import Any
 from benchmarks.agents.compare import in_text, loosely_same, same
 from benchmarks.agents.oracle import Oracle
 from benchmarks.agents.session import Session, Settings, Transcript
-from benchmarks.agents.systems import CaveliteSession, CodeActSession, JsonFcSession
+from benchmarks.agents.systems import CaveliteSession, CodeActSession, JsonFcSession, NativeJsonFcSession
 from benchmarks.agents.task import Answer, Check, State, Task, Value, World, resolve
 from cavelite.events import Usage
+from cavelite.models import ScriptedModel
 from cavelite.models.base import Model
 
 SYSTEMS = ("cavelite", "json-fc", "codeact")
@@ -57,7 +59,8 @@ def open_session(
     if system == "cavelite":
         return CaveliteSession(world, model, settings, log, **agent_options)
     if system == "json-fc":
-        return JsonFcSession(world, model, settings, log)
+        native = settings.native_fc and not isinstance(model, ScriptedModel)
+        return (NativeJsonFcSession if native else JsonFcSession)(world, model, settings, log)
     if system == "codeact":
         return CodeActSession(world, model, settings, log)
     raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
@@ -89,9 +92,7 @@ def run_task(
     oracle = None if isinstance(model, Model) else model(system, task, world)
     chosen = oracle.model if oracle is not None else model
     assert isinstance(chosen, Model)
-    settings = Settings(
-        task.instructions, settings.max_steps, settings.max_output_chars, settings.cell_timeout
-    )
+    settings = dataclasses.replace(settings, instructions=task.instructions)
     try:
         session = open_session(system, world, chosen, settings, log, agent_options or {})
     except Exception as exc:

@@ -25,6 +25,7 @@ class Settings:
     max_steps: int = 8
     max_output_chars: int = 4000
     cell_timeout: float = 30.0
+    native_fc: bool = False  # json-fc through the endpoint's own tool calling
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@
   schemas; each call's result goes back to the model as JSON text. Over a
   plain chat endpoint (a local llama.cpp server) it speaks a text protocol:
   a reply that is a JSON object ``{"name": ..., "arguments": {...}}`` (or a
-  list of them) is a call; anything else is the answer.
+  list of them) is a call; anything else is the answer. With ``--fc native``
+  on an OpenAI-compatible endpoint it uses the endpoint's ``tools`` instead.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cavelite import CaveLite
 from cavelite.errors import ModelError
 from cavelite.events import Usage
 from cavelite.extract import extract_code
+from cavelite.models import OpenAIModel
 from cavelite.models.base import Message, Model
 from cavelite.runtime import Runtime
 from cavelite.runtime.results import CellResult
@@ -305,3 +307,102 @@ def _as_call(value: Any, tools: set[str]) -> tuple[str, Any] | None:
         except json.JSONDecodeError:
             return None
     return name, arguments
+
+
+class NativeJsonFcSession(JsonFcSession):
+    """json-fc over the endpoint's own tool calling (OpenAI-compatible ``tools``).
+
+    Same tools, instructions and limits as the text protocol; the calls and
+    their JSON results travel as ``tool_calls`` and ``tool`` messages.
+    """
+
+    system = "json-fc"
+
+    def __init__(self, world: World, model: Model, settings: Settings, log: Transcript) -> None:
+        super().__init__(world, model, settings, log)
+        if not isinstance(model, OpenAIModel):
+            raise TypeError("native tool calling needs an OpenAIModel")
+        self.openai_model = model
+        self.wire_names = {name.replace(".", "__"): name for name in self.tools}
+        how = _NATIVE_HOW.replace("{max_chars}", str(settings.max_output_chars))
+        self.system_text = "\n\n".join(p for p in (settings.instructions.strip(), how) if p) + "\n"
+        self.wire: list[dict[str, Any]] = [{"role": "system", "content": self.system_text}]
+
+    def send(self, text: str) -> TurnOutcome:
+        import openai
+
+        started = time.monotonic()
+        if self.first_turn:
+            text = self.preface() + text
+            self.first_turn = False
+        self.wire.append({"role": "user", "content": text})
+        self.log.write("user", text=text)
+        client = openai.OpenAI(
+            base_url=self.openai_model.base_url,
+            api_key=self.openai_model.api_key or "none",
+            max_retries=2,
+            timeout=self.openai_model.timeout,
+        )
+        usage = Usage()
+        tools = [
+            {"type": "function", "function": {**t.schema(), "name": wire}}
+            for wire, t in ((w, self.tools[n]) for w, n in self.wire_names.items())
+        ]
+        try:
+            for step in range(1, self.settings.max_steps + 1):
+                request: dict[str, Any] = {
+                    "model": self.openai_model.name,
+                    "messages": self.wire,
+                    **self.openai_model.options,
+                }
+                if tools:
+                    request["tools"] = tools
+                if self.openai_model.max_tokens is not None:
+                    request["max_tokens"] = self.openai_model.max_tokens
+                try:
+                    completion = client.chat.completions.create(**request)
+                except openai.OpenAIError as exc:
+                    self.log.write("error", text=str(exc))
+                    self.wire.append({"role": "assistant", "content": "(no reply)"})
+                    return TurnOutcome(
+                        "", step - 1, usage, "model_error", time.monotonic() - started, str(exc)
+                    )
+                if completion.usage is not None:
+                    usage += Usage(
+                        input_tokens=completion.usage.prompt_tokens or 0,
+                        output_tokens=completion.usage.completion_tokens or 0,
+                    )
+                message = completion.choices[0].message
+                calls = message.tool_calls or []
+                self.wire.append(message.model_dump(exclude_none=True))
+                self.log.write(
+                    "assistant",
+                    text=message.content or "",
+                    tool_calls=[c.function.model_dump() for c in calls],
+                )
+                if not calls:
+                    return TurnOutcome(
+                        message.content or "", step, usage, "completed", time.monotonic() - started
+                    )
+                for call in calls:
+                    name = self.wire_names.get(call.function.name, call.function.name)
+                    try:
+                        arguments = json.loads(call.function.arguments or "{}")
+                    except json.JSONDecodeError as exc:
+                        arguments, result = None, json.dumps({"error": f"arguments are not JSON: {exc}"})
+                    else:
+                        result = self._run(name, arguments)
+                    self.log.write("tool", step=step, name=name, arguments=arguments, result=result[:2000])
+                    self.wire.append({"role": "tool", "tool_call_id": call.id, "content": result})
+            return TurnOutcome("", self.settings.max_steps, usage, "max_steps", time.monotonic() - started)
+        finally:
+            client.close()
+
+
+_NATIVE_HOW = """\
+## How you work
+
+You act by calling the tools you are given; each result comes back as JSON, cut to
+about {max_chars} characters. When the task is done, reply in plain text without a
+tool call: that is your final answer, and the user reads results only from it, so
+state every value they asked for."""
