@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
+from fakes.loopback import TextReply
 
 from benchmarks.agents.__main__ import main
 from benchmarks.agents.systems import parse_calls
-from fakes.loopback import TextReply
 
 
 @pytest.mark.parametrize("suite", ["stateful", "tokens", "data", "bfcl"])
