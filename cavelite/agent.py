@@ -64,7 +64,7 @@ class _Chat:
     stats: list[StepStats] = field(default_factory=list)
     last_text: str = ""
     request: str = ""
-    nudged: bool = False  # the completion check sends the model back at most once per chat
+    nudges: int = 0  # the completion check sends the model back at most twice per chat
     reason: StopReason | None = None
     detail: str = ""
 
@@ -148,6 +148,7 @@ class CaveLite:
         self._wakers: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
         self._wakers_lock = threading.Lock()
         self._closed = False
+        self._example = True  # the worked exchange in the system prompt (off only to measure it)
 
     # -- the runtime, through the agent ----------------------------------------
     def inject(
@@ -201,6 +202,7 @@ class CaveLite:
             injected,
             max_output_chars=self.max_output_chars,
             modules=self.runtime.preload,
+            example=self._example,
         )
 
     def reset(self, *, runtime: bool = True) -> None:
@@ -316,10 +318,10 @@ class CaveLite:
             yield ModelReplied(step, reply.text, reply.usage, model_s)
             if extraction.is_final_answer:
                 run.stats.append(StepStats(step, reply.usage, model_s))
-                missing = await self._missing(run)
-                if missing:
-                    run.nudged = True
-                    self._history.append(Message("user", prompt.missing_note(missing)))
+                note = await self._not_an_answer(run, reply.text)
+                if note:
+                    run.nudges += 1
+                    self._history.append(Message("user", note))
                     continue
                 run.stop(StopReason.COMPLETED)
                 yield FinalAnswer(step, reply.text)
@@ -355,19 +357,26 @@ class CaveLite:
             yield _cell_event(step, extraction, result, observation)
         run.stop(StopReason.MAX_STEPS, f"no answer after {self.max_steps} model calls")
 
-    async def _missing(self, run: _Chat) -> list[str]:
-        """Names the user asked for in backticks that the runtime lacks (checked once per chat)."""
-        if not self.check_completion or run.nudged:
-            return []
+    async def _not_an_answer(self, run: _Chat, text: str) -> str:
+        """Why a reply without code is visibly not the answer ("" if it may be), twice per chat at most.
+
+        It says the request back, or the user named a variable in backticks
+        that the runtime still lacks.
+        """
+        if not self.check_completion or run.nudges >= 2:
+            return ""
+        if prompt.is_echo(text, run.request):
+            return prompt.ECHO_NOTE
         wanted = prompt.requested_names(run.request)
         if not wanted:
-            return []
+            return ""
         try:
             present = {v.name for v in await self.runtime.avariables()}
         except CaveRuntimeError:
-            return []
+            return ""
         present |= {item.name for item in self.runtime.injected()}
-        return [name for name in wanted if name not in present]
+        missing = [name for name in wanted if name not in present]
+        return prompt.missing_note(missing) if missing else ""
 
     async def _call_model(
         self,

@@ -50,6 +50,26 @@ message. Then decide the next step.
   is your final answer. When asked to store a result in a variable, do so; the
   user reads it directly from the runtime."""
 
+_EXAMPLE = """## Example
+
+A user message:
+
+    [runtime state] 1 variable(s), already in the runtime (use them by name):
+    - prices (list): 3 items: [4.0, 2.5, 3.5]
+
+    Add up `prices` and keep the total in `total`.
+
+Your reply:
+
+    ```python
+    total = sum(prices)
+    total
+    ```
+
+The next message shows `[value] 10.0` and `- total (float): 10.0`. Your reply:
+
+    The total is 10.0, kept in `total`."""
+
 
 def system_prompt(
     instructions: str,
@@ -57,11 +77,13 @@ def system_prompt(
     *,
     max_output_chars: int = 4000,
     modules: Sequence[str] = (),
+    example: bool = True,
 ) -> str:
     """The byte-stable system prompt: instructions, how to work, what was injected.
 
     ``modules`` are the runtime's preloaded modules, named so the model imports
-    them rather than wondering what is available.
+    them rather than wondering what is available. ``example`` adds one short
+    worked exchange.
     """
     parts = []
     if instructions.strip():
@@ -69,6 +91,8 @@ def system_prompt(
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     preloaded = f"\n  Preloaded, import them freely: {', '.join(modules)}." if modules else ""
     parts.append(_HOW_TO_WORK.format(version=version, max_output_chars=max_output_chars, modules=preloaded))
+    if example:  # small models follow a shown exchange far better than described rules
+        parts.append(_EXAMPLE)
     ordered = sorted(injected, key=lambda item: item.name)
     functions = [_describe_function(i) for i in ordered if i.kind == "function"]
     objects = [_describe_object(i) for i in ordered if i.kind == "object"]
@@ -185,6 +209,28 @@ def missing_note(names: Sequence[str]) -> str:
         f"[not done] You were asked for {listed}, which does not exist in the runtime yet. "
         "Write the ```python block that creates it."
     )
+
+
+ECHO_NOTE = (
+    "[not an answer] Your reply repeats the request instead of doing it. Do the work: write "
+    "a ```python block."
+)
+
+
+def is_echo(reply: str, request: str) -> bool:
+    """True if ``reply`` is just the user's request said back, or an imagined next message.
+
+    Small models fall into this with greedy decoding, and once in the history
+    it feeds itself; it is visibly not an answer.
+    """
+    if STATE_HEADER in reply:
+        return True
+    said, asked = _words(reply), _words(request)
+    return bool(asked) and said == asked
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 _NAME = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")

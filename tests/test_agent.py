@@ -25,6 +25,7 @@ from cavelite import (
     StopReason,
     TextDelta,
     Usage,
+    prompt,
 )
 from cavelite.models import (
     AnthropicModel,
@@ -699,15 +700,25 @@ def test_repeats_run_again_when_the_guard_is_off(agent_factory):
     assert agent.retrieve("number") == 40
 
 
-def test_an_answer_while_the_asked_variable_is_missing_is_sent_back_once(agent_factory):
+def test_an_answer_while_the_asked_variable_is_missing_is_sent_back(agent_factory):
     model = ScriptedModel(["I will compute it: growth = 3", py("growth = 3"), "Stored.",
-                           "No.", "Still no."])
+                           "No.", "Still no.", "Never."])
     agent = agent_factory(model)
     reply = agent.chat("Put the growth in `growth`.")
     assert reply.completed and reply.text == "Stored." and agent.retrieve("growth") == 3
     assert model.calls[1].messages[-1].content.startswith("[not done] You were asked for `growth`")
-    reply = agent.chat("And keep the loss in `loss`.")  # sent back once, then the answer stands
-    assert reply.completed and reply.text == "Still no." and reply.steps == 2
+    reply = agent.chat("And keep the loss in `loss`.")  # sent back twice, then the answer stands
+    assert reply.completed and reply.text == "Never." and reply.steps == 3
+
+
+def test_a_reply_that_repeats_the_request_is_not_taken_as_the_answer(agent_factory):
+    model = ScriptedModel(["Close every valve that is open.", "[runtime state] no variables yet\n\nClose",
+                           py("closed = 2"), "Closed 2 valves."])
+    agent = agent_factory(model)
+    reply = agent.chat("Close every valve that is open.")
+    assert reply.completed and reply.text == "Closed 2 valves." and reply.steps == 4
+    assert model.calls[1].messages[-1].content == prompt.ECHO_NOTE
+    assert model.calls[2].messages[-1].content == prompt.ECHO_NOTE
 
 
 def test_what_a_model_writes_after_its_block_is_not_kept(agent_factory):

@@ -41,6 +41,7 @@ class CaveliteSession(Session):
         self, world: World, model: Model, settings: Settings, log: Transcript, **agent_options: Any
     ) -> None:
         super().__init__(world, settings, log)
+        private = {k: agent_options.pop(k) for k in list(agent_options) if k.startswith("_")}
         self.agent = CaveLite(
             model,
             instructions=settings.instructions,
@@ -49,6 +50,8 @@ class CaveliteSession(Session):
             max_output_chars=settings.max_output_chars,
             **agent_options,
         )
+        for name, value in private.items():  # an internal lever, switched only to measure it
+            setattr(self.agent, name, value)
         try:
             for name, value in world.tools.items():
                 self.agent.inject(name, value, remote=True, description=world.descriptions.get(name))
