@@ -77,7 +77,9 @@ def table(runs: Sequence[TaskRun]) -> str:
     """The markdown table: outcomes and costs, then ratios against each baseline."""
     groups = grouped(runs)
     suites = sorted({s for s, _ in groups} - {OVERALL}) + [OVERALL]
-    systems = [s for s in ("cavelite", "json-fc", "codeact") if any(k[1] == s for k in groups)]
+    named = {k[1] for k in groups}
+    systems = [s for s in ("cavelite", "json-fc", "codeact") if s in named]
+    systems = sorted(named - set(systems)) + systems  # relabelled cavelite rows (e.g. cavelite-before) first
     lines = [
         "| suite | system | tasks solved | checkpoints passed | steps | prompt tokens | completion tokens "
         "| cache tokens | wall s |",
@@ -117,7 +119,7 @@ def _ratio_lines(
                 mine, theirs = groups.get((suite, system)), groups.get((suite, baseline))
                 if baseline == system or not mine or not theirs:
                     continue
-                if system != "cavelite" and BASELINES.index(baseline) < BASELINES.index(system):
+                if system in BASELINES and BASELINES.index(baseline) < BASELINES.index(system):
                     continue  # json-fc vs codeact once, not twice
                 passed = (
                     f"{_median([t.passed for t in mine]):.0f} vs {_median([t.passed for t in theirs]):.0f}"
