@@ -71,10 +71,14 @@ def make_model(args: argparse.Namespace, repeat: int) -> Model:
     if args.base_url or not args.model.startswith("claude"):
         from cavelite.models import OpenAIModel
 
+        # One JSON reply per call (not a stream): a dropped connection is then retried by the
+        # adapter instead of ending the turn, which matters on a busy local server.
         return OpenAIModel(
             args.model,
             base_url=args.base_url,
             api_key=args.api_key,
+            stream=False,
+            max_retries=6,
             max_tokens=args.max_tokens,
             seed=args.seed + repeat,
             **options,
