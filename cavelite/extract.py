@@ -48,13 +48,17 @@ class Extraction:
 def extract_code(text: str) -> Extraction:
     """Return the first complete python block of ``text`` and what else was there.
 
-    Small models often drop the language tag (a bare fence) or the fences
-    altogether; a bare-fenced block, or a whole reply, that parses as Python
-    and does something (assigns, imports, calls...) counts as code. A reply
-    that is just a name or a number (``North``, ``42``) stays an answer.
+    Small models often drop the language tag (a bare fence), the opening
+    fence, or the fences altogether; a bare-fenced block, code that ends at a
+    lone closing fence, or a whole reply, that parses as Python and does
+    something (assigns, imports, calls...) counts as code. A reply that is just
+    a name or a number (``North``, ``42``) stays an answer.
     """
     blocks, open_block, end = _scan(text)
     if not blocks:
+        unopened = _unopened_block(text)
+        if unopened is not None:
+            return Extraction(unopened[0], 0, False, unopened[1])
         if not open_block and looks_like_code(text):
             return Extraction(text.strip("\n"), 0, False)
         return Extraction(None, 0, unterminated=open_block)
@@ -151,6 +155,17 @@ def _scan(text: str) -> tuple[list[str], bool, int | None]:
                 first_end = sum(len(line) + 1 for line in lines[: i + 1]) - 1
         i += 1
     return blocks, False, first_end
+
+
+def _unopened_block(text: str) -> tuple[str, int] | None:
+    """Code that starts the reply and ends at a bare fence line, its opening fence forgotten."""
+    offset = 0
+    for line in text.split("\n"):
+        if _CLOSE.match(line):
+            prefix = text[:offset].strip("\n")
+            return (prefix, offset + len(line)) if looks_like_code(prefix) else None
+        offset += len(line) + 1
+    return None
 
 
 def _has_python_fence(lines: list[str]) -> bool:

@@ -50,25 +50,29 @@ message. Then decide the next step.
   is your final answer. When asked to store a result in a variable, do so; the
   user reads it directly from the runtime."""
 
-_EXAMPLE = """## Example
+_EXAMPLE = """\
+## Example
 
-A user message:
+User:
+[runtime state] 1 variable(s), already in the runtime (use them by name):
+- prices (list): 3 items: [4.0, 2.5, 3.5]
 
-    [runtime state] 1 variable(s), already in the runtime (use them by name):
-    - prices (list): 3 items: [4.0, 2.5, 3.5]
+Add up `prices` and keep the total in `total`.
 
-    Add up `prices` and keep the total in `total`.
+Assistant:
+```python
+total = sum(prices)
+total
+```
 
-Your reply:
+User:
+[cell ran in 0.00s]
+[value] 10.0
+[variables created or changed]
+- total (float): 10.0
 
-    ```python
-    total = sum(prices)
-    total
-    ```
-
-The next message shows `[value] 10.0` and `- total (float): 10.0`. Your reply:
-
-    The total is 10.0, kept in `total`."""
+Assistant:
+The total is 10.0, kept in `total`."""
 
 
 def system_prompt(
