@@ -130,7 +130,8 @@ def state_block(variables: Sequence[VariableInfo], *, hidden: Collection[str] = 
     """
     visible = [v for v in variables if not v.name.startswith("_") and v.name not in hidden]
     if not visible:
-        return f"{STATE_HEADER} no variables yet"
+        ready = f" ({', '.join(sorted(hidden))}: ready, as described above)" if hidden else ""
+        return f"{STATE_HEADER} no variables yet{ready}"
     lines = [f"{STATE_HEADER} {len(visible)} variable(s), already in the runtime (use them by name):"]
     for info in visible[:MAX_LISTED_VARIABLES]:
         lines.append("- " + _clip_line(variable_line(info)))
