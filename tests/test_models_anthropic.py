@@ -261,7 +261,7 @@ def test_agent_through_the_sdk_keeps_the_system_prompt_byte_stable(messages_api)
     assert first.body["system"][0]["text"].startswith("Be exact.")
     assert first.body["system"] == second.body["system"] == third.body["system"]
     observation = second.body["messages"][-1]["content"][0]["text"]
-    assert "[value] 45" in observation and "total: int" in observation
+    assert "[value] 45" in observation and "total (int): 45" in observation
     # Earlier turns are sent unchanged, so the cached prefix stays valid.
     assert (
         second.body["messages"][0]["content"][0]["text"] == (first.body["messages"][0]["content"][0]["text"])
