@@ -64,6 +64,7 @@ class _Chat:
     stats: list[StepStats] = field(default_factory=list)
     last_text: str = ""
     request: str = ""
+    had_state: bool = False  # the runtime held variables when the chat began
     nudges: int = 0  # the completion check sends the model back at most twice per chat
     reason: StopReason | None = None
     detail: str = ""
@@ -280,6 +281,7 @@ class CaveLite:
                 hidden = {item.name for item in self.runtime.injected()}
                 self._history.append(Message("user", prompt.turn_message(message, variables, hidden=hidden)))
                 run.request = message
+                run.had_state = any(not v.name.startswith("_") for v in variables)
                 async with contextlib.aclosing(self._steps(run, waker, pending_note)) as steps:
                     async for event in steps:
                         yield event
@@ -360,13 +362,17 @@ class CaveLite:
     async def _not_an_answer(self, run: _Chat, text: str) -> str:
         """Why a reply without code is visibly not the answer ("" if it may be), twice per chat at most.
 
-        It says the request back, or the user named a variable in backticks
+        It says the request back; or no code ran for the request although the
+        runtime holds something it may be about (the reply then claims what it
+        never looked up or did); or the user named a variable in backticks
         that the runtime still lacks.
         """
         if not self.check_completion or run.nudges >= 2:
             return ""
         if prompt.is_echo(text, run.request):
             return prompt.ECHO_NOTE
+        if not run.cells and run.nudges == 0 and (run.had_state or self.runtime.injected()):
+            return prompt.NO_CODE_NOTE
         wanted = prompt.requested_names(run.request)
         if not wanted:
             return ""

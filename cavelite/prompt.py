@@ -222,6 +222,13 @@ ECHO_NOTE = (
 )
 
 
+NO_CODE_NOTE = (
+    "[check] No code ran for this request, so nothing was looked up or changed in the runtime. "
+    "If the request needs its data, objects or variables, write the ```python block now; "
+    "otherwise send your answer again."
+)
+
+
 def is_echo(reply: str, request: str) -> bool:
     """True if ``reply`` is just the user's request said back, or an imagined next message.
 
