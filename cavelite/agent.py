@@ -352,12 +352,24 @@ class CaveLite:
                 run.stop(StopReason.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}")
                 return
             observation = prompt.observation(result, extraction, max_chars=self.max_output_chars)
+            if not result.ok and (hint := await self._name_hint(result)):
+                observation += "\n" + hint
             self._history.append(Message("user", observation))
             pending_note.clear()
             run.cells.append(CellRecord(step, extraction.code, result))
             run.stats.append(StepStats(step, reply.usage, model_s, result.duration_s))
             yield _cell_event(step, extraction, result, observation)
         run.stop(StopReason.MAX_STEPS, f"no answer after {self.max_steps} model calls")
+
+    async def _name_hint(self, result: CellResult) -> str:
+        if result.error is None or result.error.type != "NameError":
+            return ""
+        injected = [self._injected_notes.get(item.name, item) for item in self.runtime.injected()]
+        try:
+            names = [v.name for v in await self.runtime.avariables()] + [i.name for i in injected]
+        except CaveRuntimeError:
+            return ""
+        return prompt.name_hint(result, injected, names)
 
     async def _not_an_answer(self, run: _Chat, text: str) -> str:
         """Why a reply without code is visibly not the answer ("" if it may be), twice per chat at most.

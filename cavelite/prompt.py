@@ -11,6 +11,7 @@ bounded in size.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import inspect
 import re
@@ -180,6 +181,29 @@ def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -
 
 
 NEXT_NOTE = "[next] If the task is done, reply in plain text without code; otherwise send the next block."
+
+
+_UNDEFINED = re.compile(r"name '([A-Za-z_][A-Za-z0-9_]*)' is not defined")
+
+
+def name_hint(result: CellResult, injected: Sequence[Injected], names: Collection[str]) -> str:
+    """For a NameError: where the name really lives (``farm.fields``) or the closest existing name.
+
+    Small models call an object's methods bare (``fields()`` for ``farm.fields()``)
+    or misspell a variable; the error alone does not tell them which.
+    """
+    error = result.error
+    match = _UNDEFINED.search(error.message) if error is not None and error.type == "NameError" else None
+    if match is None:
+        return ""
+    missing = match.group(1)
+    owners = [item.name for item in injected if item.kind == "object"
+              and any(m.split("(")[0] == missing for m in item.methods)]
+    if owners:
+        where = ", ".join(f"`{o}`" for o in owners)
+        return f"[hint] `{missing}` is a method of {where}: call `{owners[0]}.{missing}(...)`."
+    close = difflib.get_close_matches(missing, list(names), n=1, cutoff=0.75)
+    return f"[hint] There is no `{missing}`; did you mean `{close[0]}`?" if close else ""
 
 
 def ignored_blocks_note(count: int) -> str:

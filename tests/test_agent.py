@@ -764,3 +764,22 @@ def test_an_agent_can_call_another_agent_that_shares_its_runtime(agent_factory):
     reply = boss.chat("ask the analyst")
     assert reply.stop_reason is StopReason.COMPLETED, reply.detail
     assert boss.retrieve("shared_total") == 42
+
+
+class _Farm:
+    def fields(self) -> list[str]:
+        """Field names."""
+        return ["east", "west"]
+
+
+def test_a_bare_method_call_gets_a_hint_naming_its_object(agent_factory):
+    model = ScriptedModel([py("print(fields())"), py("print(farm.fields())"), py("print(totl)"),
+                           "done"])
+    agent = agent_factory(model, check_completion=False)
+    agent.inject("farm", _Farm(), remote=True)
+    agent.inject("total", 3)
+    agent.chat("which fields?")
+    observations = [m.content for m in agent.history if m.role == "user"]
+    assert observations[1].endswith("[hint] `fields` is a method of `farm`: call `farm.fields(...)`.")
+    assert "[hint]" not in observations[2] and "['east', 'west']" in observations[2]
+    assert observations[3].endswith("[hint] There is no `totl`; did you mean `total`?")
