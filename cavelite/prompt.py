@@ -180,7 +180,7 @@ def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -
     return "\n".join(parts)
 
 
-NEXT_NOTE = "[next] If the task is done, reply in plain text without code; otherwise send the next block."
+NEXT_NOTE = "[next] If this did what was asked, reply now in plain text, without code."
 
 
 _UNDEFINED = re.compile(r"name '([A-Za-z_][A-Za-z0-9_]*)' is not defined")
