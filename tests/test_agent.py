@@ -387,7 +387,7 @@ def test_model_error_leaves_runtime_and_history_usable(agent_factory):
     model = ScriptedModel(
         [py("kept = 'safe'"), ModelError("provider down", status=503, retryable=True), "fine now"]
     )
-    agent = agent_factory(model)
+    agent = agent_factory(model, check_completion=False)  # "fine now" needs no code
     reply = agent.chat("store something")
     assert reply.stop_reason is StopReason.MODEL_ERROR
     assert "provider down" in reply.detail
@@ -783,3 +783,17 @@ def test_a_bare_method_call_gets_a_hint_naming_its_object(agent_factory):
     assert observations[1].endswith("[hint] `fields` is a method of `farm`: call `farm.fields(...)`.")
     assert "[hint]" not in observations[2] and "['east', 'west']" in observations[2]
     assert observations[3].endswith("[hint] There is no `totl`; did you mean `total`?")
+
+
+def test_an_answer_for_which_no_code_ran_is_queried_once(agent_factory):
+    model = ScriptedModel(["The valves are open.", py("opened = ['east']"), "Opened east.",
+                           "Yes, east.", "Yes, east."])
+    agent = agent_factory(model)
+    agent.inject("valves", {"east": 0})
+    reply = agent.chat("Open the valves that need it.")
+    assert reply.text == "Opened east." and agent.retrieve("opened") == ["east"]
+    assert model.calls[1].messages[-1].content == prompt.NO_CODE_NOTE
+    reply = agent.chat("Sure?")  # a follow-up needing no code costs one more step, then stands
+    assert reply.completed and reply.text == "Yes, east." and reply.steps == 2
+    empty = agent_factory(ScriptedModel(["Hello!"]))
+    assert empty.chat("hi").steps == 1  # nothing in the runtime: nothing to look up
