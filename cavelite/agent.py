@@ -376,8 +376,9 @@ class CaveLite:
 
         It says the request back; or no code ran for the request although the
         runtime holds something it may be about (the reply then claims what it
-        never looked up or did); or the user named a variable in backticks
-        that the runtime still lacks.
+        never looked up or did); or every block of the chat failed, so nothing
+        was done; or the user named a variable in backticks that the runtime
+        still lacks.
         """
         if not self.check_completion or run.nudges >= 2:
             return ""
@@ -385,6 +386,8 @@ class CaveLite:
             return prompt.ECHO_NOTE
         if not run.cells and run.nudges == 0 and (run.had_state or self.runtime.injected()):
             return prompt.NO_CODE_NOTE
+        if run.cells and not any(cell.result.ok for cell in run.cells):
+            return prompt.FAILED_NOTE
         wanted = prompt.requested_names(run.request)
         if not wanted:
             return ""

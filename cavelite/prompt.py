@@ -253,6 +253,12 @@ NO_CODE_NOTE = (
 )
 
 
+FAILED_NOTE = (
+    "[not done] Every block you sent for this request failed, so nothing was done yet. "
+    "Fix the error and send the corrected ```python block."
+)
+
+
 def is_echo(reply: str, request: str) -> bool:
     """True if ``reply`` is just the user's request said back, or an imagined next message.
 
@@ -331,10 +337,11 @@ def _describe_function(item: Injected) -> str:
 
 def _describe_object(item: Injected) -> str:
     text = f"- {item.name}: {item.type_name}" + _suffix(item)
+    # Each method with its object's name: small models otherwise call ``fields()`` bare.
     if any("(" in method for method in item.methods):
-        text += "\n    methods:" + "".join(f"\n      {method}" for method in item.methods)
+        text += "\n    methods:" + "".join(f"\n      {item.name}.{method}" for method in item.methods)
     elif item.methods:
-        text += "\n    methods: " + ", ".join(item.methods)
+        text += "\n    methods: " + ", ".join(f"{item.name}.{method}" for method in item.methods)
     return text
 
 

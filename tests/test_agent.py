@@ -149,6 +149,7 @@ def test_model_learns_which_variables_each_cell_created_changed_or_deleted(agent
 
 def run_one_cell(agent_factory, code: str, **kwargs) -> tuple[Reply, str]:
     model = ScriptedModel([py(code), "done"])
+    kwargs.setdefault("check_completion", False)  # these look at one observation, failed or not
     agent = agent_factory(model, **kwargs)
     reply = agent.chat("run it")
     return reply, model.calls[1].messages[-1].content
@@ -797,3 +798,11 @@ def test_an_answer_for_which_no_code_ran_is_queried_once(agent_factory):
     assert reply.completed and reply.text == "Yes, east." and reply.steps == 2
     empty = agent_factory(ScriptedModel(["Hello!"]))
     assert empty.chat("hi").steps == 1  # nothing in the runtime: nothing to look up
+
+
+def test_an_answer_after_only_failed_blocks_is_sent_back(agent_factory):
+    model = ScriptedModel([py("x = undefined_thing"), "The error is in the first line.", py("x = 1"), "x is 1."])
+    agent = agent_factory(model)
+    reply = agent.chat("make x")
+    assert reply.text == "x is 1." and agent.retrieve("x") == 1
+    assert model.calls[2].messages[-1].content == prompt.FAILED_NOTE

@@ -60,7 +60,7 @@ def test_system_prompt_describes_what_was_injected():
     text = prompt.system_prompt("", injected())
     assert "async def fetch(url: str) -> str  # async: call it with `await`" in text
     assert "thermo: Thermostat" in text
-    assert "set(celsius: float, *, hold: bool = False) -> float: Set the target temperature" in text
+    assert "thermo.set(celsius: float, *, hold: bool = False) -> float: Set the target temperature" in text
     assert "class Order(sku: str, qty: int, price: Decimal = Decimal('0'))" in text
     assert "total() -> Decimal" in text
     assert "members: CALM='calm', BUSY='busy'" in text
