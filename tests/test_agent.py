@@ -801,7 +801,8 @@ def test_an_answer_for_which_no_code_ran_is_queried_once(agent_factory):
 
 
 def test_an_answer_after_only_failed_blocks_is_sent_back(agent_factory):
-    model = ScriptedModel([py("x = undefined_thing"), "The error is in the first line.", py("x = 1"), "x is 1."])
+    model = ScriptedModel([py("x = undefined_thing"), "The error is in the first line.", py("x = 1"),
+                           "x is 1."])
     agent = agent_factory(model)
     reply = agent.chat("make x")
     assert reply.text == "x is 1." and agent.retrieve("x") == 1
