@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench bench-agent demo clean
+.PHONY: test lint bench bench-cluster bench-agent demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: lint
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/runtime_bench.py
+	$(PY) benchmarks/figures_bench.py
+	$(PY) benchmarks/telemetry_bench.py
+
+bench-cluster: $(STAMP)
+	$(PY) benchmarks/cluster_bench.py
 
 # The agent benchmark: the whole oracle, offline. For a model, see benchmarks/agents/README.md.
 bench-agent: $(STAMP)

@@ -1,57 +1,66 @@
 """``cavelite chat``: the interactive session and its slash commands.
 
 Messages go to the agent; lines starting with ``/`` are commands for the
-host side of the session (look at variables, save one to a file, reset).
-Those commands use the runtime's public API only (``variables``,
-``retrieve``), so they never show the model anything and never run code
-the model wrote in the host.
+host side of the session (look at variables, save one to a file, save the
+transcript, reset). Those commands use the runtime's public API only
+(``variables``, ``retrieve``), so they never show the model anything and
+never run code the model wrote in the host. Arguments are split like a
+shell's, so a path with spaces can be quoted.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from rich.console import Console, Group
+from rich.console import Console
 from rich.panel import Panel
-from rich.pretty import Pretty
 from rich.table import Table
 from rich.text import Text
 
+from cavelite._cli_figures import FigureFolder
 from cavelite._cli_files import DataFile, DataFileError, save
+from cavelite._cli_input import LineReader
+from cavelite._cli_model import describe_model, model_failure
 from cavelite._cli_render import EventRenderer, drive
+from cavelite._cli_show import bounded_view
+from cavelite._cli_transcript import Transcript
 from cavelite.agent import CaveLite
-from cavelite.cli import EXIT_OK, describe_model, inject_files, model_failure, open_session
+from cavelite.cli import EXIT_OK, EXIT_TERMINATED, Terminated, inject_files, open_session
 from cavelite.errors import CaveliteError, TransferError, VariableNotFoundError
 from cavelite.events import StopReason
 
 HELP = """\
-/vars               variables in the runtime, with their summaries
-/show NAME          a bounded view of one variable
-/save NAME PATH     retrieve NAME and write it (.csv, .parquet, .json, .pkl)
-/reset              forget the conversation and the variables (data files are loaded again)
-/history            the conversation so far
-/help               this list
-/quit               leave (Ctrl-D works too)
-Ctrl-C while the model works cancels that step; the session goes on."""
-
-_SHOW_ROWS = 15
-_SHOW_COLS = 12
+/vars                 variables in the runtime, with their summaries
+/show NAME            a bounded view of one variable
+/save NAME PATH       retrieve NAME and write it (.csv, .parquet, .json, .xlsx, .pkl); quote paths
+                      with spaces; asks before overwriting
+/transcript PATH      save the chat so far, what was said and what ran (.jsonl, .md, or both)
+/reset                forget the conversation and the variables (data files are loaded again)
+/history [N]          the conversation so far; with N, message N in full
+/help                 this list
+/quit                 leave (Ctrl-D works too)
+Ctrl-C while the model works cancels that step; the session goes on. Ctrl-L clears the screen."""
 
 
 class ChatSession:
-    """One interactive session: an agent, the files loaded into it, and a console."""
+    """One interactive session: an agent, the files loaded into it, a console and its input."""
 
-    def __init__(self, agent: CaveLite, files: list[DataFile], console: Console) -> None:
+    def __init__(self, agent: CaveLite, files: list[DataFile], console: Console,
+                 reader: LineReader | None = None, figures: FigureFolder | None = None) -> None:
         self.agent = agent
+        self.figures = figures or FigureFolder()
         self.files = files
         self.console = console
+        self.reader = reader or LineReader(console)
+        self.transcript = Transcript()
         self.commands: dict[str, Callable[[list[str]], bool]] = {
             "vars": self.vars, "show": self.show, "save": self.save, "reset": self.reset,
-            "history": self.history, "help": self.help, "quit": self.quit, "exit": self.quit,
+            "history": self.history, "transcript": self.save_transcript, "help": self.help,
+            "quit": self.quit, "exit": self.quit,
         }
 
     def say(self, text: str, style: str = "") -> None:
@@ -62,42 +71,61 @@ class ChatSession:
         body = Text(f"model: {describe_model(self.agent.model)}\n")
         for item in self.files:
             body.append(f"{item.name}", style="bold")
-            body.append(f" ← {item.path} ({item.frame.shape[0]:,} rows × {item.frame.shape[1]} columns)\n")
+            body.append(f" ← {item.path} ({item.frame.shape[0]:,} rows × {item.frame.shape[1]} columns)")
+            body.append(f"; {item.note}\n" if item.note else "\n", style="yellow" if item.note else "")
         body.append("Ask a question, or /help for commands.", style="dim")
         self.console.print(Panel(body, title="cavelite chat", title_align="left", border_style="cyan"))
 
     def loop(self) -> int:
+        """Read and answer until /quit, end of input or SIGTERM; returns the exit code."""
         self.welcome()
-        while True:
-            try:
-                line = self.console.input("[bold cyan]you ›[/] ")
-            except EOFError:
-                self.console.print()
-                return EXIT_OK
-            except KeyboardInterrupt:
-                self.console.print("\n[dim](/quit or Ctrl-D to leave)[/]")
-                continue
-            line = line.strip()
-            if not line:
-                continue
-            if line.startswith("/"):
-                if not self.command(line):
-                    return EXIT_OK
-                continue
-            self.ask(line)
-
-    def ask(self, message: str) -> None:
         try:
-            reply = drive(self.agent, message, EventRenderer(self.console))
-        except KeyboardInterrupt:
-            self.console.print("[yellow]step interrupted[/]")
-            return
+            while True:
+                try:
+                    line = self.reader.read()
+                except EOFError:
+                    self.console.print()
+                    return EXIT_OK
+                except Terminated:
+                    raise
+                except KeyboardInterrupt:
+                    self.console.print("\n[dim](/quit or Ctrl-D to leave)[/]")
+                    continue
+                line = line.strip()
+                if not line:
+                    continue
+                if line.startswith("/"):
+                    if not self.command(line):
+                        return EXIT_OK
+                    continue
+                code = self.ask(line)
+                if code is not None:
+                    return code
+        finally:
+            self.reader.save()
+
+    def ask(self, message: str) -> int | None:
+        """One question, shown live; an exit code if the session must end (SIGTERM)."""
+        self.transcript.question(message)
+        renderer = EventRenderer(self.console, cell_timeout=self.agent.cell_timeout,
+                                 figures=self.figures)
+        with self.reader.model_working():
+            driven = drive(self.agent, message, renderer, on_event=self.transcript.on_event)
+        reply = driven.reply
         if reply.stop_reason is StopReason.MODEL_ERROR:
-            self.say(f"model error: {model_failure(reply, self.agent.model)}", "bold red")
+            self.say(f"model error: {model_failure(reply.detail, reply.error, self.agent.model)}", "bold red")
+        if driven.signal == signal.SIGTERM:
+            self.say("terminated: the session ends", "yellow")
+            return EXIT_TERMINATED
+        return None
 
     def command(self, line: str) -> bool:
         """Run a slash command; False means leave the session."""
-        name, *rest = line[1:].split()
+        try:
+            name, *rest = shlex.split(line[1:]) or [""]
+        except ValueError as exc:  # an unclosed quote
+            self.say(f"cannot read that command: {exc}", "yellow")
+            return True
         handler = self.commands.get(name.lower()) if name else None
         if handler is None:
             self.say(f"unknown command /{name}; /help lists them", "yellow")
@@ -107,6 +135,17 @@ class ChatSession:
         except (CaveliteError, OSError) as exc:
             self.say(f"/{name}: {exc}", "red")
             return True
+
+    def confirm(self, question: str) -> bool:
+        self.say(question, "yellow")
+        try:
+            answer = self.reader.read("[y/N] ")
+        except Terminated:
+            raise
+        except (EOFError, KeyboardInterrupt):
+            self.console.print()
+            return False
+        return answer.strip().lower() in ("y", "yes")
 
     # -- commands ----------------------------------------------------------------
     def help(self, args: list[str]) -> bool:
@@ -153,27 +192,50 @@ class ChatSession:
 
     def save(self, args: list[str]) -> bool:
         if len(args) != 2:
-            self.say("usage: /save NAME PATH   (.csv, .parquet, .json, .pkl)", "yellow")
+            self.say('usage: /save NAME PATH   (.csv, .parquet, .json, .xlsx, .pkl; "quote" paths with '
+                     "spaces)", "yellow")
             return True
         name, path = args
+        target = Path(path).expanduser()
         try:
             value = self.agent.retrieve(name)
-            written = save(value, path)
         except VariableNotFoundError:
             self.say(f"no variable named {name!r}; /vars lists them", "yellow")
             return True
+        if target.is_dir():
+            self.say(f"{target} is a directory; give a file name", "yellow")
+            return True
+        if target.exists() and not self.confirm(f"{target} exists; overwrite it?"):
+            self.say("not saved", "yellow")
+            return True
+        try:
+            written = save(value, path)
         except DataFileError as exc:
             self.say(str(exc), "red")
             return True
+        self.transcript.note(f"saved {name} to {written}")
         self.say(f"saved {name} ({type(value).__name__}) to {written}", "green")
+        return True
+
+    def save_transcript(self, args: list[str]) -> bool:
+        if len(args) != 1:
+            self.say("usage: /transcript PATH   (PATH.jsonl, PATH.md, or a name without either for both)",
+                     "yellow")
+            return True
+        target = Path(args[0]).expanduser()
+        if target.is_dir():
+            self.say(f"{target} is a directory; give a file name", "yellow")
+            return True
+        written = self.transcript.write(target)
+        self.say("saved the transcript to " + " and ".join(str(p) for p in written), "green")
         return True
 
     def reset(self, args: list[str]) -> bool:
         self.agent.reset()
         inject_files(self.agent, self.files)
+        self.transcript.note("the conversation and the variables were reset")
         loaded = ", ".join(item.name for item in self.files)
-        self.say("conversation and variables cleared"
-                                + (f"; reloaded {loaded}" if loaded else ""), "green")
+        self.say("conversation and variables cleared" + (f"; reloaded {loaded}" if loaded else ""), "green")
         return True
 
     def history(self, args: list[str]) -> bool:
@@ -181,6 +243,8 @@ class ChatSession:
         if not messages:
             self.say("(no messages yet)", "dim")
             return True
+        if args:
+            return self._one_message(args[0])
         for i, message in enumerate(messages, 1):
             first = headline(message.content)
             line = Text(f"{i:3d} ", style="dim")
@@ -188,6 +252,19 @@ class ChatSession:
             line.append(first[:100] + ("…" if len(first) > 100 else ""))
             line.append(f"  ({len(message.content):,} chars)", style="dim")
             self.console.print(line)
+        self.say("/history N shows message N in full", "dim")
+        return True
+
+    def _one_message(self, number: str) -> bool:
+        messages = self.agent.history
+        if not number.isdigit() or not 1 <= int(number) <= len(messages):
+            self.say(f"usage: /history N, with N from 1 to {len(messages)}", "yellow")
+            return True
+        message = messages[int(number) - 1]
+        self.console.rule(Text(f"message {number} · {message.role} · {len(message.content):,} chars",
+                               style="cyan"), style="dim")
+        self.console.print(Text(message.content), soft_wrap=True)
+        self.console.rule(style="dim")
         return True
 
 
@@ -204,44 +281,8 @@ def headline(content: str) -> str:
     return prose
 
 
-def bounded_view(name: str, value: Any) -> Any:
-    """A terminal view of a value that stays small however big the value is."""
-    if isinstance(value, pd.Series):
-        value = value.to_frame(name=value.name if value.name is not None else name)
-    if isinstance(value, pd.DataFrame):
-        rows, cols = value.shape
-        shown = value.iloc[:_SHOW_ROWS, :_SHOW_COLS]
-        header = Text(f"{name}: DataFrame {rows:,} rows × {cols} columns", style="bold")
-        table = Table()
-        named_index = not isinstance(value.index, pd.RangeIndex)
-        if named_index:
-            table.add_column(str(value.index.name or ""), style="bold")
-        for column in shown.columns:
-            table.add_column(f"{column}\n{value[column].dtype}", justify="right")
-        for index, row in zip(shown.index, shown.itertuples(index=False), strict=True):
-            cells = [_cell(v) for v in row]
-            table.add_row(*([_cell(index)] if named_index else []), *cells)
-        more = []
-        if rows > _SHOW_ROWS:
-            more.append(f"{rows - _SHOW_ROWS:,} more rows")
-        if cols > _SHOW_COLS:
-            more.append(f"{cols - _SHOW_COLS} more columns")
-        if more:
-            table.caption = " · ".join(more)
-        return Group(header, table)
-    if isinstance(value, np.ndarray):
-        return Text(f"{name}: ndarray {value.shape} {value.dtype}\n"
-                    + np.array2string(value, threshold=200, edgeitems=4))
-    return Pretty(value, max_length=20, max_string=400, max_depth=4)
-
-
-def _cell(value: Any) -> Text:
-    text = f"{value:,.4g}" if isinstance(value, float | np.floating) else str(value)
-    return Text(text if len(text) <= 60 else text[:59] + "…")
-
-
 def run_chat(args: argparse.Namespace, console: Console) -> int:
     """``cavelite chat``: load, connect, then read messages until /quit or end of input."""
     agent, files = open_session(args)
     with agent:
-        return ChatSession(agent, files, console).loop()
+        return ChatSession(agent, files, console, figures=FigureFolder(args.figures)).loop()

@@ -19,6 +19,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from cavelite._cli_model import describe_model, model_failure, pick_model
 from cavelite._cli_render import EventRenderer, drive, format_seconds, format_usage
 from cavelite.agent import CaveLite
 from cavelite.cli import (
@@ -26,14 +27,12 @@ from cavelite.cli import (
     EXIT_MODEL,
     EXIT_OK,
     EXIT_RUNTIME,
-    describe_model,
     exit_code_for,
-    model_failure,
-    pick_model,
+    exit_code_for_signal,
 )
 from cavelite.errors import CaveliteError
-from cavelite.events import Usage
 from cavelite.models import Message, Model, ScriptedModel
+from cavelite.usage import Usage
 
 REGIONS = ("North", "South", "East", "West", "Central")
 PRODUCTS = {"widget": 12.0, "gadget": 25.0, "gizmo": 40.0, "doohickey": 8.5, "sprocket": 15.0,
@@ -150,7 +149,8 @@ def offline_model() -> ScriptedModel:
 def run_demo(args: argparse.Namespace, console: Console) -> int:
     model: Model | None = None
     if not args.offline:
-        model = pick_model(args.model, args.base_url, retries=args.retries, required=False)
+        model = pick_model(args.model, args.base_url, retries=args.retries, required=False,
+                           stream=args.stream, timeout=args.call_timeout or None)
     scripted = model is None
     if model is None:
         model = offline_model()
@@ -169,17 +169,21 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
     total = Usage()
     wall = 0.0
     with CaveLite(model, instructions="You are a retail analyst. Use pandas; be concise.",
-                  max_steps=12) as agent:
+                  max_steps=12, call_timeout=args.call_timeout or None) as agent:
         agent.inject("sales", sales, description="one row per order line, 2024")
         for number, question in enumerate(QUESTIONS, 1):
             console.rule(Text(f"question {number}", style="bold cyan"))
             console.print(Text(question, style="bold"))
-            reply = drive(agent, question, EventRenderer(console))
+            driven = drive(agent, question, EventRenderer(console, cell_timeout=agent.cell_timeout))
+            reply = driven.reply
             total += reply.usage
             wall += reply.wall_s
+            if driven.signal is not None:
+                return exit_code_for_signal(driven.signal) or EXIT_INCOMPLETE
             code = max(code, exit_code_for(reply))
             if exit_code_for(reply) == EXIT_MODEL:
-                console.print(Text(f"model error: {model_failure(reply, model)}", style="bold red"))
+                console.print(Text(f"model error: {model_failure(reply.detail, reply.error, model)}",
+                                   style="bold red"))
                 return EXIT_MODEL
         console.rule(Text("retrieved into the host", style="bold cyan"))
         results = {}

@@ -9,6 +9,7 @@ command can exit with a clear line instead of a traceback.
 
 from __future__ import annotations
 
+import csv
 import json
 import keyword
 import pickle
@@ -22,8 +23,10 @@ import pandas as pd
 from cavelite.errors import CaveliteError
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
-LOADABLE = (".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".parquet", ".pq")
-SAVABLE = (".csv", ".parquet", ".pq", ".json", ".pkl", ".pickle")
+LOADABLE = (".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".parquet", ".pq", ".xlsx", ".xlsm")
+SAVABLE = (".csv", ".parquet", ".pq", ".json", ".pkl", ".pickle", ".xlsx")
+ON_BAD_LINES = ("error", "skip")
+_SHOWN_BAD = 5
 
 
 class DataFileError(CaveliteError):
@@ -37,10 +40,11 @@ class DataFile:
     name: str
     path: Path
     frame: pd.DataFrame
+    note: str = ""  # what loading changed, e.g. skipped rows: the model is told too
 
     @property
     def description(self) -> str:
-        return f"loaded from the file {self.path.name}"
+        return f"loaded from the file {self.path.name}" + (f"; {self.note}" if self.note else "")
 
 
 def variable_name(path: Path) -> str:
@@ -58,55 +62,128 @@ def variable_name(path: Path) -> str:
     return stem
 
 
-def load(path_text: str, taken: set[str] | None = None) -> DataFile:
-    """Read one ``--data`` file into a DataFrame; raise `DataFileError` with a clear reason."""
+def split_spec(spec: str) -> tuple[str | None, str]:
+    """``--data NAME=PATH`` into (NAME, PATH); a plain path gives (None, PATH).
+
+    Only a valid Python name before the first ``=`` makes it a name, so a
+    path such as ``./a=b.csv`` stays a path; ``my-sales=x.csv`` is refused
+    with the reason rather than read as a file that does not exist.
+    """
+    name, sep, rest = spec.partition("=")
+    if not sep or not rest or "/" in name or "\\" in name:
+        return None, spec
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise DataFileError(f"--data {spec}: {name!r} is not a valid Python variable name "
+                            "(letters, digits and _, not starting with a digit)")
+    return name, rest
+
+
+def load(spec: str, taken: set[str] | None = None, *, encoding: str | None = None,
+         on_bad_lines: str = "error") -> DataFile:
+    """Read one ``--data [NAME=]FILE`` into a DataFrame; raise `DataFileError` with a clear reason."""
+    name, path_text = split_spec(spec)
     path = Path(path_text).expanduser()
     suffix = path.suffix.lower()
+    if not path.exists():
+        raise DataFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataFileError(f"{path}: is a directory; pass one of the files in it")
+    if not path.is_file():
+        raise DataFileError(f"{path}: is not a regular file (a pipe or a device cannot be loaded)")
     if suffix not in LOADABLE:
         raise DataFileError(
             f"{path}: unsupported file type {suffix or '(none)'}; use one of {', '.join(LOADABLE)}"
         )
-    if not path.is_file():
-        raise DataFileError(f"{path}: no such file")
+    note = ""
     try:
-        frame = _read(path, suffix)
+        frame, note = _read(path, suffix, encoding, on_bad_lines)
     except DataFileError:
         raise
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+    except UnicodeDecodeError as exc:
+        raise DataFileError(
+            f"{path}: is not {encoding or 'UTF-8'} text ({exc.reason} at byte {exc.start}); "
+            "pass its encoding, e.g. --encoding latin-1"
+        ) from exc
+    except LookupError as exc:
+        raise DataFileError(f"{path}: unknown --encoding {encoding!r}") from exc
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataFileError(f"{path}: cannot read it as {suffix[1:]}: {reason}") from exc
-    name = variable_name(path)
-    base, n = name, 2
-    while taken is not None and name in taken:  # two files with one stem keep both
-        name, n = f"{base}_{n}", n + 1
-    return DataFile(name, path, _parse_dates(frame))
+    if name is None:
+        name = variable_name(path)
+        base, n = name, 2
+        while taken is not None and name in taken:  # two files with one stem keep both
+            name, n = f"{base}_{n}", n + 1
+    elif taken is not None and name in taken:
+        raise DataFileError(f"--data {spec}: the name {name!r} is already used by another file")
+    return DataFile(name, path, _parse_dates(frame), note)
 
 
-def _read(path: Path, suffix: str) -> pd.DataFrame:
-    if suffix == ".csv":
-        return pd.read_csv(path)
-    if suffix == ".tsv":
-        return pd.read_csv(path, sep="\t")
+def _read(path: Path, suffix: str, encoding: str | None, on_bad_lines: str) -> tuple[pd.DataFrame, str]:
+    if suffix in (".csv", ".tsv"):
+        return _read_csv(path, "\t" if suffix == ".tsv" else ",", encoding, on_bad_lines)
     if suffix in (".jsonl", ".ndjson"):
-        return pd.read_json(path, lines=True)
+        return pd.read_json(path, lines=True, encoding=encoding), ""
     if suffix == ".json":
-        with path.open("rb") as f:
+        with path.open("rb") if encoding is None else path.open(encoding=encoding) as f:
             data = json.load(f)
         # A list of records or a dict of columns: both read naturally as a table.
         if isinstance(data, list):
-            return pd.DataFrame.from_records(data)
+            return pd.DataFrame.from_records(data), ""
         if isinstance(data, dict):
-            return pd.DataFrame(data)
+            return pd.DataFrame(data), ""
         raise DataFileError(f"{path}: JSON must be a list of records or a dict of columns")
-    _need_pyarrow(path)
-    return pd.read_parquet(path)
+    if suffix in (".xlsx", ".xlsm"):
+        _need(path, "openpyxl", "Excel files")
+        with pd.ExcelFile(path, engine="openpyxl") as book:
+            names = book.sheet_names
+            frame = pd.read_excel(book, sheet_name=names[0])
+        return frame, (f"the first of {len(names)} sheets ({names[0]!r})" if len(names) > 1 else "")
+    _need(path, "pyarrow", "Parquet files")
+    return pd.read_parquet(path), ""
 
 
-def _need_pyarrow(path: Path) -> None:
+def _read_csv(path: Path, sep: str, encoding: str | None, on_bad_lines: str) -> tuple[pd.DataFrame, str]:
+    """A CSV/TSV; rows with more fields than the header are named, and dropped only if asked."""
     try:
-        import pyarrow  # noqa: F401
+        frame = pd.read_csv(path, sep=sep, encoding=encoding, on_bad_lines=on_bad_lines)  # type: ignore[call-overload]
+    except pd.errors.ParserError as exc:
+        width, bad = _long_rows(path, sep, encoding)
+        if not bad:
+            raise
+        raise DataFileError(
+            f"{path}: {_rows_text(bad)} more fields than the header's {width}; fix the file, "
+            "or pass --on-bad-lines skip to load it without them"
+        ) from exc
+    if on_bad_lines == "skip":
+        width, bad = _long_rows(path, sep, encoding)
+        if bad:
+            return frame, f"skipped {len(bad)} malformed row(s): {_rows_text(bad, verb=False)}"
+    return frame, ""
+
+
+def _long_rows(path: Path, sep: str, encoding: str | None) -> tuple[int, list[tuple[int, int]]]:
+    """The header's width and (line, fields) of each row that has more fields than it."""
+    with path.open(newline="", encoding=encoding or "utf-8", errors="replace") as f:
+        reader = csv.reader(f, delimiter=sep)
+        header = next(reader, [])
+        bad = [(reader.line_num, len(row)) for row in reader if len(row) > len(header)]
+    return len(header), bad
+
+
+def _rows_text(bad: list[tuple[int, int]], *, verb: bool = True) -> str:
+    shown = ", ".join(f"line {line} ({fields} fields)" for line, fields in bad[:_SHOWN_BAD])
+    more = f" and {len(bad) - _SHOWN_BAD} more" if len(bad) > _SHOWN_BAD else ""
+    if not verb:
+        return shown + more
+    return f"{len(bad)} row(s) have" + (f" ({shown}{more})" if bad else "")
+
+
+def _need(path: Path, package: str, what: str) -> None:
+    try:
+        __import__(package)
     except ImportError:
-        raise DataFileError(f"{path}: Parquet needs pyarrow (pip install pyarrow)") from None
+        raise DataFileError(f"{path}: {what} need {package} (pip install {package})") from None
 
 
 def _parse_dates(frame: pd.DataFrame) -> pd.DataFrame:
@@ -138,10 +215,14 @@ def save(value: Any, path_text: str) -> Path:
             _save_json(value, path)
         else:
             frame = _as_frame(value, path)
+            index = not isinstance(frame.index, pd.RangeIndex)
             if suffix == ".csv":
-                frame.to_csv(path, index=not isinstance(frame.index, pd.RangeIndex))
+                frame.to_csv(path, index=index)
+            elif suffix == ".xlsx":
+                _need(path, "openpyxl", "Excel files")
+                frame.to_excel(path, index=index, engine="openpyxl")
             else:
-                _need_pyarrow(path)
+                _need(path, "pyarrow", "Parquet files")
                 frame.to_parquet(path)
     except DataFileError:
         raise

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from cavelite import prompt
+from cavelite import prompt, telemetry
 from cavelite.compact import compact
-from cavelite.errors import CaveRuntimeError, CaveUsageError, ModelError
+from cavelite.errors import AgentClosedError, CaveRuntimeError, CaveUsageError, ModelError
 from cavelite.events import (
     CellFinished,
     CellRecord,
@@ -34,6 +35,7 @@ from cavelite.events import (
     Event,
     FinalAnswer,
     ModelReplied,
+    ModelRetrying,
     PolicyViolated,
     Reply,
     StepStats,
@@ -43,14 +45,20 @@ from cavelite.events import (
     Usage,
 )
 from cavelite.extract import Extraction, extract_code
-from cavelite.models.base import Message, Model, ModelReply, run_sync
+from cavelite.models.base import Image, Message, Model, ModelReply, RetryNotice, run_sync
 from cavelite.runtime.results import CellResult, Injected, VariableInfo
 
 if TYPE_CHECKING:
-    from cavelite.runtime import Runtime
+    from cavelite.runtime.like import RuntimeLike
     from cavelite.security import Policy
 
 _END = object()
+log = logging.getLogger("cavelite.agent")
+
+DEFAULT_CELL_TIMEOUT = 30.0
+DEFAULT_MAX_OUTPUT_CHARS = 4000
+DEFAULT_MAX_WALL_S = 900.0
+DEFAULT_CALL_TIMEOUT = 180.0
 
 
 @dataclass
@@ -64,13 +72,15 @@ class _Chat:
     stats: list[StepStats] = field(default_factory=list)
     last_text: str = ""
     request: str = ""
-    had_state: bool = False  # the runtime held variables when the chat began
+    held: set[str] = field(default_factory=set)  # the runtime's names when the chat began
     nudges: int = 0  # the completion check sends the model back at most twice per chat
     reason: StopReason | None = None
     detail: str = ""
+    error: ModelError | None = None
+    trace: telemetry.NoTrace = telemetry.NO_TRACE  # OpenTelemetry spans, when installed
 
-    def stop(self, reason: StopReason, detail: str = "") -> None:
-        self.reason, self.detail = reason, detail
+    def stop(self, reason: StopReason, detail: str = "", error: ModelError | None = None) -> None:
+        self.reason, self.detail, self.error = reason, detail, error
 
     def reply(self) -> Reply:
         return Reply(
@@ -82,6 +92,7 @@ class _Chat:
             step_stats=tuple(self.stats),
             wall_s=time.monotonic() - self.started,
             detail=self.detail,
+            error=self.error,
         )
 
 
@@ -90,9 +101,26 @@ class CaveLite:
 
     ``runtime`` shares an existing `Runtime` (the agent then never closes it,
     and ``policy`` must be set on that runtime instead); otherwise the agent
-    creates one with ``policy``, ``cell_timeout`` and ``max_output_chars``.
-    ``max_tokens_total`` and ``max_wall_s`` bound each chat (all four token
-    kinds count); ``max_steps`` bounds the model calls per chat.
+    creates one with ``policy``, ``cell_timeout`` (30 s) and
+    ``max_output_chars`` (4000). On a shared runtime those two default to the
+    runtime's own settings.
+
+    Each chat is bounded: ``max_steps`` model calls, ``max_wall_s`` seconds
+    of wall-clock time (15 minutes by default), ``max_tokens_total`` tokens
+    (all four kinds count, no limit by default), and each model call by
+    ``call_timeout`` seconds (3 minutes by default), retries included, so a
+    slow local model cannot run on silently. ``None`` lifts a limit.
+
+    ``history`` resumes a conversation: `Message`s, or their plain JSON form
+    (``[{"role": "user", "content": ...}, ...]``, what `history_records`
+    gives), for example saved by another process together with a runtime
+    snapshot.
+
+    ``show_figures=True`` sends the figures a cell drew (matplotlib, preloaded by
+    the runtime: ``preload=FIGURES_PRELOAD`` for a runtime the agent makes) to the
+    model as images with the observation, so it can look at its own chart; the
+    model must take images (`AnthropicModel` does). Without it the model is told
+    only that a figure was made and how big it is.
 
     How the loop guards a weak model (each measured by ``benchmarks/agents``):
     ``guard_repeats`` does not run a block identical to the previous one (it
@@ -108,12 +136,16 @@ class CaveLite:
         *,
         instructions: str = "",
         max_steps: int = 20,
-        runtime: Runtime | None = None,
+        runtime: RuntimeLike | None = None,
         policy: Policy | None = None,
-        cell_timeout: float = 30.0,
-        max_output_chars: int = 4000,
+        preload: Iterable[str] | None = None,
+        cell_timeout: float | None = None,
+        max_output_chars: int | None = None,
         max_tokens_total: int | None = None,
-        max_wall_s: float | None = None,
+        max_wall_s: float | None = DEFAULT_MAX_WALL_S,
+        call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
+        history: Iterable[Message | Mapping[str, Any]] = (),
+        show_figures: bool = False,
         guard_repeats: bool = True,
         check_completion: bool = True,
         compact_history: bool = True,
@@ -121,17 +153,31 @@ class CaveLite:
     ) -> None:
         if not isinstance(model, Model):
             raise CaveUsageError(f"model must be a cavelite.models.Model, not {type(model).__name__}")
+        if show_figures and not model.accepts_images:
+            raise CaveUsageError(f"show_figures=True needs a model that takes images, and {model!r} "
+                                 "does not (AnthropicModel does)")
         if max_steps < 1:
             raise CaveUsageError("max_steps must be at least 1")
-        if runtime is not None and policy is not None:
-            raise CaveUsageError("pass policy to the shared Runtime, not to the agent")
+        if runtime is not None and (policy is not None or preload is not None):
+            raise CaveUsageError("pass policy and preload to the shared Runtime, not to the agent")
+        for name, limit in (("max_wall_s", max_wall_s), ("call_timeout", call_timeout)):
+            if limit is not None and limit < 0:
+                raise CaveUsageError(f"{name} must be 0 or more, or None for no limit")
+        resumed = _history_from(history)  # checked before a runtime is started
+        if runtime is not None:  # a shared runtime's own limits, unless told otherwise
+            cell_timeout = runtime.cell_timeout if cell_timeout is None else cell_timeout
+            max_output_chars = runtime.max_output_chars if max_output_chars is None else max_output_chars
+        else:
+            cell_timeout = DEFAULT_CELL_TIMEOUT if cell_timeout is None else cell_timeout
         self.model = model
         self.instructions = instructions
         self.max_steps = max_steps
-        self.cell_timeout = cell_timeout
-        self.max_output_chars = max_output_chars
+        self.cell_timeout: float | None = cell_timeout  # None: the shared runtime sets no limit
+        self.max_output_chars = DEFAULT_MAX_OUTPUT_CHARS if max_output_chars is None else max_output_chars
         self.max_tokens_total = max_tokens_total
         self.max_wall_s = max_wall_s
+        self.call_timeout = call_timeout
+        self.show_figures = bool(show_figures)
         self.guard_repeats = guard_repeats
         self.check_completion = check_completion
         self.compact_history = compact_history
@@ -140,9 +186,11 @@ class CaveLite:
         if runtime is None:
             from cavelite.runtime import Runtime  # here, so importing cavelite stays light
 
-            runtime = Runtime(cell_timeout=cell_timeout, max_output_chars=max_output_chars, policy=policy)
-        self.runtime: Runtime = runtime
-        self._history: list[Message] = []
+            options: dict[str, Any] = {} if preload is None else {"preload": tuple(preload)}
+            runtime = Runtime(cell_timeout=self.cell_timeout, max_output_chars=self.max_output_chars,
+                              policy=policy, **options)
+        self.runtime: RuntimeLike = runtime
+        self._history: list[Message] = resumed
         self._injected_notes: dict[str, Injected] = {}
         self._busy = threading.Lock()  # one chat at a time: the history is a single thread of talk
         self._cancelled = threading.Event()
@@ -182,13 +230,42 @@ class CaveLite:
         return self.runtime.retrieve(name, trusted=trusted)
 
     def variables(self) -> list[VariableInfo]:
+        """The runtime's variables, each with its type and bounded summary (no data is copied)."""
         self._check_open()
         return self.runtime.variables()
+
+    async def ainject(
+        self, name: str, value: Any, *, description: str | None = None, remote: bool | None = None
+    ) -> None:
+        """`inject` without blocking the event loop."""
+        await asyncio.to_thread(self.inject, name, value, description=description, remote=remote)
+
+    async def ainject_type(
+        self, cls: type, *, name: str | None = None, description: str | None = None
+    ) -> None:
+        """`inject_type` without blocking the event loop."""
+        await asyncio.to_thread(self.inject_type, cls, name=name, description=description)
+
+    async def aretrieve(self, name: str, *, trusted: bool = False) -> Any:
+        """`retrieve` without blocking the event loop."""
+        return await asyncio.to_thread(self.retrieve, name, trusted=trusted)
+
+    async def avariables(self) -> list[VariableInfo]:
+        """`variables` without blocking the event loop."""
+        return await asyncio.to_thread(self.variables)
+
+    async def areset(self, *, runtime: bool = True) -> None:
+        """`reset` without blocking the event loop."""
+        await asyncio.to_thread(self.reset, runtime=runtime)
 
     @property
     def history(self) -> tuple[Message, ...]:
         """The conversation so far, exactly as the model is shown it (after the system prompt)."""
         return tuple(self._history)
+
+    def history_records(self) -> list[dict[str, Any]]:
+        """The history in its plain JSON form, which ``CaveLite(history=...)`` takes back."""
+        return [message.to_dict() for message in self._history]
 
     def system_prompt(self) -> str:
         """The system prompt the model gets now: instructions plus what is injected."""
@@ -267,7 +344,7 @@ class CaveLite:
         waker = asyncio.Event()
         with self._wakers_lock:
             self._wakers[loop] = waker
-        run = _Chat(started=time.monotonic())
+        run = _Chat(started=time.monotonic(), trace=telemetry.chat_trace(self.model))
         pending_note: list[str] = []  # the note owed to the model if the chat ends here
         try:
             try:
@@ -281,12 +358,17 @@ class CaveLite:
                 hidden = {item.name for item in self.runtime.injected()}
                 self._history.append(Message("user", prompt.turn_message(message, variables, hidden=hidden)))
                 run.request = message
-                run.had_state = any(not v.name.startswith("_") for v in variables)
+                run.held = {v.name for v in variables if not v.name.startswith("_")} | hidden
                 async with contextlib.aclosing(self._steps(run, waker, pending_note)) as steps:
                     async for event in steps:
+                        _log_event(event)
                         yield event
-            yield Stopped(run.reason or StopReason.COMPLETED, run.reply())
+            stopped = Stopped(run.reason or StopReason.COMPLETED, run.reply())
+            run.trace.end(stopped.reply)
+            _log_event(stopped)
+            yield stopped
         finally:
+            run.trace.end(run.reply())  # once: a chat torn down by an exception ends its span too
             if pending_note:  # the model wrote code that never got an observation
                 self._history.append(Message("user", pending_note[0]))
             with self._wakers_lock:
@@ -303,9 +385,13 @@ class CaveLite:
             started = time.monotonic()
             replies: list[ModelReply] = []
             call = self._call_model(step, system, run, waker, replies)
-            async with contextlib.aclosing(call) as events:
-                async for event in events:
-                    yield event
+            span = run.trace.model_call(step)
+            try:
+                async with contextlib.aclosing(call) as events:
+                    async for event in events:
+                        yield event
+            finally:
+                run.trace.model_done(span, replies[0] if replies else None, run.error)
             if not replies:  # stopped during the call: cancel, budget or model error
                 return
             reply = replies[0]
@@ -345,16 +431,23 @@ class CaveLite:
             pending_note[:] = [prompt.not_run_note("the chat was stopped")]
             yield CodeExtracted(step, extraction.code, extraction.ignored_blocks)
             pending_note[:] = [prompt.interrupted_note()]
+            span = run.trace.cell(step, extraction.code)
             try:
                 result = await self.runtime.aexecute(extraction.code, timeout=self._cell_timeout(run))
             except CaveRuntimeError as exc:  # the runtime failed (or was closed), not the cell
+                run.trace.cell_done(span, None, exc)
                 run.stats.append(StepStats(step, reply.usage, model_s))
                 run.stop(StopReason.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}")
                 return
+            except BaseException as exc:  # the chat itself was torn down mid-cell
+                run.trace.cell_done(span, None, exc)
+                raise
+            run.trace.cell_done(span, result)
             observation = prompt.observation(result, extraction, max_chars=self.max_output_chars)
             if not result.ok and (hint := await self._name_hint(result)):
                 observation += "\n" + hint
-            self._history.append(Message("user", observation))
+            images = tuple(Image(f.mime_type, f.data) for f in result.figures) if self.show_figures else ()
+            self._history.append(Message("user", observation, images))
             pending_note.clear()
             run.cells.append(CellRecord(step, extraction.code, result))
             run.stats.append(StepStats(step, reply.usage, model_s, result.duration_s))
@@ -374,9 +467,9 @@ class CaveLite:
     async def _not_an_answer(self, run: _Chat, text: str) -> str:
         """Why a reply without code is visibly not the answer ("" if it may be), twice per chat at most.
 
-        It says the request back; or no code ran for the request although the
-        runtime holds something it may be about (the reply then claims what it
-        never looked up or did); or every block of the chat failed, so nothing
+        It says the request back; or no code ran for a request that names what
+        the runtime holds, or the reply states a number nobody computed (it
+        claims what it never looked up or did); or every block of the chat failed, so nothing
         was done; or the user named a variable in backticks that the runtime
         still lacks.
         """
@@ -384,8 +477,9 @@ class CaveLite:
             return ""
         if prompt.is_echo(text, run.request):
             return prompt.ECHO_NOTE
-        if not run.cells and run.nudges == 0 and (run.had_state or self.runtime.injected()):
-            return prompt.NO_CODE_NOTE
+        if not run.cells and run.nudges == 0 and run.held:
+            if prompt.claims_unseen(text, run.request, run.held):
+                return prompt.NO_CODE_NOTE
         if run.cells and not any(cell.result.ok for cell in run.cells):
             return prompt.FAILED_NOTE
         wanted = prompt.requested_names(run.request)
@@ -407,40 +501,62 @@ class CaveLite:
         waker: asyncio.Event,
         out: list[ModelReply],
     ) -> AsyncGenerator[Event, None]:
-        """Stream one model call, abandoning it on cancel or when the wall budget ends.
+        """Stream one model call, abandoning it on cancel, at its call timeout or the wall budget.
 
         The call runs in its own task feeding a queue, so waiting on it can race
-        the cancel signal and the deadline without tearing down this generator.
+        the cancel signal and the deadlines without tearing down this generator.
+        A call that fails or is abandoned still counts its time in the step stats.
         """
         queue: asyncio.Queue[Any] = asyncio.Queue()
         messages = tuple(self._history)
+        began = time.monotonic()
         pump = asyncio.ensure_future(self._pump(system, messages, queue))
         wake = asyncio.ensure_future(waker.wait())
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
+                wall_left = self._wall_left(run)
+                call_left = None
+                if self.call_timeout is not None:
+                    call_left = self.call_timeout - (time.monotonic() - began)
+                by_call = call_left is not None and (wall_left is None or call_left < wall_left)
+                timeout = call_left if by_call else wall_left
                 done, _ = await asyncio.wait(
                     {getter, wake},
-                    timeout=self._wall_left(run),
+                    timeout=None if timeout is None else max(0.0, timeout),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if getter not in done:
                     getter.cancel()
                     if wake in done:
                         run.stop(StopReason.CANCELLED, "cancelled while the model was replying")
+                    elif by_call:
+                        error = ModelError(f"the model call took longer than {self.call_timeout:g} s "
+                                           "(the agent's call_timeout) and was abandoned", kind="timeout")
+                        run.stop(StopReason.MODEL_ERROR, str(error), error)
                     else:
                         run.stop(StopReason.BUDGET, f"wall-time budget of {self.max_wall_s}s used up")
+                    run.stats.append(StepStats(step, Usage(), time.monotonic() - began))
                     return
                 item = getter.result()
                 if item is _END:
+                    if not out:
+                        error = ModelError(f"{self.model!r} ended its stream without a reply",
+                                           kind="bad_stream")
+                        run.stop(StopReason.MODEL_ERROR, str(error), error)
                     return
                 if isinstance(item, ModelError):
-                    run.stop(StopReason.MODEL_ERROR, str(item))
+                    run.stop(StopReason.MODEL_ERROR, str(item), item)
+                    run.stats.append(StepStats(step, Usage(), time.monotonic() - began))
                     return
                 if isinstance(item, BaseException):
                     raise item
                 if isinstance(item, ModelReply):
                     out.append(item)
+                    continue
+                if isinstance(item, RetryNotice):
+                    yield ModelRetrying(step, item.attempt, item.max_retries, item.delay_s, item.reason,
+                                        item.status, item.elapsed_s)
                     continue
                 yield TextDelta(step, item)
         finally:
@@ -476,14 +592,17 @@ class CaveLite:
             return None
         return self.max_wall_s - (time.monotonic() - run.started)
 
-    def _cell_timeout(self, run: _Chat) -> float:
+    def _cell_timeout(self, run: _Chat) -> float | None:
         left = self._wall_left(run)
-        return self.cell_timeout if left is None else max(0.001, min(self.cell_timeout, left))
+        if left is None:
+            return self.cell_timeout
+        left = max(0.001, left)
+        return left if self.cell_timeout is None else min(self.cell_timeout, left)
 
     # -- lifecycle ---------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
-            raise CaveUsageError("this agent is closed")
+            raise AgentClosedError("this agent was closed")
 
     def close(self) -> None:
         """Close the runtime if this agent created it (a shared runtime stays open)."""
@@ -523,6 +642,40 @@ class CaveLite:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._history)} messages"
         return f"CaveLite({self.model!r}, {state})"
+
+
+def _history_from(history: Iterable[Message | Mapping[str, Any]]) -> list[Message]:
+    """Messages from `Message`s or their plain JSON form; `CaveUsageError` names a bad item."""
+    if isinstance(history, str | bytes | Mapping):
+        raise CaveUsageError("history is a list of messages, not a single str or dict")
+    messages = []
+    for index, item in enumerate(history):
+        try:
+            messages.append(Message.from_dict(dict(item) if isinstance(item, Mapping) else item))
+        except CaveUsageError as exc:
+            raise CaveUsageError(f"history[{index}]: {exc}") from None
+    return messages
+
+
+def _log_event(event: Event) -> None:
+    """Steps, cells, retries and stops go to the ``cavelite`` logger at INFO; text deltas at DEBUG."""
+    if isinstance(event, TextDelta):
+        log.debug("step %d: %d characters of text", event.step, len(event.text))
+    elif isinstance(event, ModelReplied):
+        log.info("step %d: the model replied in %.2f s (%d tokens)", event.step, event.wall_s,
+                 event.usage.total_tokens)
+    elif isinstance(event, ModelRetrying):
+        log.info("step %d: model call failed (%s); retry %d of %d in %.1f s", event.step, event.reason,
+                 event.attempt, event.max_retries, event.delay_s)
+    elif isinstance(event, CodeExtracted):
+        log.debug("step %d: running a cell of %d lines", event.step, event.code.count("\n") + 1)
+    elif isinstance(event, CellFinished):
+        outcome = "ok" if event.result.ok else event.result.error.kind if event.result.error else "failed"
+        log.info("step %d: cell %s in %.3f s", event.step, outcome, event.result.duration_s)
+    elif isinstance(event, Stopped):
+        reply = event.reply
+        log.info("chat stopped: %s after %d step(s), %.2f s%s", event.reason.value, reply.steps,
+                 reply.wall_s, f" ({reply.detail})" if reply.detail else "")
 
 
 def _cell_event(step: int, extraction: Extraction, result: CellResult, observation: str) -> CellFinished:

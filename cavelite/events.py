@@ -7,6 +7,7 @@ compared and sent to a UI without touching the runtime.
 
     Event
     ├── TextDelta        a piece of model text, as it streams
+    ├── ModelRetrying    a model call failed and is retried: why, and after how long
     ├── ModelReplied     one model call finished (its text, usage, wall time)
     ├── CodeExtracted    the block that is about to run
     ├── CellFinished     a cell ran (or failed); ``observation`` is what the model will read
@@ -20,7 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from cavelite.runtime.results import CellResult, Violation
+from cavelite.errors import ModelError
+from cavelite.runtime.results import CellResult
+from cavelite.security.violation import Violation
+from cavelite.usage import Usage
 
 
 class StopReason(StrEnum):
@@ -38,35 +42,6 @@ class StopReason(StrEnum):
     """The model provider failed, after retries; the runtime is untouched."""
     RUNTIME_ERROR = "runtime_error"
     """The runtime itself failed (not a cell): for example the worker could not be restarted."""
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Token counts as reported by the provider.
-
-    ``input_tokens`` counts uncached input only (Anthropic's convention; the
-    OpenAI adapter subtracts cached tokens), so the four fields never overlap.
-    """
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        """Every token the provider processed: what a token budget is measured in."""
-        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        if not isinstance(other, Usage):
-            return NotImplemented
-        return Usage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.cache_read_tokens + other.cache_read_tokens,
-            self.cache_write_tokens + other.cache_write_tokens,
-        )
 
 
 @dataclass(frozen=True)
@@ -94,7 +69,10 @@ class Reply:
 
     ``text`` is the final answer when ``stop_reason`` is ``completed``; after
     another stop it is the last text the model wrote in this chat (possibly
-    empty). ``steps`` is the number of model calls; ``usage`` their sum.
+    empty). ``steps`` is the number of model replies; ``usage`` their sum.
+    ``step_stats`` also lists a call that failed or was abandoned, with its time.
+    ``error`` is the `ModelError` behind a ``model_error`` stop (its ``kind``,
+    ``status`` and ``retryable`` say what went wrong), else None.
     """
 
     text: str
@@ -105,9 +83,11 @@ class Reply:
     step_stats: tuple[StepStats, ...] = ()
     wall_s: float = 0.0
     detail: str = ""
+    error: ModelError | None = field(default=None, compare=False, repr=False)
 
     @property
     def completed(self) -> bool:
+        """True when the model gave its answer (``stop_reason`` is ``completed``)."""
         return self.stop_reason is StopReason.COMPLETED
 
 
@@ -120,6 +100,23 @@ class Event:
 class TextDelta(Event):
     step: int
     text: str
+
+
+@dataclass(frozen=True)
+class ModelRetrying(Event):
+    """A model call failed with a retryable error; it is retried after ``delay_s`` seconds.
+
+    ``attempt`` counts retries from 1 up to ``max_retries``; ``elapsed_s`` is
+    the time the failed attempt took; ``status`` the HTTP status, if any.
+    """
+
+    step: int
+    attempt: int
+    max_retries: int
+    delay_s: float
+    reason: str
+    status: int | None = None
+    elapsed_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -151,6 +148,7 @@ class PolicyViolated(CellFinished):
 
     @property
     def violations(self) -> tuple[Violation, ...]:
+        """The rules the cell broke, each with its line, snippet and hint."""
         return self.result.error.violations if self.result.error else ()
 
 

@@ -95,6 +95,9 @@ def system_prompt(
         parts.append(instructions.strip())
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     preloaded = f"\n  Preloaded, import them freely: {', '.join(modules)}." if modules else ""
+    if "matplotlib" in modules:
+        preloaded += ("\n- Charts: draw with matplotlib and call `plt.show()` (or leave the figure "
+                      "open);\n  it reaches the user as an image. Never `savefig` to a file.")
     parts.append(_HOW_TO_WORK.format(version=version, max_output_chars=max_output_chars, modules=preloaded))
     if example:  # small models follow a shown exchange far better than described rules
         parts.append(_EXAMPLE)
@@ -162,9 +165,9 @@ def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -
     parts = [head]
     body = result.for_model()
     if body != "(no output)" or not (result.changed or result.deleted):
-        parts.append(clip(body, max_chars))
+        parts.append(clip(body, max_chars, kept=where_output_is_kept(result)))
     if result.stdout_truncated:
-        parts.append("[output truncated: only head and tail are shown; print less]")
+        parts.append(f"[output truncated: only head and tail are shown; {where_output_is_kept(result)}]")
     if result.changed:
         changed = [_clip_line(variable_line(info)) for info in result.changed[:MAX_LISTED_VARIABLES]]
         more = len(result.changed) - len(changed)
@@ -278,6 +281,19 @@ def _words(text: str) -> str:
 _NAME = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
 
 
+def claims_unseen(reply: str, request: str, names: set[str]) -> bool:
+    """Whether an answer given without running code may be about the runtime's data.
+
+    True when the request names something the runtime holds, or the answer
+    states a number the request did not contain (a value nobody computed).
+    A greeting or a question about something else is neither, and is let through.
+    """
+    asked = set(_words(request).split())
+    if any(name.lower() in asked for name in names):
+        return True
+    return bool(set(re.findall(r"\d+(?:\.\d+)?", reply)) - set(re.findall(r"\d+(?:\.\d+)?", request)))
+
+
 def requested_names(text: str) -> list[str]:
     """Names the user wrote in backticks (`growth`): what they may expect to find in the runtime."""
     return list(dict.fromkeys(_NAME.findall(text)))
@@ -300,13 +316,23 @@ def interrupted_note() -> str:
     )
 
 
-def clip(text: str, max_chars: int) -> str:
-    """Keep head and tail of ``text`` within about ``max_chars``, saying what was cut."""
+def where_output_is_kept(result: CellResult) -> str:
+    """Where the whole stdout of a cut cell output can be read, said for the model."""
+    if result.output_index is not None:
+        return f"the full output is in cell_outputs[{result.output_index}]"
+    if result.rolled_back:
+        return "the rest was not kept (the cell was rolled back); print less"
+    return "the rest was not kept; print less"
+
+
+def clip(text: str, max_chars: int, *, kept: str = "") -> str:
+    """Keep head and tail of ``text`` within about ``max_chars``, saying what was cut (and ``kept``)."""
     if max_chars <= 0 or len(text) <= max_chars:
         return text
     keep = max(max_chars - 60, 20)
     head, tail = text[: keep * 2 // 3], text[-(keep // 3) :]
-    return f"{head}\n[... {len(text) - len(head) - len(tail)} characters cut ...]\n{tail}"
+    where = f"; {kept}" if kept else ""
+    return f"{head}\n[... {len(text) - len(head) - len(tail)} characters cut{where} ...]\n{tail}"
 
 
 def _clip_line(text: str) -> str:

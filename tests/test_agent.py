@@ -230,7 +230,7 @@ def test_observation_memory_blow_up(agent_factory):
 
 
 def test_observation_print_flood_hits_the_hard_output_limit(agent_factory):
-    with Runtime(hard_output_limit=100_000) as small:
+    with Runtime(hard_output_limit=100_000, max_output_chars=4000) as small:  # the agent keeps 4000
         model = ScriptedModel([py("while True:\n    print('spam' * 100)"), "flooded"])
         agent = agent_factory(model, runtime=small)
         reply = agent.chat("flood")
@@ -788,14 +788,16 @@ def test_a_bare_method_call_gets_a_hint_naming_its_object(agent_factory):
 
 def test_an_answer_for_which_no_code_ran_is_queried_once(agent_factory):
     model = ScriptedModel(["The valves are open.", py("opened = ['east']"), "Opened east.",
-                           "Yes, east.", "Yes, east."])
+                           "Yes, east.", "It has 3 valves.", "It has 1 valve."])
     agent = agent_factory(model)
     agent.inject("valves", {"east": 0})
     reply = agent.chat("Open the valves that need it.")
     assert reply.text == "Opened east." and agent.retrieve("opened") == ["east"]
     assert model.calls[1].messages[-1].content == prompt.NO_CODE_NOTE
-    reply = agent.chat("Sure?")  # a follow-up needing no code costs one more step, then stands
-    assert reply.completed and reply.text == "Yes, east." and reply.steps == 2
+    reply = agent.chat("Sure?")  # names nothing the runtime holds, states no number: it stands
+    assert reply.completed and reply.text == "Yes, east." and reply.steps == 1
+    reply = agent.chat("How many?")  # a number nobody computed is queried once, then stands
+    assert reply.text == "It has 1 valve." and reply.steps == 2
     empty = agent_factory(ScriptedModel(["Hello!"]))
     assert empty.chat("hi").steps == 1  # nothing in the runtime: nothing to look up
 

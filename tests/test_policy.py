@@ -111,3 +111,31 @@ def test_runtime_refusals_are_written_for_the_model(rt: Runtime) -> None:
     assert "sliding_window_view" in v.hint
     result = rt.execute("import pandas as pd\ndf = pd.DataFrame({'a': [1]})\ndf.query('a > 0')")
     assert "boolean masks" in result.error.message
+
+
+@pytest.mark.parametrize("code, says", [
+    ("import pandas as pd\npd.DataFrame({'a': [1]}).agg('_mgr')", "call it directly"),
+    ("import random\nobject.__new__(random.Random)", "call Random(...) instead"),
+    ("import pandas as pd\ndf = pd.DataFrame({'a': [1]})\ndf.__init__({'b': [2]})", "re-initialise"),
+    ("class C:\n    pass\nC.__module__ = 'json'", "define it in the class body"),
+    ("from dataclasses import dataclass\nclass C:\n    __annotations__ = {'a b': int}\ndataclass(C)",
+     "must be identifiers"),
+    ("import functools, json\nfunctools.update_wrapper(json.JSONEncoder, len)", "not defined by the cell"),
+    ("import pandas as pd\npd.DataFrame({'a': [1]}).plot(backend='x')", "plotting backend is fixed"),
+    ("import asyncio\nasync def m():\n    return asyncio.current_task().get_loop()\nawait m()",
+     "event loop belongs to the runtime"),
+    ("import enum\nenum.Enum('E', ['__reduce__'])", "plain names"),
+    ("import asyncio.events", "is not allowed"),
+    ("import numpy as np\nnp.core.multiarray", "not available in the cave"),
+    ("import abc\nabc.ABCMeta('X', (), {'__array_interface__': {}})", "class statement"),
+])
+def test_layer_2_refusals_say_why_and_keep_the_session(rt: Runtime, code: str, says: str) -> None:
+    assert rt.execute("kept = {'rows': [1, 2]}").ok
+    result = rt.execute(code)
+    assert not result.ok
+    text = result.error.message + " ".join(v.hint for v in result.error.violations)
+    assert says in text, result.error
+    assert result.error.kind == "policy" or result.rolled_back
+    assert rt.execute("kept['rows'].append(3)\nkept").value_repr == "{'rows': [1, 2, 3]}"
+    assert rt.execute("import pandas as pd\nint(pd.DataFrame({'a': [1, 2]}).agg('sum').iloc[0])"
+                      ).value_repr == "3"

@@ -775,9 +775,11 @@ def test_worker_and_checkpoint_both_killed_means_a_fresh_worker(fresh_rt: Runtim
     checkpoints = {pid for pid, name in descendants().items() if name == "cave-checkpoint"
                    and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(fresh_rt.pid)}
     assert checkpoints
-    for pid in {fresh_rt.pid, *checkpoints}:
+    for pid in checkpoints:  # first: a checkpoint that outlived its worker would take over
         os.kill(pid, signal.SIGKILL)
-    assert not wait_gone({fresh_rt.pid, *checkpoints})
+    assert not wait_gone(checkpoints)
+    os.kill(fresh_rt.pid, signal.SIGKILL)
+    assert not wait_gone({fresh_rt.pid})
     r = fresh_rt.execute("doomed")
     assert r.error.kind == "crash" and "variables were lost" in r.error.message
     assert fresh_rt.execute("'doomed' in dir()").value_repr == "False"
@@ -794,12 +796,13 @@ def test_a_request_after_both_died_raises_once_then_the_runtime_works(fresh_rt: 
 
     fresh_rt.execute("x = 1")
     fresh_rt.variables()  # served after the next checkpoint is forked: it exists now
-    victims = {fresh_rt.pid} | {pid for pid, name in descendants().items()
-                                if name == "cave-checkpoint"
-                                and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(fresh_rt.pid)}
-    for pid in victims:
+    checkpoints = {pid for pid, name in descendants().items() if name == "cave-checkpoint"
+                   and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(fresh_rt.pid)}
+    for pid in checkpoints:  # first: a checkpoint that outlived its worker would take over
         os.kill(pid, signal.SIGKILL)
-    assert not wait_gone(victims)
+    assert not wait_gone(checkpoints)
+    os.kill(fresh_rt.pid, signal.SIGKILL)
+    assert not wait_gone({fresh_rt.pid})
     with pytest.raises(WorkerDiedError):
         fresh_rt.variables()
     assert fresh_rt.variables() == []  # a fresh worker answers
@@ -814,3 +817,88 @@ def test_summaries_are_bounded_and_exact(fresh_rt: Runtime) -> None:
     assert info["tags"].summary == "1 item: {'x'}"  # short containers of plain values show them
     assert info["scores"].summary == "2 keys: {'ann': 81, 'bob': 74}"
     assert info["text"].summary.startswith("str, 5000 chars: 'zzz") and len(info["text"].summary) < 120
+
+
+def test_asyncio_run_runs_on_the_workers_own_loop(rt: Runtime) -> None:
+    r = rt.execute("import asyncio\nasync def main(x):\n    await asyncio.sleep(0)\n    return x * 2\n"
+                   "asyncio.run(main(21))")
+    assert r.ok and r.value_repr == "42", r.error
+    inside = rt.execute("await asyncio.sleep(0)\nasyncio.run(main(1))")
+    assert not inside.ok and "await main()" in inside.error.message
+    assert rt.execute("await main(2)").value_repr == "4"
+
+
+def test_cells_cannot_start_threads(rt: Runtime) -> None:
+    r = rt.execute("import asyncio\nawait asyncio.to_thread(sum, [1, 2])")
+    assert not r.ok and "to_thread" in r.error.message
+
+
+def test_main_is_the_cell_namespace(rt: Runtime) -> None:
+    # typing, dataclasses and pickle look a cell class's module up in sys.modules: they
+    # must find the cell's globals, not the interpreter's own __main__.
+    r = rt.execute("import typing\nclass P:\n    x: 'int'\n    y: 'list[int]'\n"
+                   "typing.get_type_hints(P)")
+    assert r.ok and r.value_repr == "{'x': <class 'int'>, 'y': list[int]}", r.error
+    leak = rt.execute("import typing\nclass Q:\n    x: 'open'\ntyping.get_type_hints(Q)")
+    assert not leak.ok, leak
+
+
+def test_interrupt_stops_a_running_cell_from_another_thread(fresh_rt: Runtime) -> None:
+    started = threading.Event()
+    fresh_rt.inject("started", lambda: started.set())
+    fresh_rt.execute("kept = 'yes'")
+    results = []
+    runner = threading.Thread(target=lambda: results.append(
+        fresh_rt.execute("kept = 'no'\nstarted()\nwhile True:\n    pass", timeout=None)))
+    runner.start()
+    assert started.wait(30)
+    assert fresh_rt.interrupt()
+    runner.join(30)
+    assert results and results[0].error.kind == "interrupted" and results[0].rolled_back
+    assert fresh_rt.execute("kept").value_repr == "'yes'"
+    assert not fresh_rt.interrupt()  # nothing runs now
+
+
+def test_a_hosts_sessions_die_with_it_even_mid_cell(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from fakes.processes import wait_gone
+
+    script = tmp_path / "host.py"
+    script.write_text(
+        "import os, sys, threading\n"
+        "from cavelite import Runtime\n"
+        "rt = Runtime(cell_timeout=None)\n"
+        "ready = threading.Event()\n"
+        "rt.inject('ready', lambda: ready.set())\n"
+        "threading.Thread(target=rt.execute, args=('ready()\\nwhile True:\\n    pass',),\n"
+        "                 daemon=True).start()\n"
+        "ready.wait(60)\n"
+        "print(rt.pid, flush=True)\n"
+        "os._exit(1)  # no atexit, no close: as if the host were killed\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         cwd=root, env={**os.environ, "PYTHONPATH": root})
+    worker = int(out.stdout.split()[0])
+    assert not wait_gone({worker}, timeout=30), "the worker outlived its host"
+
+
+def test_a_zygote_leaves_no_private_directory_behind(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from fakes.processes import wait_gone
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("from cavelite import Runtime\n"
+            "from cavelite.runtime.zygote import Zygote\n"
+            "for _ in range(3):\n    with Runtime() as rt:\n        rt.execute('1')\n"
+            "kept = Runtime()  # never closed: the host exits with it open\n"
+            "print(*(z.pid for z in Zygote._instances.values()))\n")
+    # TMPDIR reaches the zygote: its workers' directories land here, apart from other tests'.
+    out = subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=root,
+                         capture_output=True, text=True,
+                         env={**os.environ, "TMPDIR": str(tmp_path)}).stdout
+    assert not wait_gone({int(pid) for pid in out.split()}, timeout=30)
+    assert [p for p in os.listdir(tmp_path) if p.startswith("cavelite-")] == []

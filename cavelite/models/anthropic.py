@@ -12,19 +12,21 @@ cannot be taken back); it surfaces as a retryable `ModelError`.
 
 from __future__ import annotations
 
+import base64
 import inspect
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from cavelite.errors import ModelError
-from cavelite.events import Usage
 from cavelite.models.base import (
     Message,
     ModelReply,
+    RetryNotice,
     SDKModel,
     alternating,
     retrying_stream,
 )
+from cavelite.usage import Usage
 
 _RETRYABLE_STATUS = {408, 409, 429}
 
@@ -34,14 +36,17 @@ class AnthropicModel(SDKModel):
 
     ``api_key``/``base_url`` default, like the SDK, to ``ANTHROPIC_API_KEY`` and
     ``ANTHROPIC_BASE_URL``. ``stream=False`` asks for one JSON reply instead of SSE.
+    Images in messages (figures, ``CaveLite(show_figures=True)``) go as image blocks.
     """
+
+    accepts_images = True
 
     def __init__(
         self,
         model: str,
+        *,
         api_key: str | None = None,
         base_url: str | None = None,
-        *,
         max_tokens: int = 4096,
         stream: bool = True,
         cache: bool = True,
@@ -73,8 +78,11 @@ class AnthropicModel(SDKModel):
         wire: list[dict[str, Any]] = []
         for message in alternating(messages):
             # The API refuses empty text blocks; an empty reply must not poison the history.
-            block: dict[str, Any] = {"type": "text", "text": message.content or "(empty)"}
-            wire.append({"role": message.role, "content": [block]})
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": message.content or "(empty)"}]
+            blocks += [{"type": "image", "source": {
+                "type": "base64", "media_type": image.mime_type,
+                "data": base64.b64encode(image.data).decode("ascii")}} for image in message.images]
+            wire.append({"role": message.role, "content": blocks})
         if self.cache and wire:
             wire[-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
         return {
@@ -85,7 +93,10 @@ class AnthropicModel(SDKModel):
             **self.options,
         }
 
-    def astream(self, system: str, messages: Sequence[Message]) -> AsyncIterator[str | ModelReply]:
+    def astream(
+        self, system: str, messages: Sequence[Message]
+    ) -> AsyncIterator[str | RetryNotice | ModelReply]:
+        """Stream one Messages-API call (retried as described above): text deltas, then the reply."""
         request = self.request(system, messages)
         return retrying_stream(self.retry, lambda: self._attempt(request), map_error)
 
@@ -103,7 +114,8 @@ class AnthropicModel(SDKModel):
             if _text_of(message):
                 yield _text_of(message)
         if message.stop_reason is None:
-            raise ModelError("the reply stream ended before message_stop", retryable=True)
+            raise ModelError("the reply stream ended before message_stop", retryable=True,
+                             kind="bad_stream")
         yield ModelReply(_text_of(message), _usage_of(message), message.stop_reason, message.model)
 
 
@@ -124,12 +136,17 @@ def map_error(exc: BaseException) -> ModelError | None:
             retryable = should_retry == "true"
         message = f"Anthropic API error {status} ({kind}): {detail}"
         return ModelError(message, status=status, retryable=retryable)
-    if isinstance(exc, anthropic.APIConnectionError):  # includes timeouts
-        return ModelError(f"cannot reach the Anthropic API: {exc.message}", retryable=True)
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ModelError(f"the Anthropic API timed out: {exc.message}", retryable=True, kind="timeout")
+    if isinstance(exc, anthropic.APIConnectionError):
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        return ModelError(f"cannot reach the Anthropic API: {exc.message}{cause}", retryable=True,
+                          kind="connection")
     if isinstance(exc, httpx2.TransportError):  # a stream cut mid-body surfaces raw
-        return ModelError(f"the connection to the Anthropic API broke: {exc}", retryable=True)
+        return ModelError(f"the connection to the Anthropic API broke: {exc}", retryable=True,
+                          kind="connection")
     if isinstance(exc, anthropic.AnthropicError):
-        return ModelError(f"Anthropic SDK error: {exc}")
+        return ModelError(f"Anthropic SDK error: {exc}", kind="bad_stream")
     return None
 
 

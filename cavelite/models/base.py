@@ -1,37 +1,114 @@
 """The model seam: what the agent needs from any LLM provider.
 
 A `Model` turns a system prompt and a list of plain-text `Message`s into a
-stream: text deltas (``str``) as they arrive, then exactly one `ModelReply`
-with the full text and the provider's token usage. Adapters translate their
-SDK's errors into `cavelite.errors.ModelError` here, at the seam, so the agent
-never sees (or imports) a provider SDK.
+stream: text deltas (``str``) as they arrive, a `RetryNotice` before each
+retry of a failed attempt, then exactly one `ModelReply` with the full text
+and the provider's token usage. Adapters translate their SDK's errors into
+`cavelite.errors.ModelError` here, at the seam, so the agent never sees (or
+imports) a provider SDK.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextvars
+import logging
 import random
 import threading
+import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from cavelite.errors import ModelError
-from cavelite.events import Usage
+from cavelite.errors import CaveUsageError, ModelError
+from cavelite.usage import Usage
 
 Role = Literal["user", "assistant"]
 T = TypeVar("T")
+log = logging.getLogger("cavelite.models")
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image in a message: a figure a cell drew, for a model that takes images."""
+
+    mime_type: str
+    data: bytes = field(repr=False)
+
+    def to_dict(self) -> dict[str, str]:
+        """The plain JSON form: ``{"mime_type": ..., "data": <base64>}``."""
+        return {"mime_type": self.mime_type, "data": base64.b64encode(self.data).decode("ascii")}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Image:
+        """An `Image` from its plain JSON form; `CaveUsageError` if it is not one."""
+        if not isinstance(data, dict) or set(data) != {"mime_type", "data"} or not all(
+                isinstance(v, str) for v in data.values()):
+            raise CaveUsageError(f"an image is a dict with 'mime_type' and base64 'data', not {data!r:.80}")
+        try:
+            raw = base64.b64decode(data["data"], validate=True)
+        except (binascii.Error, ValueError):
+            raise CaveUsageError("an image's 'data' is not base64") from None
+        return cls(data["mime_type"], raw)
+
+
+_MESSAGE_KEYS = {"role", "content", "images"}
 
 
 @dataclass(frozen=True)
 class Message:
-    """One turn of the conversation, as plain text."""
+    """One turn of the conversation: text, and the images it shows (``show_figures``)."""
 
     role: Role
     content: str
+    images: tuple[Image, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain JSON form: ``{"role": ..., "content": ...}`` (and ``"images"`` if any)."""
+        data: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.images:
+            data["images"] = [image.to_dict() for image in self.images]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Message:
+        """A `Message` from its plain JSON form (or a `Message`); `CaveUsageError` if it is not one."""
+        if isinstance(data, Message):
+            return data
+        if not isinstance(data, dict) or not {"role", "content"} <= set(data) <= _MESSAGE_KEYS:
+            raise CaveUsageError(f"a message is a dict with exactly 'role' and 'content' (and "
+                                 f"optionally 'images'), not {data!r:.80}")
+        role, content = data["role"], data["content"]
+        if role not in ("user", "assistant"):
+            raise CaveUsageError(f"a message's role is 'user' or 'assistant', not {role!r:.40}")
+        if not isinstance(content, str):
+            raise CaveUsageError(f"a message's content is a str, not {type(content).__name__}")
+        images = data.get("images", [])
+        if not isinstance(images, list):
+            raise CaveUsageError("a message's 'images' is a list")
+        return cls(role, content, tuple(Image.from_dict(image) for image in images))
+
+
+@dataclass(frozen=True)
+class RetryNotice:
+    """An adapter is about to retry a failed call; `Model.astream` yields it before waiting.
+
+    ``attempt`` counts retries from 1, ``delay_s`` is the wait before this one,
+    ``reason`` the failure being retried, ``elapsed_s`` the time the failed
+    attempt took (it counts: the agent's budgets include it).
+    """
+
+    attempt: int
+    max_retries: int
+    delay_s: float
+    reason: str
+    status: int | None = None
+    elapsed_s: float = 0.0
+
 
 
 @dataclass(frozen=True)
@@ -53,13 +130,20 @@ class Model(ABC):
     """
 
     name: str = ""
+    accepts_images: bool = False
+    """Whether `Message.images` reach the model (``CaveLite(show_figures=True)`` needs it)."""
 
     @abstractmethod
-    def astream(self, system: str, messages: Sequence[Message]) -> AsyncIterator[str | ModelReply]:
-        """Yield text deltas, then one final `ModelReply`. Raise `ModelError` on failure."""
+    def astream(
+        self, system: str, messages: Sequence[Message]
+    ) -> AsyncIterator[str | RetryNotice | ModelReply]:
+        """Yield text deltas (and `RetryNotice`s), then one final `ModelReply`.
+
+        Raise `ModelError` on failure.
+        """
 
     async def acomplete(self, system: str, messages: Sequence[Message]) -> ModelReply:
-        """Run `astream` to the end and return its `ModelReply`."""
+        """Run `astream` to the end and return its `ModelReply` (retry notices are dropped)."""
         final: ModelReply | None = None
         async for item in self.astream(system, messages):
             if isinstance(item, ModelReply):
@@ -148,7 +232,8 @@ def alternating(messages: Iterable[Message]) -> list[Message]:
     merged: list[Message] = []
     for message in messages:
         if merged and merged[-1].role == message.role:
-            merged[-1] = Message(message.role, merged[-1].content + "\n\n" + message.content)
+            merged[-1] = Message(message.role, merged[-1].content + "\n\n" + message.content,
+                                 merged[-1].images + message.images)
         else:
             merged.append(message)
     return merged
@@ -178,16 +263,19 @@ async def retrying_stream(
     policy: RetryPolicy,
     attempt: Callable[[], AsyncIterator[str | ModelReply]],
     map_error: Callable[[BaseException], ModelError | None],
-) -> AsyncIterator[str | ModelReply]:
+) -> AsyncIterator[str | RetryNotice | ModelReply]:
     """Run ``attempt()`` until it succeeds, retrying failures that ``map_error`` calls retryable.
 
     An attempt that already yielded text is never retried: the consumer has
     seen that text, and a second attempt would not repeat it. Errors that
     ``map_error`` does not recognise (None) are bugs and propagate unchanged.
+    Before each retry a `RetryNotice` says why and after how long, and the
+    ``cavelite`` logger says it at INFO.
     """
     tries = 0
     while True:
         delivered = False
+        started = time.monotonic()
         try:
             async for item in attempt():
                 if isinstance(item, str):
@@ -202,8 +290,13 @@ async def retrying_stream(
                 if error is exc:
                     raise
                 raise error from exc
-            await asyncio.sleep(policy.delay(tries, retry_after_of(exc)))
+            delay = policy.delay(tries, retry_after_of(exc))
             tries += 1
+            log.info("model call failed (%s); retry %d of %d in %.1f s", error, tries,
+                     policy.max_retries, delay)
+            yield RetryNotice(tries, policy.max_retries, delay, str(error), error.status,
+                              time.monotonic() - started)
+            await asyncio.sleep(delay)
 
 
 def retry_after_of(exc: BaseException) -> float | None:

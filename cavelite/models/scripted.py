@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from cavelite.errors import ModelError
-from cavelite.events import Usage
-from cavelite.models.base import Message, Model, ModelReply, estimate_tokens
+from cavelite.models.base import Message, Model, ModelReply, RetryNotice, estimate_tokens
+from cavelite.usage import Usage
 
 ScriptItem = str | BaseException
 Script = Sequence[ScriptItem] | Callable[[Sequence[Message]], ScriptItem]
@@ -34,8 +34,11 @@ class ScriptedModel(Model):
     ``replies`` is a list of strings (an exception instance in the list is
     raised at that call, to script provider failures), or a callable that
     receives the conversation (a tuple of `Message`) and returns the next
-    reply. When a list runs out, the call raises `ModelError`.
+    reply. When a list runs out, the call raises `ModelError`. It takes images
+    (they are kept in `calls`, for tests of ``show_figures``).
     """
+
+    accepts_images = True
 
     def __init__(self, replies: Script, *, chunks: int = 3, name: str = "scripted") -> None:
         self.name = name
@@ -61,7 +64,10 @@ class ScriptedModel(Model):
             self._next += 1
             return item
 
-    async def astream(self, system: str, messages: Sequence[Message]) -> AsyncIterator[str | ModelReply]:
+    async def astream(
+        self, system: str, messages: Sequence[Message]
+    ) -> AsyncIterator[str | RetryNotice | ModelReply]:
+        """Replay the next scripted reply in ``chunks`` deltas (or raise the scripted exception)."""
         conversation = tuple(messages)
         self.calls.append(ScriptedCall(system, conversation))
         item = self._take(conversation)

@@ -1,6 +1,10 @@
 """The runtime stream: a persistent, contained namespace in a forked worker."""
 
-from .results import CellError, CellResult, Injected, VariableInfo, Violation
-from .runtime import Runtime, Snapshot
+from ..security.violation import Violation
+from .config import DEFAULT
+from .results import CellError, CellResult, Figure, Injected, VariableInfo
+from .runtime import Runtime
+from .snapshot import Snapshot
 
-__all__ = ["CellError", "CellResult", "Injected", "Runtime", "Snapshot", "VariableInfo", "Violation"]
+__all__ = ["DEFAULT", "CellError", "CellResult", "Figure", "Injected", "Runtime", "Snapshot", "VariableInfo",
+           "Violation"]

@@ -21,26 +21,14 @@ from dataclasses import dataclass
 from types import CodeType, TracebackType
 from typing import Any
 
-from ..describe import bounded_repr
-from ..security.guards import Guard
 from ..security.policy import Policy
 from ..security.transformer import CaveTransformer
+from ..security.violation import Violation
+from .namespace import bounded, describing, safe_repr
+from .results import CellError, ErrorKind
+from .wire import plain_text
 
 DISPLAY_NAME = "_display_"
-_CURRENT_GUARD: Guard | None = None
-
-
-def current_guard() -> Guard:
-    """The worker's guard (used when a snapshot re-creates module views)."""
-    global _CURRENT_GUARD
-    if _CURRENT_GUARD is None:
-        _CURRENT_GUARD = Guard(Policy.default())
-    return _CURRENT_GUARD
-
-
-def set_current_guard(guard: Guard) -> None:
-    global _CURRENT_GUARD
-    _CURRENT_GUARD = guard
 
 
 class OutputLimitExceeded(BaseException):
@@ -84,7 +72,7 @@ class Compiled:
     code: CodeType | None
     filename: str
     display: bool
-    error: dict[str, Any] | None = None
+    error: CellError | None = None
 
 
 def compile_cell(source: str, policy: Policy, filename: str) -> Compiled:
@@ -103,12 +91,9 @@ def compile_cell(source: str, policy: Policy, filename: str) -> Compiled:
 
         violations = merge_violations(violations, _transformer_violations(errors, source))
     if violations:
-        return Compiled(None, filename, False, {
-            "kind": "policy", "type": "PolicyViolation",
-            "message": "; ".join(v.message for v in violations),
-            "traceback": "", "line": violations[0].line,
-            "violations": [v.__dict__ for v in violations],
-        })
+        return Compiled(None, filename, False, CellError(
+            "policy", "PolicyViolation", "; ".join(v.message for v in violations),
+            line=violations[0].line, violations=tuple(violations)))
     display = False
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = tree.body[-1]
@@ -125,19 +110,16 @@ def compile_cell(source: str, policy: Policy, filename: str) -> Compiled:
     return Compiled(code, filename, display)
 
 
-def _syntax_error(exc: SyntaxError) -> dict[str, Any]:
+def _syntax_error(exc: SyntaxError) -> CellError:
     text = (exc.text or "").rstrip("\n")
     tb = f'  line {exc.lineno}\n    {text.strip()}' if exc.lineno else ""
     if text and exc.offset:
         pad = max(exc.offset - 1 - (len(text) - len(text.lstrip())), 0)
         tb += "\n    " + " " * pad + "^"
-    return {"kind": "exception", "type": type(exc).__name__, "message": exc.msg or str(exc),
-            "traceback": tb, "line": exc.lineno, "violations": []}
+    return CellError("exception", type(exc).__name__, exc.msg or str(exc), tb, exc.lineno)
 
 
-def _transformer_violations(errors: list[str], source: str) -> list[Any]:
-    from ..runtime.results import Violation
-
+def _transformer_violations(errors: list[str], source: str) -> list[Violation]:
     lines = source.splitlines()
     found = []
     for err in errors:
@@ -160,17 +142,49 @@ class Outcome:
     stdout: str
     stderr: str
     value_repr: str | None
-    error: dict[str, Any] | None
+    error: CellError | None
     duration_s: float
+    value: Any = None  # the displayed value itself (a figure is captured from it)
 
 
 _LOOP: asyncio.AbstractEventLoop | None = None
 
 
 def prepare_event_loop() -> None:
-    """Create the worker's event loop up front: it needs a socketpair, which cells may not make."""
+    """Create this process's event loop for top-level ``await``, before any cell runs.
+
+    Each spare makes its own after the fork (never the zygote, whose loop every
+    worker would share: one epoll instance and one self-pipe for all sessions).
+    It uses select(), which keeps no kernel object, so a checkpoint that takes
+    over inherits nothing the worker it replaces could have changed. It is made
+    up front because its self-pipe is a socketpair, which cells may not create.
+    """
     global _LOOP
-    _LOOP = asyncio.new_event_loop()
+    import selectors
+
+    _LOOP = asyncio.SelectorEventLoop(selectors.SelectSelector())
+
+
+def run_coroutine(main: Any, *, debug: bool | None = None) -> Any:
+    """``asyncio.run`` for cells: on this worker's own loop (a new loop needs a socketpair).
+
+    Models write ``asyncio.run(main())`` often; inside a cell that already awaits,
+    ``await main()`` is the way (as in Jupyter), and the message says so.
+    """
+    if not inspect.iscoroutine(main):
+        raise ValueError(f"a coroutine was expected, got {type(main).__name__}")
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        main.close()
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop: "
+                           "write `await main()` instead")
+    if _LOOP is None:
+        prepare_event_loop()
+    assert _LOOP is not None
+    return _LOOP.run_until_complete(main)
 
 
 def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
@@ -180,8 +194,9 @@ def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
     old_out, old_err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
     started = time.perf_counter()
-    error: dict[str, Any] | None = None
+    error: CellError | None = None
     value_repr = None
+    value = None
     try:
         assert compiled.code is not None
         result = eval(compiled.code, ns)  # noqa: S307 - the code was checked and guarded
@@ -193,14 +208,13 @@ def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
         if compiled.display:
             value = ns.pop(DISPLAY_NAME, None)
             if value is not None:
-                value_repr = bounded_repr(value, max_repr_chars)
+                with describing():
+                    value_repr = safe_repr(value, max_repr_chars)
     except OutputLimitExceeded as exc:
-        error = {"kind": "output_limit", "type": "OutputLimitExceeded", "message": str(exc),
-                 "traceback": "", "line": None, "violations": []}
+        error = CellError("output_limit", "OutputLimitExceeded", str(exc))
     except KeyboardInterrupt as exc:
-        error = {"kind": "timeout", "type": "Timeout", "message": "the cell was interrupted",
-                 "traceback": _format_exc_tb(exc.__traceback__, compiled.filename)[0],
-                 "line": None, "violations": []}
+        error = CellError("timeout", "Timeout", "the cell was interrupted",
+                          _format_exc_tb(exc.__traceback__, compiled.filename)[0])
     except MemoryError as exc:
         error = _exception_error(exc, compiled.filename, kind="memory")
     except Exception as exc:
@@ -211,21 +225,26 @@ def run_cell(compiled: Compiled, ns: dict[str, Any], *, hard_output_limit: int,
         sys.stdout, sys.stderr = old_out, old_err
         ns.pop(DISPLAY_NAME, None)
     if error is None and (out.exceeded or err.exceeded):
-        error = {"kind": "output_limit", "type": "OutputLimitExceeded",
-                 "message": f"output passed the hard limit of {hard_output_limit} chars",
-                 "traceback": "", "line": None, "violations": []}
+        error = CellError("output_limit", "OutputLimitExceeded",
+                          f"output passed the hard limit of {hard_output_limit} chars")
     duration = time.perf_counter() - started
-    return Outcome(error is None, out.getvalue(), err.getvalue(), value_repr, error, duration)
+    return Outcome(error is None, out.getvalue(), err.getvalue(), value_repr, error, duration, value)
 
 
-def _exception_error(exc: BaseException, filename: str, kind: str = "exception") -> dict[str, Any]:
+def _exception_error(exc: BaseException, filename: str, kind: ErrorKind = "exception") -> CellError:
+    """The error of a failed cell, in plain text: the exception's own code runs bounded."""
     tb_text, line = _format_exc_tb(exc.__traceback__, filename)
-    message = str(exc)
+    unreadable = "<the exception's message could not be read>"
+    try:
+        with describing():
+            message = bounded(str, exc, fallback=unreadable)  # a cell-made __str__ may spin
+    except Exception:  # or fail
+        message = unreadable
     if kind == "memory":
         message = message or "the cell ran out of memory (the worker's memory limit)"
     remote_type = getattr(exc, "remote_type", None)
-    return {"kind": kind, "type": remote_type or type(exc).__name__, "message": message,
-            "traceback": tb_text, "line": line, "violations": []}
+    return CellError(kind, plain_text(remote_type or type(exc).__name__, 200),
+                     plain_text(message, 20_000), tb_text, line)
 
 
 def _format_exc_tb(tb: TracebackType | None, filename: str) -> tuple[str, int | None]:

@@ -1,4 +1,4 @@
-"""What a cell gives back: `CellResult`, `CellError`, `VariableInfo`.
+"""What a cell gives back: `CellResult`, `CellError`, `VariableInfo`, `Figure`.
 
 These are plain frozen dataclasses built in the host from decoded worker
 messages, so they hold only strings and numbers: nothing model-made ever
@@ -10,32 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-ErrorKind = Literal["exception", "timeout", "crash", "memory", "policy", "output_limit"]
+from ..errors import CaveUsageError
+from ..security.violation import Violation
+from . import png
 
-
-@dataclass(frozen=True)
-class Violation:
-    """One policy rule broken by a cell, with where and how to fix it."""
-
-    rule: str
-    message: str
-    line: int
-    col: int
-    snippet: str
-    hint: str = ""
-
-    def for_model(self) -> str:
-        text = f"line {self.line}: {self.message} [{self.rule}]\n    {self.snippet.strip()}"
-        if self.hint:
-            text += f"\n    hint: {self.hint}"
-        return text
+ErrorKind = Literal["exception", "timeout", "crash", "memory", "policy", "output_limit", "interrupted"]
 
 
 @dataclass(frozen=True)
 class CellError:
     """Why a cell failed.
 
-    ``kind`` is one of exception, timeout, crash, memory, policy, output_limit.
+    ``kind`` is one of exception, timeout, crash, memory, policy, output_limit,
+    interrupted (`Runtime.interrupt`).
     ``traceback`` lists only the cell's own frames, with the cell's own line
     numbers and source lines (plus the innermost library frame, if any).
     """
@@ -52,7 +39,7 @@ class CellError:
         if self.kind == "policy":
             head = "PolicyViolation: the cell was refused before it ran (nothing changed)."
             return "\n".join([head, *(v.for_model() for v in self.violations)])
-        if self.kind == "timeout":
+        if self.kind in ("timeout", "interrupted"):
             return f"Timeout: {self.message} The namespace is as it was before the cell."
         if self.kind in ("crash", "memory"):
             return f"{self.type}: {self.message} The namespace is as it was before the cell."
@@ -76,10 +63,47 @@ class VariableInfo:
     description: str | None = None
 
     def for_model(self) -> str:
+        """``name: type = summary  # description``, as the model's state block lists it."""
         text = f"{self.name}: {self.type_name} = {self.summary}"
         if self.description:
             text += f"  # {self.description}"
         return text
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure a cell drew, as PNG bytes (``plt.show()``, left open, or the cell's value).
+
+    Built in the host from a worker's message: the bytes are checked to be a
+    PNG whose IHDR header says ``width`` x ``height``, never decoded as an image
+    (`CaveUsageError` if they are not; the decoder makes that a `ProtocolError`).
+    """
+
+    mime_type: Literal["image/png"]
+    width: int
+    height: int
+    data: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mime_type != "image/png":
+            raise CaveUsageError(f"a figure is image/png, not {self.mime_type!r:.40}")
+        try:
+            size = png.dimensions(self.data)
+        except ValueError as exc:
+            raise CaveUsageError(str(exc)) from None
+        if size != (self.width, self.height):
+            raise CaveUsageError("a figure whose PNG header disagrees with its width and height")
+
+    def for_model(self) -> str:
+        """What a model is told of it: that it exists and how big it is, not the pixels."""
+        return f"{self.width}x{self.height} PNG, {_kb(len(self.data))}"
+
+    def _repr_png_(self) -> bytes:  # shown as an image in Jupyter
+        return self.data
+
+
+def _kb(size: int) -> str:
+    return f"{size / 1024:.0f} KB" if size >= 1024 else f"{size} bytes"
 
 
 @dataclass(frozen=True)
@@ -90,6 +114,7 @@ class CellResult:
     says why and (in atomic mode) the namespace is exactly as before the cell.
     ``changed`` lists variables the cell created or changed, ``deleted`` the
     names it removed: enough for an agent to keep its picture of the state true.
+    ``figures`` are the charts the cell drew, as checked PNG bytes.
     """
 
     ok: bool
@@ -103,9 +128,10 @@ class CellResult:
     stdout_truncated: bool = False
     output_index: int | None = None
     rolled_back: bool = False
+    figures: tuple[Figure, ...] = ()
 
     def for_model(self) -> str:
-        """Output, value and error as one compact text for a model."""
+        """Output, value, figures and error as one compact text for a model."""
         parts = []
         if self.stdout:
             parts.append(self.stdout.rstrip("\n"))
@@ -113,6 +139,8 @@ class CellResult:
             parts.append("[stderr]\n" + self.stderr.rstrip("\n"))
         if self.value_repr is not None:
             parts.append(f"[value] {self.value_repr}")
+        for number, figure in enumerate(self.figures, 1):
+            parts.append(f"[figure {number}] {figure.for_model()}, shown to the user")
         if self.error is not None:
             parts.append(self.error.for_model())
         return "\n".join(parts) if parts else "(no output)"

@@ -1,577 +1,353 @@
-"""The worker: one per `Runtime`, forked from the zygote, owning the namespace.
+"""The worker: one per `Runtime`, owning the namespace and answering the host's requests.
 
-Atomic cells without copying the namespace: before each cell the worker
-forks a *backup* that blocks on a pipe. The worker runs the cell itself (it
-keeps its thread pools warm, so numpy pays no re-initialisation). On success
-it tells the backup to exit ("commit"); on any failure it exits and the
-backup, which holds the state from before the cell, takes over the host
-socket. A kill from the host (timeout) or a crash closes the pipe the same
-way, so every failure path is one path. The next backup is forked right
-after a result is sent, while the host (or a model) is still thinking.
+Each request (see `messages`) has one handler, which returns the reply; the
+serve loop sends it and then settles the checkpoint (see `checkpoint`):
+a cell that succeeded commits, one that failed hands over to the checkpoint,
+and a request that changed the namespace outside a cell renews it. Remote
+calls go the other way: a proxy (see `proxies`) sends a `Call` and this loop
+serves the host's nested requests until the `CallResult` arrives.
 """
 
 from __future__ import annotations
 
-import faulthandler
-import io
+import asyncio
+import enum
 import os
-import pickle
-import select
-import signal
 import socket
-import sys
 import weakref
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
-from ..describe import summarize, type_name
-from ..security import audit, limits
-from ..security.guards import Guard, ModuleView
-from ..security.transformer import is_reserved
-from . import protocol
-from .cell import compile_cell, run_cell, set_current_guard
-from .remote import RemoteObject, make_function_proxy, rebuild_exception
+from ..security.guards import Guard, set_current_guard
+from . import codec, figures, messages, protocol, wire
+from .cell import compile_cell, run_cell, run_coroutine
+from .checkpoint import Checkpoints, NoCheckpoints
+from .config import WorkerConfig
+from .messages import (
+    Call,
+    CallResult,
+    CellReply,
+    Delete,
+    Done,
+    ErrorCode,
+    Exec,
+    Failure,
+    InjectDone,
+    InjectEnum,
+    InjectRemote,
+    InjectValue,
+    ListVariables,
+    Ready,
+    Restore,
+    Restored,
+    Retrieve,
+    Shutdown,
+    SnapshotBlob,
+    TakeSnapshot,
+    Value,
+    Variables,
+)
+from .namespace import Namespace, bound_output, describing, install_time_limits, safe_type_name
+from .proxies import RemoteObject, make_function_proxy, rebuild_exception
+from .restore import dumps_variable, loads_variable, pack_snapshot, parse_snapshot
+from .results import CellError
 
-OUTPUTS_NAME = "cell_outputs"
-# Requests that change the namespace outside a cell (so the checkpoint must be renewed).
-_MUTATING = frozenset(["inject", "delete", "reset", "restore"])
-_HIDDEN = frozenset([OUTPUTS_NAME])
-
-
-class _Reply(Exception):
-    """Raised by handlers that already sent their reply (or must not send one)."""
+_MUTATING = (InjectValue, InjectEnum, InjectRemote, Delete, Restore)
+_FRAME_LIMITS = protocol.FrameLimits(max_buffer_bytes=1 << 40)  # the host is trusted
 
 
 class Worker:
-    def __init__(self, sock: socket.socket, config: dict[str, Any]):
+    def __init__(self, sock: socket.socket, config: WorkerConfig, confinement: tuple[str, ...]):
         self.sock = sock
         self.config = config
-        self.policy = config["policy"]
-        self.guard = Guard(self.policy)
+        self.limits = config.limits
+        self.confinement = confinement
+        install_time_limits()
+        self.guard = Guard(config.policy)
         self.guard.remote_types = (RemoteObject,)
+        self.guard.doors.add(asyncio.run, run_coroutine)
         set_current_guard(self.guard)
-        self.atomic: bool = config["atomic"]
-        self.types: dict[str, type] = {}
-        self.remotes: set[str] = set()  # names bound to host objects
-        self.descriptions: dict[str, str] = {}
-        self.backup: tuple[int, int] | None = None
-        self.depth = 0  # nesting of requests handled inside a remote call
+        self.space = Namespace(self.guard)
+        self.checkpoints: Checkpoints | NoCheckpoints = (
+            Checkpoints(sock, self.warm) if config.atomic else NoCheckpoints())
         self.cell_counter = 0
-        self.summaries: dict[str, tuple[int, str]] = {}
-        self.crash_info = ""
+        self.figures = figures.FigureCapture(config.max_figures, config.max_figure_bytes).install()
         # Host objects handed to cells by remote calls: proxies alive per reference,
-        # and references whose last proxy died (told to the host with the next reply).
-        self.proxy_counts: dict[int, int] = {}
-        self.released: list[int] = []
-        self.ns: dict[str, Any] = {}
-        self.fresh_namespace()
+        # and references whose last proxy died (told to the host with the next message).
+        self._proxy_counts: dict[int, int] = {}
+        self._released: list[int] = []
+        self._handlers: dict[type, Callable[[Any, list[Any], bool], Any]] = {
+            Exec: self.on_exec, InjectValue: self.on_inject_value, InjectEnum: self.on_inject_enum,
+            InjectRemote: self.on_inject_remote, Retrieve: self.on_retrieve,
+            ListVariables: self.on_variables, Delete: self.on_delete,
+            TakeSnapshot: self.on_snapshot, Restore: self.on_restore, Shutdown: self.on_shutdown,
+        }
 
-    # --- namespace -----------------------------------------------------------------------
+    # --- the loop ------------------------------------------------------------------------
 
-    def fresh_namespace(self) -> None:
-        self.ns.clear()
-        self.ns.update(self.guard.namespace_globals())
-        self.ns[OUTPUTS_NAME] = []
-        self.summaries.clear()
-
-    def user_names(self) -> list[str]:
-        return [
-            name for name, value in self.ns.items()
-            if not is_reserved(name) and name not in _HIDDEN and name not in self.remotes
-            and type(value) is not ModuleView
-        ]
-
-    def info(self, name: str, summary: str | None = None) -> dict[str, Any]:
-        value = self.ns[name]
-        if summary is None:
-            summary = summarize(value)
-        self.summaries[name] = (id(value), summary)
-        return {"name": name, "type_name": type_name(value), "summary": summary,
-                "description": self.descriptions.get(name)}
-
-    # --- main loop -------------------------------------------------------------------------
-
-    def serve(self) -> None:
-        self.send("ready", {"pid": os.getpid(), "workdir": os.getcwd(),
-                            "crash": "", "confinement": ["rlimits", "audit-hook",
-                                                         *limits.CONFINEMENT]})
+    def serve(self) -> NoReturn:
+        self.send(Ready("", self.confinement))
         while True:
-            if self.atomic and self.backup is None:
-                if self.fork_backup():
-                    # We are the backup and the worker died: we are the worker now.
-                    self.send("ready", {"pid": os.getpid(), "workdir": os.getcwd(),
-                                        "crash": self.crash_info})
-                    continue
-            try:
-                kind, fields = self.recv()
-            except protocol.PeerClosed:
-                self.exit(0)
-            self.handle(kind, fields)
+            if self.checkpoints.prepare():
+                # We are the checkpoint and the worker died: we are the worker now. What
+                # the host had sent the dead worker is dropped, up to the host's resync.
+                nonce = os.urandom(16)
+                self.send(Ready(self.checkpoints.crash_report, self.confinement, nonce))
+                try:
+                    protocol.skip_until_sync(self.sock, nonce)
+                except protocol.PeerClosed:
+                    self.exit()
+                continue
+            request, buffers = self.recv()
+            self.dispatch(request, buffers, nested=False)
 
-    def handle(self, kind: str, fields: dict[str, Any]) -> None:
-        handler = getattr(self, f"op_{kind}", None)
+    def dispatch(self, request: Any, buffers: list[Any], *, nested: bool) -> None:
+        handler = self._handlers.get(type(request))
         if handler is None:
-            self.send("error", {"type": "ProtocolError", "message": f"unknown request {kind!r}"})
-            return
+            reply: messages.WorkerMessage = Failure(ErrorCode.BAD_REQUEST,
+                                                    f"unexpected request {type(request).__name__}")
+        else:
+            try:
+                reply = handler(request, buffers, nested)
+            except Exception as exc:  # the runtime itself failed on this request: report it
+                text = f"{safe_type_name(exc)}: {_message(exc)}"
+                reply = Failure(ErrorCode.FAILED, text)
+                if isinstance(request, Exec):  # a cell's reply is always a CellReply
+                    protected = self.checkpoints.active and not nested
+                    reply = CellReply(False, "", "", None, CellError("crash", "WorkerError", text),
+                                      0.0, (), (), False, None, protected)
         try:
-            reply = handler(fields)
-        except _Reply:
-            return
-        except Exception as exc:  # a request failed (not a cell): report, keep serving
-            self.send("error", {"type": type(exc).__name__, "message": str(exc)})
-            return
-        self.send("done", reply)
-        if kind in _MUTATING and self.depth == 0:
+            if isinstance(reply, Outgoing):
+                self.send(reply.message, reply.buffers)
+            else:
+                self.send(reply)
+        finally:
+            if not nested:
+                self._settle(request, reply)
+
+    def _settle(self, request: Any, reply: Any) -> None:
+        """After the reply: commit, roll back or renew the checkpoint, or exit."""
+        if isinstance(request, Exec):
+            if reply.rolled_back:
+                self.checkpoints.roll_back()  # the cell failed: the checkpoint takes over
+            elif reply.ok:
+                self.checkpoints.commit()
+            # else: refused before it ran (policy, syntax): nothing changed, keep the checkpoint
+        elif isinstance(request, _MUTATING) and not isinstance(reply, Failure):
             # The checkpoint predates this change: retire it so the next cell's
             # rollback point includes it (a fresh one is forked at the loop top).
-            self.commit()
+            self.checkpoints.commit()
+        elif isinstance(request, Shutdown):
+            self.exit()
 
-    def send(self, kind: str, fields: dict[str, Any]) -> None:
-        if kind == "done" and self.released:
-            fields = dict(fields, released=self.take_released())
-        body, buffers = protocol.encode((kind, fields))
-        protocol.send(self.sock, body, buffers)
+    def send(self, message: messages.WorkerMessage, buffers: list[Any] = ()) -> None:  # type: ignore[assignment]
+        released, self._released = tuple(self._released), []
+        body, extra = wire.encode(message, released, coerce=True, limits=self.limits)
+        protocol.send(self.sock, body, [*extra, *buffers])
 
-    def send_value(self, kind: str, fields: dict[str, Any], body: bytes, buffers: list[Any]) -> None:
-        head, _ = protocol.encode((kind, fields))
-        # value messages carry two parts: the control head and the value body
-        # (the host splits them where the head's pickle stops).
-        protocol.send(self.sock, head + body, buffers)
+    def recv(self) -> tuple[Any, list[Any]]:
+        try:
+            frame = protocol.recv(self.sock, _FRAME_LIMITS)
+        except protocol.PeerClosed:
+            self.exit()
+        return wire.decode_request(frame.body, accept=messages.HOST_KINDS), frame.buffers
 
-    def recv(self) -> tuple[str, dict[str, Any]]:
-        body, buffers = protocol.recv(self.sock)
-        with audit.trusted_section():
-            kind, fields = pickle.loads(body)
-        # Out-of-band buffers belong to the value pickled inside the message.
-        fields["buffers"] = buffers
-        return kind, fields
+    def exit(self) -> NoReturn:
+        self.checkpoints.commit()
+        os._exit(0)
 
-    def track_proxy(self, proxy: Any, ref: int) -> Any:
-        self.proxy_counts[ref] = self.proxy_counts.get(ref, 0) + 1
-        weakref.finalize(proxy, self._proxy_died, ref)
-        return proxy
-
-    def _proxy_died(self, ref: int) -> None:
-        left = self.proxy_counts.get(ref, 1) - 1
-        if left > 0:
-            self.proxy_counts[ref] = left
-        else:
-            self.proxy_counts.pop(ref, None)
-            self.released.append(ref)
-
-    def take_released(self) -> list[int]:
-        released, self.released = self.released, []
-        return released
-
-    def exit(self, code: int) -> None:
-        self.commit()
-        os._exit(code)
-
-    # --- checkpoints ---------------------------------------------------------------------------
-
-    def fork_backup(self) -> bool:
-        """Fork the checkpoint. Returns True in the backup once it has taken over."""
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(write_end)
-            faulthandler.disable()
-            with audit.trusted_section():
-                limits.set_process_name("cave-checkpoint")
-            self.crash_info = _wait_for_parent(read_end)
-            with audit.trusted_section():
-                limits.set_process_name("cave-worker")
-            os.close(read_end)
-            self.backup = None
-            return True
-        os.close(read_end)
-        self.backup = (pid, write_end)
-        # A crash (SIGSEGV, abort) of this worker writes its traceback to the
-        # backup, which reports it to the host when it takes over.
-        faulthandler.enable(file=_FdFile(write_end), all_threads=False)
-        self.pretouch()
-        return False
-
-    def pretouch(self) -> None:
-        """Take the copy-on-write faults of a typical cell now, while the host is idle.
-
-        After the fork every page the worker writes is copied on first write; a
-        trivial cell writes a few hundred (interpreter state, compiler, pickler).
-        Walking that path here moves those copies off the next cell's clock. If
-        a request is already waiting, skip: it would only delay it.
-        """
-        if select.select([self.sock], [], [], 0)[0]:
-            return
+    def warm(self) -> None:
+        """Take a typical cell's copy-on-write faults (compiler, guards, encoder) while idle."""
         scratch = self.guard.namespace_globals()
-        compiled = compile_cell("_pretouch = [1]\n_pretouch", self.policy, "<pretouch>")
+        compiled = compile_cell("_pretouch = [1]\n_pretouch", self.config.policy, "<pretouch>")
         if compiled.code is not None:
             try:
                 eval(compiled.code, scratch)  # noqa: S307 - our own constant cell
             except Exception:
                 pass
-        protocol.encode(("done", {"ok": True, "error": None, "stdout": "", "stderr": "",
-                                  "value_repr": "1", "duration_s": 0.0, "changed": [],
-                                  "deleted": [], "stdout_truncated": False,
-                                  "output_index": None, "rolled_back": False}))
+        wire.encode(CellReply(True, "", "", "1", None, 0.0, (), (), False, None, False),
+                        coerce=True, limits=self.limits)
 
-    def commit(self) -> None:
-        """The cell succeeded: the backup is no longer needed."""
-        if self.backup is None:
-            return
-        _pid, write_end = self.backup
-        self.backup = None
-        faulthandler.disable()
-        try:
-            os.write(write_end, b"C")
-        finally:
-            os.close(write_end)
+    # --- cells ---------------------------------------------------------------------------
 
-    # --- requests ---------------------------------------------------------------------------
-
-    def op_exec(self, f: dict[str, Any]) -> dict[str, Any]:
+    def on_exec(self, request: Exec, buffers: list[Any], nested: bool) -> CellReply:
         self.cell_counter += 1
-        filename = f"<cell-{self.cell_counter}>"
-        compiled = compile_cell(f["code"], self.policy, filename)
+        compiled = compile_cell(request.code, self.config.policy, f"<cell-{self.cell_counter}>")
         if compiled.error is not None:
-            return {"ok": False, "error": compiled.error, "stdout": "", "stderr": "",
-                    "value_repr": None, "duration_s": 0.0, "changed": [], "deleted": [],
-                    "rolled_back": False}
-        atomic = self.atomic and self.depth == 0
-        before = {name: id(self.ns[name]) for name in self.user_names()}
-        outcome = run_cell(compiled, self.ns, hard_output_limit=self.config["hard_output_limit"],
-                           max_repr_chars=self.config["max_repr_chars"])
-        if outcome.ok or not atomic:
-            stdout, truncated, index = self.bound_output(outcome.stdout)
-            stderr, _, _ = self.bound_output(outcome.stderr, store=False)
-            changed, deleted = self.diff(before)
-            reply = {"ok": outcome.ok, "error": outcome.error, "stdout": stdout,
-                     "stderr": stderr, "value_repr": outcome.value_repr,
-                     "duration_s": outcome.duration_s, "changed": changed, "deleted": deleted,
-                     "stdout_truncated": truncated, "output_index": index, "rolled_back": False}
-            if atomic:
-                self.send("done", reply)
-                self.commit()
-                raise _Reply
-            return reply
-        # Failure in atomic mode: report, then hand over to the backup, which
-        # holds the namespace exactly as it was before this cell.
-        stdout, truncated, _ = self.bound_output(outcome.stdout, store=False)
-        stderr, _, _ = self.bound_output(outcome.stderr, store=False)
-        self.send("done", {"ok": False, "error": outcome.error, "stdout": stdout,
-                           "stderr": stderr, "value_repr": None,
-                           "duration_s": outcome.duration_s, "changed": [], "deleted": [],
-                           "stdout_truncated": truncated, "output_index": None,
-                           "rolled_back": True})
-        faulthandler.disable()
-        os._exit(0)
+            return CellReply(False, "", "", None, compiled.error, 0.0, (), (), False, None, False)
+        protected = self.checkpoints.active and not nested  # nested cells run in place
+        if protected and not self.checkpoints.waiting:
+            message = (f"the session could not fork its checkpoint ({self.checkpoints.fork_error}):"
+                       " it is at its process limit. The cell did not run.")
+            return CellReply(False, "", "", None, CellError("crash", "CheckpointUnavailable",
+                                                            message), 0.0, (), (), False, None,
+                             False)
+        before = self.space.snapshot_ids()
+        self.figures.begin()
+        outcome = run_cell(compiled, self.space.ns, hard_output_limit=self.config.hard_output_limit,
+                           max_repr_chars=self.config.max_repr_chars)
+        budget = self.config.max_output_chars
+        if outcome.ok or not protected:
+            with describing():
+                # Figures first: drawing runs artists' code, which may change the namespace.
+                shown, notes = self.figures.finish(outcome.value)
+                changed, deleted = self.space.diff(before)
+            index = self.space.keep_output(outcome.stdout) if len(outcome.stdout) > budget else None
+            stdout, truncated = bound_output(outcome.stdout, budget, index)
+            stderr, _ = bound_output(outcome.stderr + notes, budget, None)
+            return CellReply(outcome.ok, stdout, stderr, outcome.value_repr, outcome.error,
+                             outcome.duration_s, tuple(changed), tuple(deleted), truncated, index,
+                             False, shown)
+        # A failure in atomic mode: nothing of the cell is kept; the checkpoint takes over.
+        stdout, truncated = bound_output(outcome.stdout, budget, None)
+        stderr, _ = bound_output(outcome.stderr, budget, None)
+        return CellReply(False, stdout, stderr, None, outcome.error, outcome.duration_s, (), (),
+                         truncated, None, True)
 
-    def bound_output(self, text: str, store: bool = True) -> tuple[str, bool, int | None]:
-        budget = self.config["max_output_chars"]
-        if len(text) <= budget:
-            return text, False, None
-        index = None
-        if store:
-            outputs = self.ns.get(OUTPUTS_NAME)
-            if not isinstance(outputs, list):
-                outputs = self.ns[OUTPUTS_NAME] = []
-            outputs.append(text)
-            index = len(outputs) - 1
-        head = text[: budget * 2 // 3]
-        tail = text[-(budget // 3):]
-        cut = len(text) - len(head) - len(tail)
-        where = (f"the full text is in {OUTPUTS_NAME}[{index}]; slice it, e.g. "
-                 f"print({OUTPUTS_NAME}[{index}][{len(head)}:{len(head) + 2000}])"
-                 if index is not None else "the cell was rolled back, so it was not kept")
-        marker = f"\n... [{cut} characters cut; {where}] ...\n"
-        return head + marker + tail, True, index
+    # --- the namespace -------------------------------------------------------------------
 
-    def diff(self, before: dict[str, int]) -> tuple[list[dict[str, Any]], list[str]]:
-        changed = []
-        now = self.user_names()
-        for name in now:
-            value = self.ns[name]
-            old = before.get(name)
-            if old is None or old != id(value):
-                changed.append(self.info(name))
-            elif not isinstance(value, (int, float, str, bytes, bool, tuple, type(None), frozenset)):
-                cached = self.summaries.get(name)
-                summary = summarize(value)
-                if cached is None or cached[1] != summary:
-                    changed.append(self.info(name, summary))
-        names = set(now)
-        deleted = [name for name in before if name not in names]
-        for name in deleted:
-            self.summaries.pop(name, None)
-        return changed, deleted
-
-    def op_variables(self, f: dict[str, Any]) -> dict[str, Any]:
-        return {"variables": [self.info(name) for name in self.user_names()]}
-
-    def op_delete(self, f: dict[str, Any]) -> dict[str, Any]:
-        name = f["name"]
-        if name not in self.ns or is_reserved(name):
-            raise KeyError(f"no variable named {name!r}")
-        del self.ns[name]
-        self.remotes.discard(name)
-        self.types.pop(name, None)
-        self.descriptions.pop(name, None)
-        self.summaries.pop(name, None)
-        return {}
-
-    def op_reset(self, f: dict[str, Any]) -> dict[str, Any]:
-        keep_remotes = {n: self.ns[n] for n in self.remotes if n in self.ns}
-        keep_types = {n: self.ns[n] for n in self.types if n in self.ns}
-        self.fresh_namespace()
-        self.ns.update(keep_remotes)
-        self.ns.update(keep_types)
-        self.descriptions = {n: d for n, d in self.descriptions.items() if n in self.ns}
-        return {}
-
-    def op_inject(self, f: dict[str, Any]) -> dict[str, Any]:
-        name = f["name"]
-        kind = f["kind"]
-        if kind in ("function", "object"):
-            if kind == "function":
-                value = make_function_proxy(self, f["ref"], None, f["fname"], f["doc"],
-                                            f["signature"], f["is_async"])
-            else:
-                value = RemoteObject(f["ref"], f["type_name"], tuple(f["names"]), self)
-            self.remotes.add(name)
-        elif kind == "enum":
-            import enum
-
-            base = getattr(enum, f["base"])
-            value = base(f["enum_name"], [tuple(m) for m in f["members"]], module="__main__")
-            self.types[name] = value
-            kind = "type"
-        else:
-            with audit.trusted_section():
-                value = _loads_injected(f["payload"], f.get("buffers", []), self.types)
-            if kind == "type":
-                self.types[name] = value
-        self.ns[name] = value
-        if f.get("description"):
-            self.descriptions[name] = f["description"]
-        self.summaries.pop(name, None)
-        return {"info": self.info(name) if kind in ("value", "type") else None}
-
-    def op_retrieve(self, f: dict[str, Any]) -> dict[str, Any]:
-        name = f["name"]
-        if name not in self.ns or is_reserved(name):
-            raise KeyError(f"no variable named {name!r}")
-        value = self.ns[name]
+    def on_inject_value(self, request: InjectValue, buffers: list[Any], nested: bool) -> Any:
         try:
-            body, buffers = _encode_value(value, self.types, trusted=f.get("trusted", False))
-        except CellMadeType as exc:
-            raise CellMadeType(
-                f"variable {name!r} holds an instance of {exc}, a class defined by a cell; "
-                "retrieve(..., trusted=True) rebuilds it in the host (running cell-written code), "
-                "or convert it to plain data in a cell first"
-            ) from None
+            value = codec.decode_injected(request.payload, buffers, self.space.types)
+        except (ModuleNotFoundError, AttributeError) as exc:
+            return Failure(ErrorCode.NEEDS_BY_VALUE, _message(exc))
+        self.guard.harden()  # the value may have imported pandas into this process
+        if request.is_type:
+            self.space.types[request.name] = value
+        self.space.bind(request.name, value, request.description)
+        with describing():
+            return InjectDone(self.space.info(request.name))
+
+    def on_inject_enum(self, request: InjectEnum, buffers: list[Any], nested: bool) -> Any:
+        # dill cannot send Enum classes by value (they refer to themselves), so the
+        # worker rebuilds one with the functional API: same name, members and values.
+        members = codec.decode_injected(request.payload, buffers, self.space.types)
+        base = {"IntFlag": enum.IntFlag, "Flag": enum.Flag, "IntEnum": enum.IntEnum,
+                "StrEnum": enum.StrEnum}.get(request.base, enum.Enum)
+        cls = base(request.enum_name, [tuple(m) for m in members], module="__main__")
+        self.space.types[request.name] = cls
+        self.space.bind(request.name, cls, request.description)
+        with describing():
+            return InjectDone(self.space.info(request.name))
+
+    def on_inject_remote(self, request: InjectRemote, buffers: list[Any], nested: bool) -> Any:
+        value: Any
+        if request.is_function:
+            value = make_function_proxy(self, request.ref, None, request.fname, request.doc,
+                                        request.signature, request.is_async)
+        else:
+            value = RemoteObject(request.ref, request.type_name, request.names, self)
+        self.space.remotes.add(request.name)
+        self.space.bind(request.name, value, request.description)
+        return InjectDone(None)
+
+    def on_retrieve(self, request: Retrieve, buffers: list[Any], nested: bool) -> Any:
+        if not self.space.has(request.name):
+            return Failure(ErrorCode.NOT_FOUND, f"no variable named {request.name!r}")
+        value = self.space.ns[request.name]
+        try:
+            payload, out = codec.encode_for_host(value, self.space.types, trusted=request.trusted)
+        except codec.CellMadeType as exc:
+            return Failure(ErrorCode.CELL_MADE_TYPE, (
+                f"variable {request.name!r} holds an instance of {_message(exc)}, a class defined "
+                "by a cell; retrieve(..., trusted=True) rebuilds it in the host (running "
+                "cell-written code), or convert it to plain data in a cell first"))
         except Exception as exc:
-            raise TypeError(f"variable {name!r} ({type_name(value)}) cannot be copied: {exc}") from None
-        self.send_value("value", {"type_name": type_name(value)}, body, buffers)
-        raise _Reply
+            return Failure(ErrorCode.UNPICKLABLE, f"variable {request.name!r} "
+                           f"({safe_type_name(value)}) cannot be copied: {_message(exc)}")
+        size = len(payload) + sum(memoryview(b).nbytes for b in out)
+        if size > self.config.transfer_limit:
+            return Failure(ErrorCode.TOO_LARGE, f"variable {request.name!r} takes {size} bytes, "
+                           f"more than the transfer limit of {self.config.transfer_limit}")
+        return Outgoing(Value(safe_type_name(value), payload), out)
 
-    def op_snapshot(self, f: dict[str, Any]) -> dict[str, Any]:
-        import dill
+    def on_variables(self, request: ListVariables, buffers: list[Any], nested: bool) -> Variables:
+        with describing():
+            return Variables(tuple(self.space.info(name) for name in self.space.user_names()))
 
-        data = {}
-        failed = []
-        for name in self.user_names():
-            value = self.ns[name]
+    def on_delete(self, request: Delete, buffers: list[Any], nested: bool) -> Any:
+        if not self.space.has(request.name):
+            return Failure(ErrorCode.NOT_FOUND, f"no variable named {request.name!r}")
+        self.space.forget(request.name)
+        return Done()
+
+    def on_snapshot(self, request: TakeSnapshot, buffers: list[Any], nested: bool) -> Any:
+        data, failed = {}, []
+        for name in self.space.user_names():
+            value = self.space.ns[name]
             try:
-                data[name] = dill.dumps(value, recurse=True)
+                data[name] = dumps_variable(value)
             except Exception as exc:
-                failed.append(f"{name} ({type_name(value)}): {exc}")
+                failed.append(f"{name} ({safe_type_name(value)}): {_message(exc)}")
         if failed:
-            raise TypeError("cannot snapshot these variables: " + "; ".join(failed))
-        blob = pickle.dumps({"vars": data, "descriptions": self.descriptions,
-                             "types": list(self.types)}, protocol=5)
-        return {"blob": blob, "remotes": sorted(self.remotes)}
+            return Failure(ErrorCode.UNPICKLABLE, "cannot snapshot these variables: "
+                           + "; ".join(failed))
+        blob = pack_snapshot(data, self.space.descriptions, list(self.space.types))
+        return SnapshotBlob(blob, tuple(sorted(self.space.remotes)))
 
-    def op_restore(self, f: dict[str, Any]) -> dict[str, Any]:
-        import dill
+    def on_restore(self, request: Restore, buffers: list[Any], nested: bool) -> Any:
+        state = parse_snapshot(request.blob)
+        restored = {name: loads_variable(raw, self.space.ns) for name, raw in state.variables.items()}
+        self.guard.harden()
+        self.space.ns.update(restored)
+        for name in state.types:
+            if name in self.space.ns and isinstance(self.space.ns[name], type):
+                self.space.types[name] = self.space.ns[name]
+        self.space.descriptions.update(state.descriptions)
+        return Restored(tuple(sorted(restored)))
 
-        with audit.trusted_section():
-            state = pickle.loads(f["blob"])
-            restored = {name: dill.loads(raw) for name, raw in state["vars"].items()}
-        self.ns.update(restored)
-        for name in state.get("types", []):
-            if name in self.ns:
-                self.types[name] = self.ns[name]
-        self.descriptions.update(state.get("descriptions", {}))
-        return {"names": sorted(restored)}
+    def on_shutdown(self, request: Shutdown, buffers: list[Any], nested: bool) -> Done:
+        return Done()
 
-    def op_shutdown(self, f: dict[str, Any]) -> dict[str, Any]:
-        self.send("done", {})
-        self.exit(0)
-        raise _Reply
-
-    # --- remote calls (the worker side of the channel) ----------------------------------------
+    # --- remote calls (the worker side of the channel) ------------------------------------
 
     def remote(self, op: str, ref: int, name: str | None, args: tuple[Any, ...],
                kwargs: dict[str, Any]) -> Any:
         try:
-            body, buffers = _encode_value((args, kwargs), self.types, trusted=False)
+            payload, out = codec.encode_for_host((args, kwargs), self.space.types, trusted=False)
         except Exception as exc:
-            raise TypeError(f"arguments cannot be sent to the host: {exc}") from None
-        self.send_value("call", {"op": op, "ref": ref, "name": name,
-                                 "released": self.take_released()}, body, buffers)
-        self.depth += 1
-        try:
-            while True:
-                kind, fields = self.recv()
-                if kind == "call_result":
-                    break
-                self.handle(kind, fields)  # a nested request from the host (re-entrancy)
-        finally:
-            self.depth -= 1
-        if not fields["ok"]:
-            raise rebuild_exception(fields["type"], fields["message"])
-        with audit.trusted_section():
-            return _loads_result(fields["payload"], fields.get("buffers", []), self)
+            raise TypeError(f"arguments cannot be sent to the host: {_message(exc)}") from None
+        self.send(Call(op, ref, name, payload), out)  # type: ignore[arg-type]
+        while True:
+            request, buffers = self.recv()
+            if isinstance(request, CallResult):
+                break
+            self.dispatch(request, buffers, nested=True)  # a nested request (re-entrancy)
+        if not request.ok:
+            raise rebuild_exception(request.error_type, request.message)
+        return codec.decode_call_result(request.payload, buffers, self.space.types, self._new_proxy)
+
+    def _new_proxy(self, pid: tuple[Any, ...]) -> Any:
+        if pid[0] == codec.FUNCTION:
+            _, ref, name, doc, signature, is_async = pid
+            proxy: Any = make_function_proxy(self, ref, None, name, doc, signature, is_async)
+        else:
+            _, ref, type_name, names = pid
+            proxy = RemoteObject(ref, type_name, tuple(names), self)
+        self._proxy_counts[ref] = self._proxy_counts.get(ref, 0) + 1
+        weakref.finalize(proxy, self._proxy_died, ref)
+        return proxy
+
+    def _proxy_died(self, ref: int) -> None:
+        left = self._proxy_counts.get(ref, 1) - 1
+        if left > 0:
+            self._proxy_counts[ref] = left
+        else:
+            self._proxy_counts.pop(ref, None)
+            self._released.append(ref)
 
 
-class _FdFile:
-    """The minimal file object faulthandler needs: a fileno()."""
+@dataclass(frozen=True)
+class Outgoing:
+    """A reply with out-of-band buffers (a retrieved value)."""
 
-    def __init__(self, fd: int):
-        self._fd = fd
-
-    def fileno(self) -> int:
-        return self._fd
+    message: messages.WorkerMessage
+    buffers: list[Any]
 
 
-def _wait_for_parent(fd: int) -> str:
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except InterruptedError:
-            continue
-        if not chunk:
-            break
-        chunks.append(chunk)
-    data = b"".join(chunks)
-    if data == b"C":
-        os._exit(0)  # the cell committed; this checkpoint is not needed
-    return data.decode("utf-8", "replace")
-
-
-class CellMadeType(Exception):
-    """A value holds a class defined by a cell: the host would have to run its code."""
-
-
-class _ValuePickler(pickle.Pickler):
-    """Pickles a value for the host: injected types and remote proxies by reference."""
-
-    def __init__(self, file: io.BytesIO, types: dict[str, type], **kwargs: Any):
-        super().__init__(file, protocol=5, **kwargs)
-        self.type_names = {id(cls): name for name, cls in types.items()}
-
-    def persistent_id(self, obj: Any) -> Any:
-        if isinstance(obj, type):
-            name = self.type_names.get(id(obj))
-            if name is not None:
-                return ("type", name)
-            if obj.__module__ == "__main__":
-                raise CellMadeType(obj.__qualname__)
-        elif type(obj) is RemoteObject:
-            return ("remote", object.__getattribute__(obj, "_cave_ref"))
-        return None
-
-
-def _encode_value(value: Any, types: dict[str, type], *, trusted: bool) -> tuple[bytes, list[Any]]:
-    buffers: list[Any] = []
-    if trusted:
-        import dill
-
-        return dill.dumps(value, protocol=5, recurse=True, buffer_callback=buffers.append), buffers
-    if not types:
-        # Plain data (the common case) needs no persistent ids, whose per-object Python
-        # call costs 5x on large containers. Remote proxies and cell-made classes make
-        # the plain pickler fail; the slow path below then names them.
-        try:
-            return pickle.dumps(value, protocol=5, buffer_callback=buffers.append), buffers
-        except (pickle.PicklingError, TypeError, AttributeError):
-            buffers.clear()
-    bio = io.BytesIO()
-    _ValuePickler(bio, types, buffer_callback=buffers.append).dump(value)
-    return bio.getvalue(), buffers
-
-
-class _ResultUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, worker: Worker, buffers: list[Any]):
-        super().__init__(file, buffers=buffers)
-        self.worker = worker
-
-    def persistent_load(self, pid: Any) -> Any:
-        tag = pid[0]
-        if tag == "type":
-            return self.worker.types[pid[1]]
-        if tag == "function":
-            _, ref, name, doc, sig, is_async = pid
-            proxy = make_function_proxy(self.worker, ref, None, name, doc, sig, is_async)
-            return self.worker.track_proxy(proxy, ref)
-        if tag == "object":
-            _, ref, tname, names = pid
-            return self.worker.track_proxy(RemoteObject(ref, tname, tuple(names), self.worker), ref)
-        raise pickle.UnpicklingError(f"unknown reference {pid!r}")
-
-
-def _loads_result(payload: bytes, buffers: list[Any], worker: Worker) -> Any:
-    return _ResultUnpickler(io.BytesIO(payload), worker, buffers).load()
-
-
-def _loads_injected(payload: bytes, buffers: list[Any], types: dict[str, type]) -> Any:
-    import dill
-
-    class _Injected(dill.Unpickler):
-        def persistent_load(self, pid: Any) -> Any:
-            if pid[0] == "type" and pid[1] in types:
-                return types[pid[1]]
-            raise pickle.UnpicklingError(f"unknown reference {pid!r}")
-
-    return _Injected(io.BytesIO(payload), buffers=buffers).load()
-
-
-def prepare(*, landlock: bool = True) -> None:
-    """Config-independent setup, done by the spare before it is handed a session."""
+def _message(exc: BaseException) -> str:
     try:
-        os.setsid()  # own session: a Ctrl-C in the host's terminal does not reach cells
-    except OSError:
-        pass
-    # Children (the checkpoints) are reaped by the kernel: no zombies, no waits.
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # file-size limit -> EFBIG, not death
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    limits.set_process_name("cave-spare")
-    os.chdir(limits.private_workdir())
-    os.environ.clear()  # no host secrets, even in libraries that read the environment
-    # A fresh fork pays a copy-on-write fault for every page it first writes;
-    # take those for the common paths now, while the spare is idle, not when
-    # a session is waiting for it.
-    from ..security.policy import Policy
-
-    guard = Guard(Policy.default())
-    guard.namespace_globals()
-    compile_cell("x = [i for i in range(2)]\nx", guard.policy, "<spare>")
-    protocol.encode(("ready", {"pid": 0, "workdir": "", "crash": ""}))
-    limits.confine_early(audit.session_independent_roots() if landlock else None)
-
-
-def start(sock: socket.socket, config: dict[str, Any]) -> None:
-    """Entry point in the worker process, after `prepare` (never returns)."""
-    limits.set_process_name("cave-worker")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-    worker = Worker(sock, config)
-    limits.apply(memory_limit_mb=config["memory_limit_mb"],
-                 max_file_bytes=config["max_file_bytes"])
-    audit.install(extra_read_roots=config["policy"].readable_dirs,
-                  fork_functions=[Worker.fork_backup], host_socket=sock)
-    sys.setrecursionlimit(config.get("recursion_limit", 3000))
-    try:
-        worker.serve()
-    finally:
-        os._exit(0)
+        return wire.plain_text(str(exc), 2000)
+    except Exception:
+        return "<the message could not be read>"

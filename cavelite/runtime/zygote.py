@@ -1,11 +1,12 @@
-"""The zygote: a clean interpreter that preloads modules and forks workers.
+"""The host's handle to a zygote: a clean interpreter that preloads modules and forks workers.
 
-Host side, `Zygote` starts it once per host process and preload set, as a
-fresh ``python`` (never a fork of the host: it must hold none of the host's
-memory, threads or secrets), with an almost empty environment. Zygote side,
-`main` preloads numpy/pandas and the runtime, then forks one worker per
-request; the worker's socket arrives over the control socket (SCM_RIGHTS),
-so the worker talks to the host directly, never through the zygote.
+`Zygote` starts one per host process and preload set, as a fresh ``python``
+(never a fork of the host: it must hold none of the host's memory, threads
+or secrets), with an almost empty environment; its own side is
+`zygote_main`. A new session is one request: the host passes the worker's
+socket and configuration, the zygote answers with the worker's pid. That
+pid, the zygote's pid and its temporary directory are what the host knows
+of its workers: it never takes a pid or a path from a worker's message.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import atexit
 import os
 import pickle
+import select
 import signal
 import socket
 import subprocess
@@ -21,13 +23,18 @@ import threading
 import weakref
 from typing import Any
 
-from ..errors import CaveRuntimeError
-from .protocol import _recv_exact
+from ..errors import CaveRuntimeError, ProtocolError
+from . import protocol, wire
+from .config import WorkerConfig
+from .messages import Forked, ForkWorker, ZygoteReady
 
 # Non-secret variables that change how native libraries behave (an old
 # OpenBLAS can crash without its core type): everything else is dropped.
-_PASS_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "LC_", "LANG", "TZ")
-PR_SET_CHILD_SUBREAPER = 36
+_PASS_ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "LC_", "LANG", "TZ", "TMPDIR",
+                      "CAVELITE_CGROUP")  # a delegated cgroup v2 parent (security/cgroups.py)
+_START_TIMEOUT_S = 120.0  # preloading numpy and pandas on a loaded machine
+_FORK_TIMEOUT_S = 30.0
+_LIMITS = protocol.FrameLimits(max_body=1 << 16)
 
 
 class Zygote:
@@ -38,7 +45,7 @@ class Zygote:
 
     @classmethod
     def shared(cls, preload: tuple[str, ...]) -> Zygote:
-        """The zygote for this preload set, started on first use."""
+        """The zygote for this preload set, started on first use (and again if it died)."""
         key = tuple(sorted(set(preload)))
         with cls._lock:
             zygote = cls._instances.get(key)
@@ -64,7 +71,7 @@ class Zygote:
         package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         bootstrap = (
             "import sys; sys.path.insert(0, sys.argv[1]); "
-            "from cavelite.runtime.zygote import main; main()"
+            "from cavelite.runtime.zygote_main import main; main()"
         )
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-c", bootstrap, package_parent, str(zygote_end.fileno()),
@@ -76,45 +83,63 @@ class Zygote:
             stderr=None if os.environ.get("CAVELITE_DEBUG") else subprocess.DEVNULL,
             cwd="/",
             close_fds=True,
+            # Its own session: a signal to the host's process group (a terminal's, or Ray
+            # killing an actor's) does not reach it, so it sees the host go and stops its
+            # sessions (zygote_main._exit_reaping) instead of leaving them to spin unwatched.
+            start_new_session=True,
         )
         zygote_end.close()
         self.sock = host_end
+        self.pid = self.process.pid
         self._request_lock = threading.Lock()
         try:
-            ready = self.sock.recv(1)
-        except OSError:
-            ready = b""
-        if ready != b"R":
+            ready = self._receive(ZygoteReady, _START_TIMEOUT_S)
+        except (CaveRuntimeError, OSError):
             self.sock.close()
             self.process.kill()
             self.process.wait()
             raise CaveRuntimeError(
                 f"the zygote failed to start (preload={list(preload)}); "
                 "check that the preloaded modules import in a clean interpreter"
-            )
+            ) from None
+        self.tmpdir: str = ready.tmpdir
         _register_exit_hook()
 
     def alive(self) -> bool:
         return self.owner_pid == os.getpid() and self.process.poll() is None
 
-    def fork_worker(self, config: dict[str, Any]) -> socket.socket:
-        """Fork a worker; returns the host's end of the worker's socket."""
+    def workdir(self, pid: int) -> str:
+        """The private directory of the worker ``pid`` (named by the spare that became it)."""
+        return os.path.join(self.tmpdir, f"cavelite-{pid}")
+
+    def fork_worker(self, config: WorkerConfig) -> tuple[socket.socket, int]:
+        """Start a worker for ``config``; returns the host's end of its socket and its pid."""
         host_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        payload = pickle.dumps(config, protocol=5)
+        # Before the worker can send anything: every frame then carries its sender's pid.
+        protocol.enable_credentials(host_end)
+        body, _ = wire.encode(ForkWorker(pickle.dumps(config, protocol=5)))
         try:
             with self._request_lock:
-                socket.send_fds(self.sock, [len(payload).to_bytes(8, "little") + payload],
-                                [worker_end.fileno()])
-                ack = self.sock.recv(1)
-        except OSError as exc:
+                protocol.send(self.sock, body, fds=[worker_end.fileno()])
+                forked = self._receive(Forked, _FORK_TIMEOUT_S)
+        except (OSError, CaveRuntimeError) as exc:
             host_end.close()
-            raise CaveRuntimeError(f"the zygote is unreachable: {exc}") from exc
+            raise CaveRuntimeError(f"the zygote did not start a worker: {exc}") from exc
         finally:
             worker_end.close()  # the worker has its own copy now
-        if ack != b"F":
-            host_end.close()
-            raise CaveRuntimeError("the zygote did not fork a worker")
-        return host_end
+        return host_end, forked.pid
+
+    def _receive(self, kind: type[Any], timeout: float) -> Any:
+        if not select.select([self.sock], [], [], timeout)[0]:
+            raise CaveRuntimeError("the zygote did not answer in time")
+        try:
+            frame = protocol.recv(self.sock, _LIMITS)
+        except protocol.PeerClosed:
+            raise CaveRuntimeError("the zygote is gone") from None
+        message, _ = wire.decode(frame.body, accept=(kind,))
+        if isinstance(message, Forked) and message.pid <= 0:
+            raise ProtocolError("the zygote named no worker")
+        return message
 
     def close(self) -> None:
         if self.owner_pid != os.getpid():
@@ -127,7 +152,7 @@ class Zygote:
             try:
                 self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self.process.send_signal(signal.SIGKILL)
                 self.process.wait()
 
 
@@ -156,140 +181,3 @@ def _shutdown() -> None:
             pass
     for zygote in list(Zygote._instances.values()):
         zygote.close()
-
-
-def main() -> None:
-    """Zygote process entry point (see the module docstring)."""
-    control = socket.socket(fileno=int(sys.argv[2]))
-    preload = [m for m in sys.argv[3].split(",") if m]
-    # Orphaned checkpoints (their worker died) are re-parented here and, with
-    # SIGCHLD ignored, reaped by the kernel: no zombies anywhere.
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except OSError:
-        pass
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the host's terminal is the host's
-    for name in preload:
-        __import__(name)
-    _warm_up(preload)
-    # Preloaded objects are permanent: keep the cyclic GC from touching (and so
-    # copying, after fork) their pages in every worker.
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    control.sendall(b"R")
-    spare = _fork_spare(control)
-    while True:
-        try:
-            msg, fds, _flags, _addr = socket.recv_fds(control, 8, 4)
-            if not msg:
-                raise EOFError
-            size = int.from_bytes(msg + _recv_exact(control, 8 - len(msg)), "little")
-            payload = _recv_exact(control, size)
-        except (EOFError, OSError):
-            _exit_reaping(spare)
-        if pickle.loads(payload)["policy"].readable_dirs:
-            # The spare is already confined to the library directories: a policy
-            # that opts more in gets a worker forked for it.
-            fresh = _fork_spare(control, landlock=False, inherited=(spare,))
-            socket.send_fds(fresh, [len(payload).to_bytes(8, "little") + payload], fds)
-            fresh.close()
-            for fd in fds:
-                os.close(fd)
-            control.sendall(b"F")
-            continue
-        # Hand the request to the spare worker forked earlier, so the fork is
-        # not on the path of a new session; then fork the next spare.
-        try:
-            socket.send_fds(spare, [len(payload).to_bytes(8, "little") + payload], fds)
-        except OSError:
-            spare.close()
-            spare = _fork_spare(control)
-            socket.send_fds(spare, [len(payload).to_bytes(8, "little") + payload], fds)
-        spare.close()
-        for fd in fds:
-            os.close(fd)
-        control.sendall(b"F")
-        spare = _fork_spare(control)
-
-
-def _exit_reaping(spare: socket.socket) -> None:
-    """The host is gone: let the spare go, and stay until every descendant has exited.
-
-    As the subreaper, the zygote adopts orphaned checkpoints; staying until they
-    are gone means none of them ends as a zombie under an init that does not reap.
-    """
-    spare.close()
-    while True:
-        try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
-            os._exit(0)
-        except InterruptedError:
-            continue
-
-
-def _fork_spare(control: socket.socket, *, landlock: bool = True,
-                inherited: tuple[socket.socket, ...] = ()) -> socket.socket:
-    """Fork an idle worker that waits for its socket and config; returns the zygote's end.
-
-    ``landlock=False`` makes one for a policy with extra readable directories
-    (Landlock cannot be widened once applied, so such a worker is forked for it).
-    """
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    pid = os.fork()
-    if pid == 0:
-        control.close()
-        ours.close()
-        for sock in inherited:
-            sock.close()  # another spare's line: it must see EOF when the zygote goes
-        from . import worker
-
-        worker.prepare(landlock=landlock)
-        try:
-            msg, fds, _flags, _addr = socket.recv_fds(theirs, 8, 4)
-            if not msg or not fds:
-                os._exit(0)
-            size = int.from_bytes(msg + _recv_exact(theirs, 8 - len(msg)), "little")
-            config = pickle.loads(_recv_exact(theirs, size))
-        except (EOFError, OSError):
-            os._exit(0)
-        theirs.close()
-        worker.start(socket.socket(fileno=fds[0]), config)
-        os._exit(0)
-    theirs.close()
-    return ours
-
-
-def _warm_up(preload: list[str]) -> None:
-    """Import the runtime and run one cell's worth of code paths once, before any fork."""
-    import asyncio  # noqa: F401  (top-level await)
-
-    import dill  # noqa: F401
-
-    from ..security import audit
-    from ..security.policy import Policy
-    from . import cell, worker  # noqa: F401
-
-    cell.compile_cell("x = [i for i in range(3)]\nx", Policy.default(), "<warmup>")
-    audit.library_roots()  # cached for every worker
-    audit.path_roots()
-    from ..security import limits
-
-    limits.seccomp_program()  # likewise: workers only install it
-    import tempfile
-
-    tempfile.gettempdir()
-    # The event loop for top-level await needs a socketpair, which the worker's
-    # audit hook refuses; workers inherit this one (each process runs its own loop).
-    cell.prepare_event_loop()
-    if "pandas" in preload:
-        import pandas as pd
-
-        frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
-        repr(frame)
-        frame.groupby("b").sum()

@@ -1,6 +1,6 @@
 """Containment: policy rules, guards, the audit hook and OS limits."""
 
-from ..runtime.results import Violation
 from .policy import AttributeRule, FunctionRule, ImportRule, Policy, RegexRule
+from .violation import Violation
 
 __all__ = ["AttributeRule", "FunctionRule", "ImportRule", "Policy", "RegexRule", "Violation"]

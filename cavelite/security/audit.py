@@ -16,10 +16,15 @@ door of every file, socket, process and native-code operation. It refuses:
   with ``eval``: ``def f(x: "().__class__...")`` must not become a way
   around the compile-time guards).
 
-The hook is a closure made by `install`: the read roots, the fork code and
-the host socket it decides with are not module attributes a cell could
-reach and change. `install` also applies the kernel confinement
-(`limits.confine`), which holds even if this hook is subverted.
+The hook is a closure made by `install`, and nothing it decides with is a
+module attribute a cell could reach and change: the read roots, the code
+allowed to fork or to rebuild functions and the host socket live in its
+closure, and its constants, helpers and builtins in a private copy of this
+module's globals (see `_private_globals`). There is no "trusted" flag or
+section: the runtime's own loaders are recognised by their code objects,
+so a cell's code running under them is judged as cell code. `install` also
+applies the kernel confinement (`limits.confine`), which holds even if this
+hook is subverted.
 
 A hook cannot be removed once added, and it lives in the worker only: the
 host and remote tools (which run in the host) are unaffected.
@@ -32,6 +37,7 @@ import functools
 import os
 import sys
 import sysconfig
+import types
 from collections.abc import Iterable
 from typing import Any
 
@@ -88,47 +94,14 @@ class AuditRefusal(PermissionError):
     """The worker's audit hook refused an operation."""
 
 
-class _State:
-    def __init__(self) -> None:
-        self.trusted = 0  # >0 while the runtime itself unpickles host data
-
-
-STATE = _State()
-
-
-class trusted_section:
-    """Marks the runtime's own unpickling of host messages (not reachable from cells).
-
-    Code that escaped layer 2 could enter it too; what it unlocks is limited
-    (no sockets, processes, forks or writes), and the kernel confinement
-    (`limits.confine`) does not depend on it at all.
-    """
-
-    def __enter__(self) -> None:
-        STATE.trusted += 1
-
-    def __exit__(self, *exc: object) -> None:
-        STATE.trusted -= 1
-
-
-@functools.lru_cache(maxsize=1)
-def path_roots() -> tuple[str, ...]:
-    """The import path's directories, resolved once (in the zygote)."""
-    return tuple(os.path.realpath(p) for p in sys.path if p and os.path.isdir(p))
-
-
 @functools.lru_cache(maxsize=1)
 def library_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
     roots.update(p for p in sys.path if p and "site-packages" in p)
     roots.update({"/usr/share/zoneinfo", "/usr/lib/python3/dist-packages"})
-    try:
-        import cavelite
-
-        roots.add(os.path.dirname(os.path.dirname(os.path.abspath(cavelite.__file__))) + "/cavelite")
-    except Exception:
-        pass
+    # The cavelite package itself (this file is cavelite/security/audit.py).
+    roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return tuple(sorted({os.path.realpath(r) for r in roots if r}))
 
 
@@ -194,17 +167,52 @@ def _hint(event: str) -> str:
 
 # Modules whose own generated code (dataclass methods, namedtuples) is compiled from text.
 _GENERATORS = ("/dataclasses.py", "/collections/__init__.py", "/enum.py")
-# Stdlib modules that call sys._getframe only to learn their caller's module name.
-_FRAME_READERS = ("/collections/__init__.py", "/enum.py", "/typing.py")
+# Library modules that call sys._getframe only to learn their caller's module name
+# (matplotlib: the stack level of its warnings, so a warning names the cell's line).
+_FRAME_READERS = ("/collections/__init__.py", "/enum.py", "/typing.py",
+                  "/matplotlib/_api/__init__.py")
 
 
-def _make_hook(read_roots: tuple[str, ...], fork_code: frozenset[Any], host_socket: Any,
-               import_roots: tuple[str, ...]) -> Any:
-    """The hook, with its decision data held in the closure (not reachable from a module)."""
+# What the runtime's own loaders (dill rebuilding a value the host injected, a snapshot
+# being restored) do that cells may not. Allowed only when the code raising the event
+# *is* one of those loaders (by code object): a cell's own __setstate__ or __reduce__
+# running under a loader is still judged as cell code.
+_LOADER_EVENTS = frozenset(["pickle.find_class", "code.__new__", "function.__new__",
+                            "object.__setattr__"])
+
+
+def _code_objects(modules: Iterable[Any]) -> frozenset[Any]:
+    """Every code object defined in these modules (functions, methods, nested functions)."""
+    found: set[Any] = set()
+
+    def add(code: Any) -> None:
+        if code in found:
+            return
+        found.add(code)
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                add(const)
+
+    for module in modules:
+        for value in vars(module).values():
+            members = [value]
+            if isinstance(value, type) and value.__module__ == module.__name__:
+                members = list(vars(value).values())
+            for member in members:
+                member = getattr(member, "__func__", member)
+                code = getattr(member, "__code__", None)
+                if isinstance(code, types.CodeType):
+                    add(code)
+    return frozenset(found)
+
+
+def _make_hook(read_roots: tuple[str, ...], fork_code: frozenset[Any], native_code: frozenset[Any],
+               loader_code: frozenset[Any], host_socket: Any) -> Any:
+    """The hook. Every fact it decides with is fixed here, in its closure: no module
+    attribute, flag or section a cell could reach can relax it."""
     from .decode import SAFE_GLOBALS  # bound now: the hook must not import
 
     busy = [False]  # re-entrancy: the hook's own helpers may raise events
-    state = STATE
     getframe = sys._getframe
     realpath = os.path.realpath
     readlink = os.readlink
@@ -213,7 +221,7 @@ def _make_hook(read_roots: tuple[str, ...], fork_code: frozenset[Any], host_sock
         """Whether the code that raised the event is one of these library files."""
         # frame 0 is this function, 1 `allowed`, 2 the hook, 3 whoever raised the event
         caller = getframe(3).f_code.co_filename
-        return caller.endswith(suffixes) and _under(realpath(caller), import_roots)
+        return caller.endswith(suffixes) and _under(realpath(caller), read_roots)
 
     def allowed(event: str, args: tuple[Any, ...]) -> bool:
         if event == "compile":
@@ -233,12 +241,10 @@ def _make_hook(read_roots: tuple[str, ...], fork_code: frozenset[Any], host_sock
             flags = args[2] if len(args) > 2 else 0
             if not _read_only(mode, flags):
                 return False  # no writes, ever (why: the cave has no files of its own)
-            roots = import_roots if state.trusted > 0 else read_roots
-            return _path_under(path, roots)
+            return _path_under(path, read_roots)
         if event in ("os.listdir", "os.scandir"):
             path = args[0] if args and args[0] is not None else "."
-            roots = import_roots if state.trusted > 0 else read_roots
-            return isinstance(path, (str, bytes)) and _under(realpath(os.fsdecode(path)), roots)
+            return isinstance(path, (str, bytes)) and _under(realpath(os.fsdecode(path)), read_roots)
         if event == "os.fork":
             # The checkpoint fork is made by one runtime function; nothing else may fork.
             return getframe(2).f_code in fork_code
@@ -254,9 +260,10 @@ def _make_hook(read_roots: tuple[str, ...], fork_code: frozenset[Any], host_sock
                 return False
         if event.startswith(_NEVER):
             return False
-        if state.trusted > 0:
-            # The runtime is unpickling the host's own data (dill rebuilds code objects).
-            return True
+        if event in _LOADER_EVENTS and getframe(2).f_code in loader_code:
+            return True  # the runtime's loader itself (frame 2: whoever raised the event)
+        if event.startswith("ctypes.") and getframe(2).f_code in native_code:
+            return True  # the runtime's own native calls (naming its processes)
         if event == "fcntl.fcntl":
             # The runtime seals and checks its memfd buffers; nothing else is needed.
             return len(args) >= 2 and args[1] in (1033, 1034)  # F_ADD_SEALS, F_GET_SEALS
@@ -267,7 +274,11 @@ def _make_hook(read_roots: tuple[str, ...], fork_code: frozenset[Any], host_sock
         if event in ("object.__setattr__", "object.__delattr__"):
             target = args[0] if args else None
             if isinstance(target, type) and getattr(target, "__module__", "") == "builtins":
-                return False  # builtin types are shared by everything in the process
+                # Builtin types are shared by everything in the process. (Library classes
+                # are not refused here: libraries imported after the fork set __module__,
+                # __qualname__ and __bases__ on their own classes; layer 2 closes the
+                # routines that would write onto them for a cell.)
+                return False
             # function.__code__ / __defaults__ / __closure__ swaps rewrite trusted functions;
             # namedtuple sets the defaults of the __new__ it generates (numpy's import does).
             if len(args) > 1 and args[1] in ("__defaults__", "__kwdefaults__"):
@@ -291,19 +302,52 @@ def _make_hook(read_roots: tuple[str, ...], fork_code: frozenset[Any], host_sock
 
 
 def session_independent_roots() -> tuple[str, ...]:
-    """The directories every worker may read, whatever its policy (library and import path)."""
-    return tuple(dict.fromkeys([*library_roots(), *path_roots()]))
+    """The directories every worker may read, whatever its policy: the Python library."""
+    return library_roots()
 
 
 def install(*, extra_read_roots: Iterable[str] = (), fork_functions: Iterable[Any] = (),
+            native_functions: Iterable[Any] = (), loader_modules: Iterable[Any] = (),
             host_socket: Any = None, confine: bool = True) -> None:
-    """Install the hook (once per worker; it cannot be removed), then confine the process."""
+    """Install the hook (once per worker; it cannot be removed), then confine the process.
+
+    ``fork_functions`` may fork (the checkpoint), ``native_functions`` may call
+    ctypes (process names), and the code of ``loader_modules`` (plus dill's) may
+    rebuild classes and functions while the runtime unpickles host data.
+    """
+    import dill._dill
+
     from . import decode, limits  # noqa: F401  (imported now: the hook must not import later)
 
     read_roots = tuple(library_roots()) + tuple(os.path.realpath(r) for r in extra_read_roots)
-    # While the runtime unpickles host data it may import the host's modules by name.
-    import_roots = tuple(dict.fromkeys([*read_roots, *path_roots()]))
     if confine:
-        limits.confine(import_roots)
+        limits.confine(read_roots)
     fork_code = frozenset(getattr(f, "__code__", f) for f in fork_functions)
-    sys.addaudithook(_make_hook(read_roots, fork_code, host_socket, import_roots))
+    native_code = frozenset(getattr(f, "__code__", f) for f in native_functions)
+    loader_code = _code_objects([dill._dill, *loader_modules])
+    make_hook = types.FunctionType(_make_hook.__code__, _private_globals(), "_make_hook")
+    sys.addaudithook(make_hook(read_roots, fork_code, native_code, loader_code, host_socket))
+
+
+def _private_globals() -> dict[str, Any]:
+    """A copy of this module's globals for the hook and its helpers, reachable from nowhere else.
+
+    The hook's functions look their constants, helpers and builtins up here, so
+    rebinding a name in this module (``audit._NEVER = ()``), in ``os``, ``ast``
+    or ``builtins`` changes nothing about what the installed hook decides.
+    """
+    import builtins
+
+    private = dict(globals())
+    private["__builtins__"] = dict(vars(builtins))
+    private["os"] = types.SimpleNamespace(
+        path=types.SimpleNamespace(realpath=os.path.realpath), sep=os.sep, fsdecode=os.fsdecode,
+        readlink=os.readlink)
+    private["ast"] = types.SimpleNamespace(parse=ast.parse, walk=ast.walk, Attribute=ast.Attribute,
+                                           Name=ast.Name)
+    private["sys"] = types.SimpleNamespace(_getframe=sys._getframe)
+    for name, value in list(private.items()):
+        if isinstance(value, types.FunctionType) and value.__module__ == __name__:
+            private[name] = types.FunctionType(value.__code__, private, value.__name__,
+                                               value.__defaults__, value.__closure__)
+    return private

@@ -12,149 +12,51 @@ Guards are on the hot path, so each checks the cheap things first.
 
 from __future__ import annotations
 
-import _string  # str.format's own field parser
 import builtins
-import operator
+import dataclasses
 import string
 import types
 from collections.abc import Callable
 from typing import Any
 
+from .classes import (
+    CELL_MODULE as CELL_MODULE,
+)
+from .classes import (
+    CELL_TYPES,
+    CaveType,
+    cell_class,
+    check_self,
+    guard_getattr_hook,
+    guard_getstate_hook,
+    is_cell_made,
+)
+from .figure_doors import harden_matplotlib
+from .library_doors import (
+    AccessDenied,
+    LibraryDoors,
+    checked_formatter,
+    harden_enum,
+    harden_pandas,
+    harden_typing,
+)
+from .modules import ModuleView
+from .modules import current_guard as current_guard
+from .modules import set_current_guard as set_current_guard
 from .policy import Policy
 from .transformer import (
-    DEFINABLE_DUNDERS,
     READABLE_DUNDERS,
     REFUSED_ATTRIBUTES,
     SENSITIVE_ATTRIBUTES,
-    is_reserved,
 )
 
-CELL_MODULE = "__main__"
 _MISSING = object()
 _ModuleType = types.ModuleType
 _FunctionType = types.FunctionType
 
 
-class AccessDenied(AttributeError):
-    """A cell asked for something the cave does not hand out."""
-
-
 class ImportDenied(ImportError):
     """A cell imported a module that the policy does not allow."""
-
-
-def is_cell_made(obj: Any) -> bool:
-    """True for classes defined by a cell and their instances."""
-    if isinstance(obj, type):
-        return obj.__dict__.get("__module__") == CELL_MODULE
-    return getattr(type(obj), "__module__", None) == CELL_MODULE
-
-
-def check_self(obj: Any) -> None:
-    """Entry check of a cell method that reads its own _private attributes natively."""
-    if type(obj).__module__ == CELL_MODULE:
-        return  # the common case, kept to one attribute read: this runs on every call
-    if not is_cell_made(obj):
-        raise AccessDenied(
-            f"this method reads private attributes, and {type(obj).__name__} objects are not "
-            "made by a cell"
-        )
-
-
-class _CellTypes(dict):  # type: ignore[type-arg]
-    """``_cell_types_[type(self)]``: the entry check of a cell method, at C speed on a hit.
-
-    A hit is a dict lookup; a miss decides once (and remembers cell-made classes).
-    Only the runtime's guards can reach this object: its name is reserved.
-    """
-
-    def __reduce__(self) -> str:
-        # dill follows a method's globals when it copies cell code (snapshots,
-        # trusted retrieve): the table travels as a reference, not with its classes.
-        return "CELL_TYPES"
-
-    def __missing__(self, cls: Any) -> bool:
-        if getattr(cls, "__module__", None) == CELL_MODULE:
-            self[cls] = True
-            return True
-        raise AccessDenied(
-            f"this method uses attributes of its first argument directly, and {cls.__name__} "
-            "objects are not made by a cell"
-        )
-
-
-CELL_TYPES = _CellTypes()
-
-
-class ModuleView:
-    """What a cell gets instead of a module: attribute reads are policed.
-
-    Submodules are handed out as views only if the policy allows importing
-    them; denied attributes and underscore names are refused. Safe values are
-    cached on the view so the next read is a native dict lookup.
-    """
-
-    __slots__ = ("_cave_module", "_cave_guard", "__dict__")
-
-    def __init__(self, module: types.ModuleType, guard: Guard):
-        object.__setattr__(self, "_cave_module", module)
-        object.__setattr__(self, "_cave_guard", guard)
-
-    def __getattr__(self, name: str) -> Any:
-        module = object.__getattribute__(self, "_cave_module")
-        guard: Guard = object.__getattribute__(self, "_cave_guard")
-        modname = module.__name__
-        if type(name) is not str:
-            raise AccessDenied("attribute names must be plain strings")
-        if name.startswith("_") and name not in ("__name__", "__doc__", "__version__", "__all__"):
-            raise AccessDenied(f"'{modname}.{name}' is private to the module")
-        if guard.policy.module_attribute_denied(modname, name):
-            raise AccessDenied(f"'{modname}.{name}' is not available in the cave"
-                               f"{_module_hint(modname, name)}")
-        try:
-            value = getattr(module, name)
-        except AttributeError:
-            raise AttributeError(f"module '{modname}' has no attribute '{name}'") from None
-        if type(value) is _ModuleType:
-            return guard.view(value)
-        replacement = _REPLACEMENTS.get((modname, name))
-        if replacement is not None:
-            value = replacement
-        elif guard.denied_object(value):
-            # The same function re-exported under another module's name is still refused.
-            raise AccessDenied(f"'{modname}.{name}' is not available in the cave"
-                               f"{_module_hint(modname, name)}")
-        elif isinstance(value, type) and issubclass(value, string.Formatter):
-            raise AccessDenied(f"'{modname}.{name}' is not available in the cave")
-        elif type(value) in _MUTABLE_CONTAINERS:
-            # Module-level tables are shared by the whole process (json's escape table,
-            # numpy's type dicts): cells get read-only views, never the table itself.
-            value = _MUTABLE_CONTAINERS[type(value)](value)
-        self.__dict__[name] = value
-        return value
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AccessDenied("modules cannot be modified from a cell")
-
-    def __delattr__(self, name: str) -> None:
-        raise AccessDenied("modules cannot be modified from a cell")
-
-    def __dir__(self) -> list[str]:
-        module = object.__getattribute__(self, "_cave_module")
-        return [n for n in dir(module) if not n.startswith("_")]
-
-    def __repr__(self) -> str:
-        return f"<module '{object.__getattribute__(self, '_cave_module').__name__}'>"
-
-    def __reduce__(self) -> tuple[Callable[..., Any], tuple[str]]:
-        # Snapshots re-import by name inside the worker that restores them.
-        return (_restore_view, (object.__getattribute__(self, "_cave_module").__name__,))
-
-
-def _restore_view(name: str) -> ModuleView:
-    from ..runtime import cell  # the worker-side guard that owns the policy
-
-    return cell.current_guard().import_module(name)
 
 
 class Guard:
@@ -166,12 +68,59 @@ class Guard:
         self.remote_types: tuple[type, ...] = ()
         self._denied_names = policy.attributes.denied
         self._denied_ids: frozenset[int] | None = None
+        self._evaluator_ids: frozenset[int] | None = None
+        self._builtins: dict[str, Any] | None = None
+        self.doors = LibraryDoors(self.owns, self.cell_builtins)
 
     def denied_object(self, value: Any) -> bool:
         """Whether ``value`` is one of the policy's denied functions, under any module name."""
         if self._denied_ids is None:
             self._denied_ids = frozenset(id(v) for v in _resolve_all(self.policy))
         return id(value) in self._denied_ids
+
+    def from_denied_module(self, value: Any) -> bool:
+        """Whether ``value`` is a function or class defined in a module the policy denies."""
+        if not isinstance(value, (type, _FunctionType, types.BuiltinFunctionType)):
+            return False
+        module = getattr(value, "__module__", None)
+        return isinstance(module, str) and "." in module and _denied_prefix(module, self.policy)
+
+    def owns(self, obj: Any) -> bool:
+        """Whether ``obj`` is the cell's own: a class it defined, an instance, or a function.
+
+        A cell's function is recognised by its globals, which are a namespace carrying
+        this guard; ``__module__`` (which library code may set) is not trusted for it.
+        """
+        if type(obj) is _FunctionType:
+            return bool(obj.__globals__.get("_getattr_") == self.getattr)
+        return is_cell_made(obj)
+
+    def cell_builtins(self) -> dict[str, Any]:
+        """The built-ins of the cell namespaces (for text a library evaluates for a cell)."""
+        if self._builtins is None:
+            self._builtins = self.builtins()
+        return self._builtins
+
+    def check_public_name(self, name: str) -> None:
+        """Names a library looks up for a cell (``df.agg(name)``) follow the cell's own rules."""
+        if name[:1] == "_" or name in REFUSED_ATTRIBUTES or name in SENSITIVE_ATTRIBUTES \
+                or name in self._denied_names:
+            raise AccessDenied(f"'{name}' is not a public method the cave lets a library "
+                               "call for you; call it directly")
+
+    def _numpy_denied(self, name: str) -> bool:
+        import numpy
+
+        return self.policy.module_attribute_denied("numpy", name) or \
+            self.denied_object(getattr(numpy, name, None))
+
+    def harden(self) -> None:
+        """Put the cave's checks into library dispatch points (process-wide, so only where
+        cells run: a namespace is being made, or a cell imports pandas)."""
+        harden_enum()
+        harden_typing()
+        harden_pandas(self.check_public_name, self._numpy_denied)
+        harden_matplotlib()
 
     # --- modules ---------------------------------------------------------------------
 
@@ -181,6 +130,8 @@ class Guard:
         if view is None:
             if not self.policy.imports.allows(name):
                 raise AccessDenied(f"module '{name}' is not available in the cave")
+            if name.startswith("pandas"):
+                self.harden()  # imported after this guard was made (no preload)
             view = self._views[name] = ModuleView(module, self)
         return view
 
@@ -213,7 +164,19 @@ class Guard:
                 raise ImportDenied(f"import of '{full}' is not allowed")
         module = builtins.__import__(name, None, None, fromlist, 0)
         # `import a.b` binds `a`; `from a.b import c` reads c from `a.b`.
-        return self.view(module)
+        view = self.view(module)
+        # The statement then reads `b` (or `c`) from the view, and when that read fails,
+        # CPython falls back to sys.modules["a.b"]: the raw module. Every name it will
+        # read must therefore be readable through the views, or the import is refused.
+        steps = [item for item in fromlist if item != "*"] if fromlist else name.split(".")[1:]
+        target: Any = view
+        for part in steps:
+            try:
+                found = getattr(target, part)
+            except AttributeError as exc:
+                raise ImportDenied(f"import of '{name}' is not allowed: {exc}") from None
+            target = found if not fromlist else target
+        return view
 
     # --- attributes ------------------------------------------------------------------
 
@@ -224,7 +187,8 @@ class Guard:
             if name not in READABLE_DUNDERS:
                 if name[:2] == "__" and name[-2:] == "__":
                     raise AccessDenied(f"'{name}' is a protected attribute")
-                if not is_cell_made(obj):
+                if not is_cell_made(obj) and not self.owns(obj) and not (
+                        name in _NAMEDTUPLE_API and _is_namedtuple(obj)):
                     raise AccessDenied(
                         f"'{name}' is private to {type(obj).__name__}; use its public API"
                     )
@@ -243,10 +207,10 @@ class Guard:
             raise
         if type(value) is _ModuleType:
             return self.view(value)
-        if value is type:
-            return CaveType  # obj.__class__ of a class: the checked type(), not the raw one
-        if name in SENSITIVE_ATTRIBUTES:
-            return _sensitive(obj, name, value)
+        if isinstance(value, type) and issubclass(value, type):
+            return cell_class(value)  # obj.__class__ of a class: type() and metaclasses checked
+        if name in _SPECIAL_NAMES:
+            return self._special(obj, name, value)
         return value
 
     def hasattr(self, obj: Any, name: Any) -> bool:
@@ -256,15 +220,78 @@ class Guard:
             return False
         return True
 
+    def _special(self, obj: Any, name: str, value: Any) -> Any:
+        if name in SENSITIVE_ATTRIBUTES:
+            return self._sensitive(obj, name, value)
+        if name == "_field_defaults":
+            if type(value) is dict and not self.owns(obj):
+                return types.MappingProxyType(value)  # a library namedtuple's table, shared
+            return value
+        return self._checked_dunder(obj, name, value)
+
+    def _sensitive(self, obj: Any, name: str, value: Any) -> Any:
+        if name in ("format", "format_map"):
+            return checked_formatter(name, value)
+        if isinstance(obj, string.Formatter) or (isinstance(obj, type) and issubclass(obj, string.Formatter)):
+            raise AccessDenied("string.Formatter is not available in the cave")
+        replacement = self.doors.replacement(value)  # operator.attrgetter / methodcaller
+        if replacement is not None:
+            return replacement
+        if name in ("eval", "query") and id(getattr(value, "__func__", value)) in self._evaluators():
+            raise AccessDenied(
+                f"{name}() evaluates text without the cave's guards; use boolean masks and "
+                "operators instead, e.g. df[(df.amount > 10) & (df.region == 'North')]"
+            )
+        return value
+
+    def _evaluators(self) -> frozenset[int]:
+        """pandas' text evaluators (``DataFrame.eval``/``query``, ``pd.eval``), by identity.
+
+        By identity, so that a subclass, an unbound ``pd.DataFrame.query`` or a bound
+        method reached by any name is refused, and a cell's own ``query`` is not.
+        """
+        if self._evaluator_ids is None:
+            import sys
+
+            pandas = sys.modules.get("pandas")
+            if pandas is None:
+                return frozenset()  # nothing to refuse yet; decided once pandas is here
+            frame = vars(pandas.DataFrame)
+            self._evaluator_ids = frozenset(id(f) for f in (frame["eval"], frame["query"], pandas.eval))
+        return self._evaluator_ids
+
+    def _checked_dunder(self, obj: Any, name: str, value: Any) -> Any:
+        """``__new__``, ``__init__``, ``__init_subclass__`` and annotation tables, checked.
+
+        ``object.__new__(Cls)`` builds an object that skips ``Cls.__init__``'s checks and
+        ``Cls.__init__(obj, ...)`` re-initialises one that exists (a shared module view,
+        a remote proxy): both only for the cell's own classes and objects. A library's
+        annotation tables are shared, so they are handed out read-only.
+        """
+        if name == "__annotations__" or name == "__dataclass_fields__":
+            if type(value) is dict and not self.owns(obj):
+                return types.MappingProxyType(value)
+            return value
+        bound_to = getattr(value, "__self__", None) if type(value) in _BOUND_TYPES else _MISSING
+        if name == "__init_subclass__":
+            if not (isinstance(bound_to, type) and is_cell_made(bound_to)):
+                raise AccessDenied("__init_subclass__ may only be called for a class the cell defines")
+            return value
+        if name == "__init__" and bound_to is not _MISSING:
+            if not self.owns(bound_to):
+                raise AccessDenied(f"cannot re-initialise {_describe(bound_to)} from a cell")
+            return value
+        return _checked_constructor(value, name, self.owns)
+
     def write(self, obj: Any) -> Any:
-        if isinstance(obj, _UNWRITABLE) and not is_cell_made(obj):
+        if isinstance(obj, _UNWRITABLE) and not self.owns(obj):
             raise AccessDenied(f"cannot modify {_describe(obj)} from a cell")
         if self.remote_types and isinstance(obj, self.remote_types):
             raise AccessDenied("remote objects are read-only from a cell; call their methods")
         return obj
 
     def write_private(self, obj: Any) -> Any:
-        if not is_cell_made(obj):
+        if not self.owns(obj):
             raise AccessDenied(f"cannot set private attributes on {_describe(obj)}")
         return self.write(obj)
 
@@ -279,11 +306,12 @@ class Guard:
     def _check_write_name(self, obj: Any, name: Any) -> None:
         if type(name) is not str:
             raise AccessDenied("attribute names must be plain strings")
-        if name[:1] == "_" and (name[:2] == "__" or not is_cell_made(obj)):
+        if name[:1] == "_" and (name[:2] == "__" or not self.owns(obj)):
             raise AccessDenied(f"cannot set '{name}' from a cell")
 
     def namespace_globals(self) -> dict[str, Any]:
         """The guard entries every cell namespace carries."""
+        self.harden()
         return {
             "_getattr_": self.getattr,
             "_write_": self.write,
@@ -300,6 +328,7 @@ class Guard:
         }
 
     def builtins(self) -> dict[str, Any]:
+        """A fresh restricted built-ins dict (each namespace gets its own)."""
         safe = {name: getattr(builtins, name) for name in _SAFE_BUILTIN_NAMES}
         safe.update(
             __import__=self.guarded_import,
@@ -314,8 +343,51 @@ class Guard:
         return safe
 
 
+# dataclasses.Field: a library dataclass's fields decide the names dataclasses.asdict()
+# reads and the code @dataclass generates for its subclasses.
 _UNWRITABLE = (type, _ModuleType, ModuleView, _FunctionType, types.BuiltinFunctionType,
-               types.MethodType, types.CodeType, types.FrameType)
+               types.MethodType, types.CodeType, types.FrameType, dataclasses.Field)
+
+
+# The namedtuple API is documented public, underscores and all (rows of df.itertuples()).
+_NAMEDTUPLE_API = frozenset(["_asdict", "_replace", "_fields", "_make", "_field_defaults"])
+_CHECKED_DUNDERS = frozenset(["__new__", "__init__", "__init_subclass__", "__annotations__",
+                              "__dataclass_fields__"])
+# Names whose value the guard checks or replaces after reading it (one set lookup).
+_SPECIAL_NAMES = SENSITIVE_ATTRIBUTES | _CHECKED_DUNDERS | {"_field_defaults"}
+_BOUND_TYPES = (types.MethodType, types.BuiltinMethodType, types.MethodWrapperType)
+
+
+def _is_namedtuple(obj: Any) -> bool:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return issubclass(cls, tuple) and type(getattr(cls, "_fields", None)) is tuple
+
+
+def _checked_constructor(func: Callable[..., Any], name: str,
+                         owns: Callable[[Any], bool]) -> Callable[..., Any]:
+    """``Cls.__new__`` / ``Cls.__init__`` read from a class: callable on the cell's own only."""
+    if name == "__new__":
+        def checked(target: Any, /, *args: Any, **kwargs: Any) -> Any:
+            if not (isinstance(target, type) and is_cell_made(target)):
+                what = getattr(target, "__name__", type(target).__name__)
+                raise AccessDenied(f"__new__ builds objects without their constructor; call "
+                                   f"{what}(...) instead (only classes the cell defines may "
+                                   "use __new__ directly)")
+            return func(target, *args, **kwargs)
+    else:
+        def checked(target: Any, /, *args: Any, **kwargs: Any) -> Any:
+            if not owns(target):
+                raise AccessDenied(f"cannot re-initialise {_describe(target)} from a cell")
+            return func(target, *args, **kwargs)
+    checked.__name__ = getattr(func, "__name__", name)
+    checked.__qualname__ = getattr(func, "__qualname__", name)
+    checked.__doc__ = getattr(func, "__doc__", None)
+    return checked
+
+
+def _denied_prefix(module: str, policy: Policy) -> bool:
+    parts = module.split(".")
+    return any(".".join(parts[: i + 1]) in policy.imports.denied for i in range(len(parts)))
 
 
 def _describe(obj: Any) -> str:
@@ -330,78 +402,6 @@ def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return func(*args, **kwargs)
 
 
-# --- format strings: the one place where a *string* performs attribute access ---------
-
-def _check_format_fields(template: str, depth: int = 0) -> None:
-    if depth > 2:
-        return
-    for _literal, field_name, spec, _conv in _string.formatter_parser(template):
-        if field_name:
-            # The parser str.format itself uses: "a.b[c].d" -> attributes b and d.
-            _first, rest = _string.formatter_field_name_split(field_name)
-            for is_attr, part in rest:
-                if is_attr and (part.startswith("_") or part in REFUSED_ATTRIBUTES):
-                    raise AccessDenied(f"format field '{field_name}' reaches a protected attribute")
-        if spec:
-            _check_format_fields(spec, depth + 1)
-
-
-def safe_format(template: str, /, *args: Any, **kwargs: Any) -> str:
-    _check_format_fields(template)
-    return template.format(*args, **kwargs)
-
-
-def safe_format_map(template: str, mapping: Any, /) -> str:
-    _check_format_fields(template)
-    return template.format_map(mapping)
-
-
-def _sensitive(obj: Any, name: str, value: Any) -> Any:
-    if isinstance(obj, str):
-        if name == "format":
-            return lambda *a, **k: safe_format(obj, *a, **k)
-        if name == "format_map":
-            return lambda mapping: safe_format_map(obj, mapping)
-    if obj is str:
-        if name == "format":
-            return safe_format
-        if name == "format_map":
-            return safe_format_map
-    if isinstance(obj, string.Formatter) or (isinstance(obj, type) and issubclass(obj, string.Formatter)):
-        raise AccessDenied("string.Formatter is not available in the cave")
-    if name in ("attrgetter", "methodcaller") and value in (operator.attrgetter, operator.methodcaller):
-        return _REPLACEMENTS[("operator", name)]
-    if name in ("eval", "query") and (getattr(type(obj), "__module__", "") or "").startswith("pandas"):
-        raise AccessDenied(
-            f"{type(obj).__name__}.{name} evaluates text without the cave's guards; use boolean "
-            "masks and operators instead, e.g. df[(df.amount > 10) & (df.region == 'North')]"
-        )
-    return value
-
-
-def _checked_name(name: Any) -> str:
-    if type(name) is not str:
-        raise AccessDenied("attribute names must be plain strings")
-    for part in name.split("."):
-        # format/format_map would hand out the unguarded str.format (field access by text).
-        if part.startswith("_") or part in REFUSED_ATTRIBUTES or part in SENSITIVE_ATTRIBUTES:
-            raise AccessDenied(f"'{name}' reaches a protected attribute; call it directly")
-    return name
-
-
-def safe_attrgetter(*names: str) -> operator.attrgetter:
-    return operator.attrgetter(*(_checked_name(n) for n in names))
-
-
-def safe_methodcaller(name: str, /, *args: Any, **kwargs: Any) -> operator.methodcaller:
-    return operator.methodcaller(_checked_name(name), *args, **kwargs)
-
-
-_REPLACEMENTS: dict[tuple[str, str], Any] = {
-    ("operator", "attrgetter"): safe_attrgetter,
-    ("operator", "methodcaller"): safe_methodcaller,
-}
-
 _SAFE_BUILTIN_NAMES = [
     name
     for name in dir(builtins)
@@ -414,18 +414,6 @@ slice sorted staticmethod str sum super tuple type zip Ellipsis NotImplemented N
 
 
 # --- objects with raw-memory and file doors, refused by identity ----------------------------
-
-_MUTABLE_CONTAINERS: dict[type, Callable[[Any], Any]] = {
-    dict: types.MappingProxyType, list: tuple, set: frozenset,
-}
-
-
-def _module_hint(module: str, name: str) -> str:
-    from .policy import attribute_hint
-
-    hint = attribute_hint(module, name)
-    return f" ({hint})" if hint else ""
-
 
 def _resolve_all(policy: Policy) -> list[Any]:
     """The objects behind the policy's denied module attributes and functions."""
@@ -449,78 +437,3 @@ def _resolve_all(policy: Policy) -> list[Any]:
     return found
 
 
-# --- class creation: no raw dunders through type(name, bases, dict) ----------------------------
-
-# Dunders a dict-made class may carry (what a class statement could define).
-_TYPE_DICT_DUNDERS = (DEFINABLE_DUNDERS | frozenset(
-    ["__module__", "__qualname__", "__doc__", "__slots__", "__annotations__", "__dict__",
-     "__weakref__", "__orig_bases__", "__firstlineno__", "__static_attributes__"]
-)) - frozenset(["__getattr__", "__getstate__"])
-
-
-class _CaveTypeMeta(type):
-    def __instancecheck__(cls, obj: Any) -> bool:
-        return isinstance(obj, type)
-
-    def __subclasscheck__(cls, sub: Any) -> bool:
-        return issubclass(sub, type)
-
-
-class CaveType(metaclass=_CaveTypeMeta):
-    """``type`` for cells: ``type(x)`` as usual; ``type(name, bases, dict)`` checks the dict.
-
-    A dict-made class could otherwise carry attributes no class statement may
-    define (``__array_interface__`` hands numpy a raw memory address, ``__reduce__``
-    runs code wherever the object is unpickled).
-    """
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-        if len(args) == 1 and not kwargs:
-            found = type(args[0])
-            return CaveType if found is type or found is _CaveTypeMeta else found
-        if len(args) != 3 or not isinstance(args[2], dict):
-            raise TypeError("type() takes 1 or 3 arguments")
-        for key in args[2]:
-            if type(key) is not str:
-                raise AccessDenied("class attribute names must be plain strings")
-            if is_reserved(key) and key not in _TYPE_DICT_DUNDERS:
-                raise AccessDenied(f"type(): a class may not define '{key}'; "
-                                   "use a class statement with ordinary methods")
-        return type(*args, **kwargs)
-
-
-def guard_getattr_hook(method: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
-    """Wraps a cell class's ``__getattr__``: dunder lookups never reach it.
-
-    Libraries probe objects for protocol attributes with getattr
-    (numpy's ``__array_interface__`` takes a raw memory address); a cell's
-    catch-all ``__getattr__`` must not be able to answer those.
-    """
-
-    def __getattr__(self: Any, name: str) -> Any:
-        if name[:2] == "__" and name[-2:] == "__":
-            raise AttributeError(name)
-        return method(self, name)
-
-    __getattr__.__qualname__ = getattr(method, "__qualname__", "__getattr__")
-    return __getattr__
-
-
-def guard_getstate_hook(method: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Wraps a cell class's ``__getstate__``: copies may not gain dunder attributes.
-
-    copy.copy() puts the state into the new object's ``__dict__``; a state
-    with ``__array_interface__`` would give numpy a raw address.
-    """
-
-    def __getstate__(self: Any) -> Any:
-        state = method(self)
-        for part in state if isinstance(state, tuple) else (state,):
-            if isinstance(part, dict):
-                for key in part:
-                    if type(key) is not str or (key[:1] == "_" and key[-1:] == "_"):
-                        raise AccessDenied(f"__getstate__ may not return the key {key!r}")
-        return state
-
-    __getstate__.__qualname__ = getattr(method, "__qualname__", "__getstate__")
-    return __getstate__

@@ -15,25 +15,36 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..runtime.results import Violation
+from ..errors import PolicyError
+from .violation import Violation
 
 DEFAULT_ALLOWED_IMPORTS = frozenset(
     """math cmath statistics random decimal fractions numbers datetime time calendar zoneinfo
     json re string textwrap unicodedata difflib collections itertools functools operator
     heapq bisect array copy enum dataclasses typing types_safe abc contextlib uuid hashlib
-    hmac base64 binascii pprint reprlib io asyncio warnings numpy pandas""".split()
+    hmac base64 binascii pprint reprlib io asyncio warnings csv numpy pandas matplotlib""".split()
 ) - {"types_safe"}
 
 # Submodules refused even when their parent is allowed: they compile or load
-# native code, run files, or drive the interpreter.
+# native code, run files, or drive the interpreter; pandas.core.computation is
+# pandas' expression engine (it evaluates text with unguarded attribute access).
+# Private submodules (a part starting with "_", numpy._core) are refused as well.
 DEFAULT_DENIED_IMPORTS = frozenset(
     """numpy.ctypeslib numpy.f2py numpy.distutils numpy.testing numpy.lib.npyio
+    pandas.core.computation
     pandas.io.pickle pandas.io.clipboard pandas.io.clipboards pandas.util._tester
     asyncio.subprocess asyncio.unix_events asyncio.windows_events asyncio.base_subprocess
     numpy.lib.format pandas.compat.pickle_compat pandas.io.pytables pandas.io.parquet
     pandas.io.feather_format pandas.io.orc pandas.io.sql pandas.io.spss pandas.io.stata
-    pandas.io.sas pandas.io.formats.style pandas.plotting""".split()
+    pandas.io.sas pandas.io.formats.style pandas.plotting
+    matplotlib.backends matplotlib.backend_bases matplotlib.backend_managers
+    matplotlib.backend_tools matplotlib.animation matplotlib.testing matplotlib.tests
+    matplotlib.sphinxext matplotlib.texmanager matplotlib.dviread matplotlib.cbook
+    matplotlib.pylab matplotlib.rcsetup""".split()
 )
+# matplotlib: its backends import modules by name, open windows or write files (PDF
+# pages, animations through ffmpeg); texmanager and dviread run LaTeX; cbook opens
+# files by path; rcsetup holds the validators the cave narrows (see figure_doors).
 
 # Module attributes refused at run time: the file, process and network doors
 # of otherwise useful modules.
@@ -44,11 +55,23 @@ DEFAULT_DENIED_ATTRIBUTES: dict[str, frozenset[str]] = {
                           "open_connection", "start_server", "open_unix_connection",
                           "start_unix_server", "events", "base_events", "unix_events",
                           "get_event_loop", "new_event_loop", "get_running_loop",
-                          "set_event_loop", "set_event_loop_policy", "get_event_loop_policy"]),
+                          "set_event_loop", "set_event_loop_policy", "get_event_loop_policy",
+                          # Event loop classes: a subclass would reach their private
+                          # transports; the loop a cell runs on belongs to the runtime.
+                          "AbstractEventLoop", "BaseEventLoop", "SelectorEventLoop",
+                          "AbstractEventLoopPolicy", "DefaultEventLoopPolicy", "Runner",
+                          # Threads: the worker forks its checkpoint and unpickles between
+                          # cells; a cell's thread would run on through both (and a
+                          # checkpoint that takes over has no thread to finish its work).
+                          "to_thread", "threads"]),
     "string": frozenset(["Formatter"]),
     "numpy": frozenset(["load", "save", "savez", "savez_compressed", "fromfile", "memmap",
                         "loadtxt", "savetxt", "genfromtxt", "tofile", "ctypeslib", "f2py",
-                        "testing", "DataSource"]),
+                        "testing", "DataSource", "info", "seterrcall"]),
+    # add_newdoc imports any module by name and writes C-level docstrings; info imports
+    # the "toplevel" it is given; seterrcall makes numpy call cell code wherever a
+    # floating-point error happens, the runtime's own work included.
+    "numpy.lib": frozenset(["add_newdoc", "add_docstring"]),
     # Readers backed by native code open files without the audit hook seeing it;
     # eval would evaluate text with its own (unguarded) attribute access.
     "pandas": frozenset(["read_pickle", "to_pickle", "read_csv_file", "read_parquet",
@@ -56,16 +79,35 @@ DEFAULT_DENIED_ATTRIBUTES: dict[str, frozenset[str]] = {
                          "read_sas", "read_stata", "read_sql", "read_sql_query",
                          "read_sql_table", "eval", "read_clipboard"]),
     "random": frozenset(["SystemRandom"]),
+    # Registering an accessor or dtype writes onto pandas' own classes and registries.
+    "pandas.api.extensions": frozenset(["register_dataframe_accessor", "register_series_accessor",
+                                        "register_index_accessor", "register_extension_dtype"]),
+    # global_enum copies members into the module the enum names (json.dumps = a member).
+    "enum": frozenset(["global_enum"]),
     # as_strided/DummyArray build arrays over any address (unchecked strides or a raw
     # __array_interface__): memory reads and writes anywhere in the worker.
     "numpy.lib.stride_tricks": frozenset(["as_strided", "DummyArray"]),
     "dataclasses": frozenset(["make_dataclass"]),
+    # matplotlib's file doors (figures reach the user as PNG without them): readers and
+    # writers by path, the font scan (it runs fc-list), the config and cache paths.
+    "matplotlib": frozenset(["rc_file", "rc_params_from_file", "rc_params", "get_cachedir",
+                             "get_configdir", "matplotlib_fname", "validate_backend"]),
+    "matplotlib.pyplot": frozenset(["imread", "imsave", "install_repl_displayhook",
+                                    "uninstall_repl_displayhook", "ginput",
+                                    "waitforbuttonpress"]),
+    "matplotlib.image": frozenset(["imread", "imsave", "thumbnail"]),
+    "matplotlib.font_manager": frozenset(["findSystemFonts", "get_fontconfig_fonts", "json_dump",
+                                          "json_load", "list_fonts", "win32FontDirectory"]),
+    "matplotlib.style": frozenset(["read_style_directory", "reload_library"]),
 }
 
 DEFAULT_DENIED_FUNCTIONS = frozenset(
     """eval exec compile open input breakpoint globals locals vars __import__ memoryview
     exit quit help importlib.import_module numpy.load pandas.read_pickle""".split()
 )
+
+_FIGURE_HINT = ("figures reach the user by themselves: plt.show(), or leave the figure open "
+                "at the end of the cell; fig.savefig(io.BytesIO(), format='png') gives the bytes")
 
 _HINTS = {
     "open": "files are not reachable from a cell; ask the user to inject the data instead",
@@ -83,6 +125,10 @@ _HINTS = {
     "pandas.eval": "write the expression with operators: df.a + df.b, df[df.a > 1]",
     "numpy.lib.stride_tricks.as_strided": "use numpy.lib.stride_tricks.sliding_window_view",
     "dataclasses.make_dataclass": "write a @dataclass class statement",
+    "matplotlib.pyplot.imsave": _FIGURE_HINT,
+    "matplotlib.image.imsave": _FIGURE_HINT,
+    "matplotlib.pyplot.ginput": "there is no user at a screen; figures are shown as PNG",
+    "matplotlib.pyplot.waitforbuttonpress": "there is no user at a screen; figures are shown as PNG",
 }
 
 
@@ -91,7 +137,8 @@ def attribute_hint(module: str, name: str) -> str:
     full = f"{module}.{name}"
     if full in _HINTS:
         return _HINTS[full]
-    if name.startswith(("read_", "load", "save", "to_", "from")) or name in ("memmap", "HDFStore"):
+    if name.startswith(("read_", "load", "save", "to_", "from", "im", "rc_")) or name in (
+            "memmap", "HDFStore", "thumbnail"):
         return "files are not reachable from a cell; ask the user to inject the data"
     return ""
 
@@ -105,7 +152,10 @@ class ImportRule:
     name: str = "import"
 
     def allows(self, module: str) -> bool:
+        """Whether a cell may import ``module`` (allowed itself or by a parent, and not denied)."""
         parts = module.split(".")
+        if any(part.startswith("_") for part in parts):
+            return False  # private modules (numpy._core): their public names are internals
         prefixes = {".".join(parts[: i + 1]) for i in range(len(parts))}
         if prefixes & self.denied:
             return False
@@ -132,7 +182,7 @@ class AttributeRule:
         get_stack print_stack subprocess_exec subprocess_shell run_in_executor
         set_default_executor create_connection create_server create_unix_connection
         create_unix_server create_datagram_endpoint add_reader add_writer sock_connect
-        to_pickle to_parquet to_feather to_hdf to_orc to_sql to_stata as_strided""".split()
+        to_pickle to_parquet to_feather to_hdf to_orc to_sql to_stata as_strided get_loop""".split()
     )
     name: str = "attribute"
 
@@ -162,11 +212,13 @@ class Policy:
 
     @classmethod
     def default(cls) -> Policy:
+        """The safe default: the allowed modules, denied functions and attributes above."""
         return cls()
 
     # --- builders (each returns a new Policy) -------------------------------------
 
     def allow_imports(self, *modules: str) -> Policy:
+        """A copy that also allows importing ``modules`` (and their submodules)."""
         imports = replace(
             self.imports,
             allowed=self.imports.allowed | frozenset(modules),
@@ -175,19 +227,30 @@ class Policy:
         return replace(self, imports=imports)
 
     def deny_imports(self, *modules: str) -> Policy:
+        """A copy that refuses importing ``modules`` (and their submodules)."""
         return replace(self, imports=replace(self.imports, denied=self.imports.denied | set(modules)))
 
     def deny_functions(self, *names: str) -> Policy:
+        """A copy that refuses calls to these functions (``"eval"``, ``"numpy.load"``)."""
         return replace(self, functions=replace(self.functions, denied=self.functions.denied | set(names)))
 
     def allow_functions(self, *names: str) -> Policy:
+        """A copy that no longer refuses calls to these functions by name."""
         return replace(self, functions=replace(self.functions, denied=self.functions.denied - set(names)))
 
     def deny_attributes(self, *names: str) -> Policy:
+        """A copy that refuses these attribute names anywhere in a cell."""
         return replace(self, attributes=replace(self.attributes, denied=self.attributes.denied | set(names)))
 
     def add_regex(self, pattern: str, message: str, hint: str = "") -> Policy:
-        re.compile(pattern)  # fail here, not in the worker
+        """A copy that refuses cells whose source matches ``pattern`` (with ``message`` and a hint).
+
+        Raises `PolicyError` if ``pattern`` is not a valid regular expression.
+        """
+        try:
+            re.compile(pattern)  # fail here, not in the worker
+        except re.error as exc:
+            raise PolicyError(f"invalid regex {pattern!r}: {exc}") from None
         return replace(self, regexes=(*self.regexes, RegexRule(pattern, message, hint)))
 
     def allow_read_dirs(self, *dirs: str) -> Policy:
@@ -199,6 +262,7 @@ class Policy:
     # --- checks -------------------------------------------------------------------
 
     def module_attribute_denied(self, module: str, name: str) -> bool:
+        """Whether ``module.name`` is one of the refused module attributes."""
         for mod, names in self.denied_module_attributes:
             if mod == module and name in names:
                 return True
@@ -281,7 +345,10 @@ class _Checker(ast.NodeVisitor):
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            if not self.policy.imports.allows(alias.name):
+            parts = alias.name.split(".")
+            through_denied = any(self.policy.module_attribute_denied(".".join(parts[:i]), parts[i])
+                                 for i in range(1, len(parts)))
+            if not self.policy.imports.allows(alias.name) or through_denied:
                 self.report(node, self.policy.imports.name, f"import of '{alias.name}' is not allowed",
                             self.allowed_hint())
             local = alias.asname or alias.name.split(".")[0]
@@ -362,6 +429,8 @@ def _attribute_name_hint(name: str) -> str:
                "without a path returns the text)"
     if name.startswith(("get_stack", "print_stack")):
         return "frames are off limits; let the exception's message and traceback speak"
+    if name == "get_loop":
+        return "the event loop belongs to the runtime; use await, asyncio.gather and create_task"
     if name.startswith(("subprocess", "create_", "sock_", "add_", "run_in", "set_default")):
         return "processes, sockets and threads are off limits in the cave"
     return "interpreter internals are off limits; use public APIs"

@@ -38,7 +38,7 @@ from RestrictedPython.transformer import (
 # __dict__, __builtins__, __getattribute__, __reduce__...
 READABLE_DUNDERS = frozenset(
     """__name__ __qualname__ __doc__ __module__ __class__ __version__ __annotations__
-    __init__ __new__ __post_init__ __repr__ __str__ __format__ __bytes__ __hash__ __bool__
+    __init__ __new__ __init_subclass__ __post_init__ __repr__ __str__ __format__ __bytes__ __hash__ __bool__
     __eq__ __ne__ __lt__ __le__ __gt__ __ge__ __len__ __iter__ __next__ __reversed__
     __contains__ __getitem__ __setitem__ __delitem__ __missing__ __call__ __enter__ __exit__
     __aenter__ __aexit__ __aiter__ __anext__ __await__
@@ -48,12 +48,12 @@ READABLE_DUNDERS = frozenset(
     __ceil__ __trunc__ __int__ __float__ __complex__ __index__ __and__ __or__ __xor__
     __lshift__ __rshift__ __copy__ __deepcopy__ __sizeof__ __length_hint__
     __dataclass_fields__ __match_args__ __slots__ __fspath__
-    __cause__ __context__ __suppress_context__ __notes__""".split()
+    __cause__ __context__ __suppress_context__ __notes__ __members__""".split()
 )
 
 # Dunder methods a class body may define (on top of READABLE_DUNDERS).
 DEFINABLE_DUNDERS = READABLE_DUNDERS | frozenset(
-    """__del__ __set_name__ __init_subclass__ __class_getitem__ __getattr__ __setattr__
+    """__del__ __set_name__ __class_getitem__ __getattr__ __setattr__
     __delattr__ __get__ __set__ __delete__ __getstate__ __setstate__ __array__""".split()
 )
 
@@ -66,10 +66,22 @@ SENSITIVE_ATTRIBUTES = frozenset(
      "eval", "query"]
 )
 
+# Dunder attributes a cell may assign outside a class body (obj.__doc__ = ...). Others
+# would change what an object is (__class__), what module it claims to come from
+# (__module__, which decides "made by a cell"), or what libraries generate from it
+# (__dataclass_fields__, __annotations__, __slots__): define those in the class body.
+ASSIGNABLE_DUNDERS = frozenset(
+    """__doc__ __name__ __qualname__ __cause__ __context__ __suppress_context__
+    __notes__""".split()
+)
+
 REFUSED_ATTRIBUTES = INSPECT_ATTRIBUTES | frozenset(
     ["f_code", "f_locals", "gi_frame", "cr_frame", "ag_frame", "tb_frame", "co_code"]
 )
 
+
+# Methods whose first argument is the class even without @classmethod.
+_IMPLICIT_CLASS_METHODS = frozenset(["__new__", "__init_subclass__", "__class_getitem__"])
 
 # Class methods wrapped by a guard (guards.py) so that dunder names never reach them.
 _HOOKED_METHODS = {"__getattr__": "_cave_getattr_", "__getstate__": "_cave_getstate_"}
@@ -133,10 +145,12 @@ class CaveTransformer(RestrictingNodeTransformer):
             self.error(node, f'"{name}" is an interpreter internal that cells may not access')
             return node
         dunder = name.startswith("__") and name.endswith("__")
-        if dunder and name not in READABLE_DUNDERS and not (
-            self._class_depth and isinstance(node.ctx, ast.Store)
-        ):
+        if dunder and name not in READABLE_DUNDERS:
             self.error(node, f'"{name}" is a protected attribute and cannot be accessed')
+            return node
+        if dunder and not isinstance(node.ctx, ast.Load) and name not in ASSIGNABLE_DUNDERS:
+            self.error(node, f'"{name}" cannot be assigned from a cell (define it in the class '
+                             "body instead)")
             return node
         if name.startswith("__") and not dunder and self._class_names:
             # Python mangles self.__x to self._Class__x; do it here because the
@@ -233,8 +247,8 @@ class CaveTransformer(RestrictingNodeTransformer):
             # One check per call instead of one per attribute: a method whose
             # first argument is never rebound reads its own _private attributes
             # natively once that argument is known to be cell-made.
-            is_classmethod = any(isinstance(d, ast.Name) and d.id == "classmethod"
-                                 for d in node.decorator_list)
+            is_classmethod = node.name in _IMPLICIT_CLASS_METHODS or any(
+                isinstance(d, ast.Name) and d.id == "classmethod" for d in node.decorator_list)
             subject = ast.Name(trusted_self, ast.Load())
             if is_classmethod:
                 check = ast.Expr(ast.Call(ast.Name("_check_self_", ast.Load()), [subject], []))

@@ -9,6 +9,7 @@ connection mid-body the way a dropped upstream would.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class TextReply:
     chunks: int = 3
     stop_reason: str = "end_turn"
     tool_calls: tuple[dict[str, Any], ...] = ()  # OpenAI-style calls: {"name": ..., "arguments": {...}}
+    finish: bool = True  # False: the stream ends (``[DONE]``) without a finish reason
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,18 @@ class CutStream:
     text: str
 
 
-Scripted = TextReply | ErrorReply | CutStream
+@dataclass(frozen=True)
+class StallStream:
+    """A streamed reply that sends ``text``, then stalls until the test releases it, then drops.
+
+    While it stalls, `LoopbackServer.stalled` is set: a test waits on that event
+    (never on the clock) to know the client is mid-call.
+    """
+
+    text: str
+
+
+Scripted = TextReply | ErrorReply | CutStream | StallStream
 
 
 @dataclass(frozen=True)
@@ -59,15 +72,28 @@ class RecordedRequest:
     body: Any
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the client went away (a test killed it mid-reply): nothing to report
+        super().handle_error(request, client_address)
+
+
 class LoopbackServer:
     """Serve scripted replies in order; record every request."""
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        self.model_lookups: list[RecordedRequest] = []  # GET /v1/models, kept apart from the calls
+        self.models: list[str] | None = None  # what GET /v1/models lists; None answers 404
+        self.stall_models = False  # GET /v1/models stalls (until released) instead of answering
+        self.stalled = threading.Event()  # a request is stalling now
+        self.release = threading.Event()  # set by the test: stalled requests go on
         self._script: deque[Scripted] = deque()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = _HTTPServer(("127.0.0.1", 0), self._handler_class())
         host, port = self._httpd.server_address[:2]
         self.origin = f"http://{host}:{port}"
         self._thread = threading.Thread(
@@ -84,13 +110,26 @@ class LoopbackServer:
         return self
 
     def close(self) -> None:
+        self.release.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
     def reset(self) -> None:
+        self.release.set()  # frees a handler a previous test left stalling
         with self._lock:
             self._script.clear()
             self.requests.clear()
+            self.model_lookups.clear()
+            self.models = None
+            self.stall_models = False
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+
+    def _stall(self) -> None:
+        """Hold this handler until the test releases it (bounded, so a failed test cannot hang)."""
+        release = self.release
+        self.stalled.set()
+        release.wait(60)
 
     def push(self, *items: Scripted) -> None:
         with self._lock:
@@ -105,6 +144,9 @@ class LoopbackServer:
     def cut(self, text: str) -> None:
         self.push(CutStream(text))
 
+    def stall(self, text: str = "") -> None:
+        self.push(StallStream(text))
+
     @property
     def pending(self) -> int:
         with self._lock:
@@ -116,6 +158,10 @@ class LoopbackServer:
 
     def render_json(self, item: TextReply, body: Any) -> dict[str, Any]:
         raise NotImplementedError
+
+    def render_models(self, models: list[str]) -> dict[str, Any]:
+        """The body of ``GET /v1/models``."""
+        return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in models]}
 
     def render_events(self, item: TextReply | CutStream, body: Any) -> list[bytes]:
         """SSE frames for a streamed reply (for a cut: only those sent before the drop)."""
@@ -137,6 +183,19 @@ class LoopbackServer:
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet tests
                 pass
+
+            def do_GET(self) -> None:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                record = RecordedRequest("GET", self.path, headers, None)
+                with server._lock:
+                    server.model_lookups.append(record)
+                    models, stall = server.models, server.stall_models
+                if stall:
+                    server._stall()
+                if self.path.split("?")[0] != "/v1/models" or models is None:
+                    self._send_json(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                self._send_json(200, server.render_models(models))
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
@@ -166,7 +225,10 @@ class LoopbackServer:
                     self._send_json(item.status, server.render_error(item), headers)
                     return
                 streaming = isinstance(body, dict) and body.get("stream") is True
-                if isinstance(item, CutStream) or streaming:
+                if isinstance(item, StallStream):
+                    frames = server.render_events(CutStream(item.text), body)
+                    self._send_events(frames, cut=True, stall=True)
+                elif isinstance(item, CutStream) or streaming:
                     self._send_events(server.render_events(item, body), cut=isinstance(item, CutStream))
                 else:
                     self._send_json(200, server.render_json(item, body))
@@ -181,7 +243,7 @@ class LoopbackServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _send_events(self, frames: list[bytes], *, cut: bool) -> None:
+            def _send_events(self, frames: list[bytes], *, cut: bool, stall: bool = False) -> None:
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.send_header("cache-control", "no-cache")
@@ -190,6 +252,8 @@ class LoopbackServer:
                 for frame in frames:
                     self.wfile.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
                     self.wfile.flush()
+                if stall:
+                    server._stall()
                 if cut:
                     # Drop the connection without the terminating chunk: the
                     # client sees a body that ends mid-way, as with a dead upstream.

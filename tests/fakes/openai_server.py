@@ -3,7 +3,12 @@
 ``POST /v1/chat/completions``: JSON replies, or ``data:`` SSE chunks ending in
 ``[DONE]``; with ``stream_options.include_usage`` the last chunk before
 ``[DONE]`` carries usage (``prompt_tokens`` includes cached tokens, reported in
-``prompt_tokens_details.cached_tokens``), as OpenAI does.
+``prompt_tokens_details.cached_tokens``), as OpenAI does. ``GET /v1/models``
+lists ``server.models`` (404 while it is None, as on servers that list nothing).
+
+Quirks of real servers, scripted: ``TextReply(finish=False)`` ends the stream
+with ``[DONE]`` but no finish reason (some llama.cpp builds); ``TextReply("")``
+is a 200 stream that carries no text at all.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ class OpenAIServer(LoopbackServer):
         return {"error": {"message": item.message, "type": kind, "code": kind}}
 
     def render_json(self, item: TextReply, body: Any) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": item.text or None}
+        message: dict[str, Any] = {"role": "assistant",
+                                   "content": (item.text or None) if item.tool_calls else item.text}
         if item.tool_calls:
             message["tool_calls"] = [
                 {"id": f"call_{next(_ids)}", "type": "function",
@@ -55,7 +61,8 @@ class OpenAIServer(LoopbackServer):
                 {
                     "index": 0,
                     "message": message,
-                    "finish_reason": "tool_calls" if item.tool_calls else "stop",
+                    "finish_reason": ("tool_calls" if item.tool_calls else "stop") if item.finish
+                    else None,
                 }
             ],
             "usage": _usage(item),
@@ -81,7 +88,8 @@ class OpenAIServer(LoopbackServer):
         frames += [chunk({"content": piece}) for piece in split_text(item.text, chunks)]
         if isinstance(item, CutStream):
             return frames
-        frames.append(chunk({}, "stop"))
+        if item.finish:
+            frames.append(chunk({}, "stop"))
         options = body.get("stream_options") if isinstance(body, dict) else None
         if isinstance(options, dict) and options.get("include_usage"):
             frames.append(

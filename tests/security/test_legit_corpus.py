@@ -137,6 +137,212 @@ LEGIT: dict[str, tuple[str, str]] = {
                          "('hello [...]', 0.67)"),
     "pandas_options": ("import pandas as pd\npd.set_option('display.max_rows', 5)\n"
                        "pd.get_option('display.max_rows')", "5"),
+    # Issue 8, section 5 (refused before), and what data code does through the doors
+    # that layer 2 now checks instead of refusing (string dispatch, typing, functools).
+    'itertuples_asdict': (
+        "import pandas as pd\ndf = pd.DataFrame({'a': [1, 2], 'b': ['x', 'y']})\n"
+        '[row._asdict() for row in df.itertuples(index=False)]',
+        "[{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'y'}]"),
+    'namedtuple_api': (
+        "import collections\nP = collections.namedtuple('P', 'x y', defaults=[0])\n"
+        "P.__doc__ = 'A point'\np = P(1)\n"
+        'p._replace(x=3), P._fields, P._make([5, 6]), P._field_defaults, P.__doc__',
+        "(P(x=3, y=0), ('x', 'y'), P(x=5, y=6), {'y': 0}, 'A point')"),
+    'function_attribute': (
+        'def wrapper():\n    wrapper.calls += 1\nwrapper.calls = 0\nwrapper(); wrapper(); wrapper.calls',
+        '2'),
+    'csv_in_memory': (
+        'import csv, io\nbuf = io.StringIO()\nw = csv.writer(buf)\n'
+        "w.writerow(['a', 'b']); w.writerows([[1, 2], [3, 4]])\n"
+        'rows = list(csv.DictReader(io.StringIO(buf.getvalue())))\n'
+        "rows[1]['b'], csv.Sniffer().sniff('a;b\\n1;2').delimiter",
+        "('4', ';')"),
+    'init_subclass_registry': (
+        'class Registry:\n    items = []\n    def __init_subclass__(cls, **kw):\n'
+        '        super().__init_subclass__(**kw)\n        cls.tag = cls.__name__.lower()\n'
+        '        Registry.items.append(cls.__name__)\nclass A(Registry):\n    pass\n'
+        'class B(Registry):\n    pass\nRegistry.items, B.tag',
+        "(['A', 'B'], 'b')"),
+    'pandas_named_aggregation': (
+        'import pandas as pd\n'
+        "df = pd.DataFrame({'r': ['N', 'S', 'N'], 'amount': [10.0, 20.5, 7.25], 'qty': [1, 2, 3]})\n"
+        "out = df.groupby('r').agg(total=('amount', 'sum'), n=('qty', 'count')).reset_index()\n"
+        "out.to_dict('records')",
+        "[{'r': 'N', 'total': 17.25, 'n': 2}, {'r': 'S', 'total': 20.5, 'n': 1}]"),
+    'pandas_string_dispatch': (
+        "import pandas as pd\ndf = pd.DataFrame({'k': ['a', 'b', 'a'], 'v': [1, 4, 9]})\n"
+        "df.v.agg(['sum', 'max']).tolist(), df.groupby('k').v.transform('sum').tolist(), "
+        "df.v.apply('sqrt').tolist(), df.agg({'v': 'mean'}).tolist()",
+        '([14, 9], [10, 4, 10], [1.0, 2.0, 3.0], [4.666666666666667])'),
+    'pandas_pivot_crosstab_aggfunc': (
+        'import pandas as pd\n'
+        "df = pd.DataFrame({'r': ['x', 'x', 'y'], 'c': ['p', 'q', 'p'], 'v': [1, 2, 3]})\n"
+        "pd.pivot_table(df, index='r', columns='c', values='v', aggfunc='sum').fillna(0).to_dict(), "
+        "pd.crosstab(df.r, df.c).loc['x'].tolist()",
+        "({'p': {'x': 1.0, 'y': 3.0}, 'q': {'x': 2.0, 'y': 0.0}}, [1, 1])"),
+    'pandas_resample_rolling': (
+        'import pandas as pd\n'
+        "s = pd.Series([1, 2, 3, 4], index=pd.date_range('2024-01-01', periods=4, freq='D'))\n"
+        "s.resample('2D').agg(['sum', 'max']).values.tolist(), s.rolling(2).agg('mean').tolist()[1:]",
+        '([[3, 2], [7, 4]], [1.5, 2.5, 3.5])'),
+    'pandas_float_format': (
+        "import pandas as pd\ndf = pd.DataFrame({'name': ['a'], 'v': [1.23456]})\n"
+        "df.to_string(index=False, float_format='{:.2f}'.format).splitlines()[1].split()",
+        "['a', '1.23']"),
+    'pandas_option_context': (
+        "import pandas as pd\nwith pd.option_context('display.float_format', '{:.1f}'.format):\n"
+        '    t = repr(pd.Series([1.234]))\nt.split()[1]',
+        "'1.2'"),
+    'pandas_itertuples_named': (
+        "import pandas as pd\ndf = pd.DataFrame({'name': ['a', 'b'], 'v': [1, 2]})\n"
+        "r = list(df.itertuples(index=False, name='Row'))[1]\nr, r._fields, r.v",
+        "(Row(name='b', v=2), ('name', 'v'), 2)"),
+    'functools_wraps_counter': (
+        'import functools\ndef counted(fn):\n    @functools.wraps(fn)\n'
+        '    def wrapper(*args, **kwargs):\n        wrapper.calls += 1\n'
+        '        return fn(*args, **kwargs)\n    wrapper.calls = 0\n    return wrapper\n@counted\n'
+        "def add(a, b):\n    '''Add two numbers.'''\n    return a + b\nadd(1, 2); add(3, 4)\n"
+        'add.calls, add.__name__, add.__doc__',
+        "(2, 'add', 'Add two numbers.')"),
+    'hand_written_decorator': (
+        'def memo(fn):\n    cache = {}\n    def inner(n):\n        if n not in cache:\n'
+        '            cache[n] = fn(n)\n        return cache[n]\n    inner.cache = cache\n'
+        '    inner.__name__ = fn.__name__\n    inner.__doc__ = fn.__doc__\n    return inner\n@memo\n'
+        "def sq(n):\n    'square'\n    return n * n\n"
+        'sq(3), sq(3), len(sq.cache), sq.__name__, sq.__doc__',
+        "(9, 9, 1, 'sq', 'square')"),
+    'dataclass_frozen_order': (
+        'from dataclasses import dataclass, replace, asdict, fields\nfrom typing import Optional\n'
+        '@dataclass(frozen=True, order=True)\nclass Trade:\n    symbol: str\n    qty: int\n'
+        "    price: float = 0.0\n    note: Optional[str] = None\nt = Trade('AAPL', 10, 1.5)\n"
+        't2 = replace(t, qty=5)\n'
+        "sorted([t, t2])[0].qty, asdict(t2)['qty'], [f.name for f in fields(Trade)]",
+        "(5, 5, ['symbol', 'qty', 'price', 'note'])"),
+    'dataclass_slots_private': (
+        'from dataclasses import dataclass, field\n@dataclass(slots=True)\nclass Acc:\n    name: str\n'
+        '    _balance: float = 0.0\n    history: list = field(default_factory=list)\n'
+        '    def deposit(self, x):\n        self._balance += x\n        self.history.append(x)\n'
+        "        return self._balance\na = Acc('x')\na.deposit(5), a.deposit(2), a.history",
+        '(5.0, 7.0, [5, 2])'),
+    'dataclass_forward_ref_hints': (
+        'from dataclasses import dataclass\nimport typing\n@dataclass\nclass Node:\n    value: int\n'
+        "    children: 'list[Node]'\n    def total(self):\n"
+        '        return self.value + sum(c.total() for c in self.children)\n'
+        'n = Node(1, [Node(2, [])])\nh = typing.get_type_hints(Node)\n'
+        "h['value'], h['children'], n.total()",
+        "(<class 'int'>, list[__main__.Node], 3)"),
+    'typing_constructs': (
+        "import typing\nfrom typing import NamedTuple, TypedDict, Generic, TypeVar\nT = TypeVar('T')\n"
+        'class Box(Generic[T]):\n    def __init__(self, item: T):\n        self.item = item\n'
+        'class Pt(NamedTuple):\n    x: float\n    y: float = 0.0\nclass Cfg(TypedDict):\n    a: int\n'
+        "def f(p: Pt, c: Cfg) -> 'Box[int]':\n    return Box(1)\n"
+        'Box[int](3).item, Pt(1)._replace(y=2), sorted(typing.get_type_hints(f)), '
+        'typing.get_type_hints(Cfg)',
+        "(3, Pt(x=1, y=2), ['c', 'p', 'return'], {'a': <class 'int'>})"),
+    'singledispatch': (
+        "import functools\n@functools.singledispatch\ndef show(x):\n    return 'obj'\n@show.register\n"
+        "def _(x: int):\n    return 'int'\n@show.register(list)\ndef _(x):\n    return 'list'\n"
+        "show(1), show([1]), show('s')",
+        "('int', 'list', 'obj')"),
+    'singledispatchmethod': (
+        'import functools\nclass Fmt:\n    @functools.singledispatchmethod\n    def fmt(self, x):\n'
+        "        return 'any'\n    @fmt.register\n    def _(self, x: float):\n"
+        "        return f'{x:.1f}'\nFmt().fmt(2.0), Fmt().fmt('a')",
+        "('2.0', 'any')"),
+    'total_ordering': (
+        'import functools\n@functools.total_ordering\nclass Ver:\n'
+        '    def __init__(self, major, minor):\n        self.major, self.minor = major, minor\n'
+        '    def __eq__(self, o):\n        return (self.major, self.minor) == (o.major, o.minor)\n'
+        '    def __lt__(self, o):\n        return (self.major, self.minor) < (o.major, o.minor)\n'
+        'Ver(1, 2) <= Ver(1, 3), max([Ver(1, 0), Ver(2, 1)]).major',
+        '(True, 2)'),
+    'new_in_subclasses': (
+        'class Meters(float):\n    def __new__(cls, v):\n        return super().__new__(cls, abs(v))\n'
+        'class Tag(str):\n    def __new__(cls, s):\n        obj = str.__new__(cls, s.lower())\n'
+        "        obj.raw = s\n        return obj\nt = Tag('AbC')\nfloat(Meters(-3)), t, t.raw",
+        "(3.0, 'abc', 'AbC')"),
+    'explicit_base_init': (
+        'class Base:\n    def __init__(self, x):\n        self.x = x\nclass Child(Base):\n'
+        '    def __init__(self, x, y):\n        Base.__init__(self, x)\n        self.y = y\n'
+        'class MyErr(ValueError):\n    def __init__(self, msg, code):\n        super().__init__(msg)\n'
+        "        self.code = code\ntry:\n    raise MyErr('bad', 7)\nexcept MyErr as e:\n"
+        '    r = (str(e), e.code)\nc = Child(1, 2)\n(c.x, c.y), r',
+        "((1, 2), ('bad', 7))"),
+    'enum_custom_new_and_members': (
+        "import enum\nclass Color(enum.Enum):\n    RED = 'r'\n    GREEN = 'g'\n"
+        '    def __new__(cls, code):\n        obj = object.__new__(cls)\n        obj._value_ = code\n'
+        "        obj.label = code.upper()\n        return obj\nE = enum.Enum('E', 'A B')\n"
+        "Color('r').label, list(Color.__members__), E.B.value, E.__module__",
+        "('R', ['RED', 'GREEN'], 2, '__main__')"),
+    'abc_and_metaclass_checks': (
+        'import abc, enum\nclass Shape(abc.ABC):\n    @abc.abstractmethod\n    def area(self): ...\n'
+        'class Sq(Shape):\n    def __init__(self, s):\n        self._s = s\n    def area(self):\n'
+        '        return self._s ** 2\nclass C(enum.Enum):\n    R = 1\n'
+        'Sq(3).area(), isinstance(Sq(1), Shape), isinstance(Shape, abc.ABCMeta), type(C) is '
+        'enum.EnumMeta',
+        '(9, True, True, True)'),
+    'collections_subclasses': (
+        'import collections\nclass LRU(collections.OrderedDict):\n    def __init__(self, cap):\n'
+        '        super().__init__()\n        self._cap = cap\n    def put(self, k, v):\n'
+        '        self[k] = v\n        self.move_to_end(k)\n        if len(self) > self._cap:\n'
+        '            self.popitem(last=False)\nl = LRU(2)\n'
+        "l.put('a', 1); l.put('b', 2); l.put('c', 3)\nlist(l)",
+        "['b', 'c']"),
+    'json_encoder_subclass': (
+        'import json, datetime, decimal\nclass Enc(json.JSONEncoder):\n    def default(self, o):\n'
+        '        if isinstance(o, (datetime.date, decimal.Decimal)):\n            return str(o)\n'
+        '        return super().default(o)\n'
+        "json.dumps({'d': datetime.date(2024, 1, 2), 'x': decimal.Decimal('1.5')}, cls=Enc)",
+        '\'{"d": "2024-01-02", "x": "1.5"}\''),
+    'numpy_strings_format': (
+        "import numpy as np\narr = np.array(['a', 'bb', 'ccc'])\ns = arr[1]\n"
+        "f'{s}!', '{} and {}'.format(arr[0], arr[2]), '{0:>4}'.format(s), s.format(), "
+        "np.str_('{0[k]}').format({'k': 1})",
+        "('bb!', 'a and ccc', '  bb', np.str_('bb'), '1')"),
+    'str_subclass_format': (
+        'class Tpl(str):\n    def render(self, **kw):\n        return self.format(**kw)\n'
+        '    def render_super(self, **kw):\n        return super().format_map(kw)\n'
+        "t = Tpl('{a}-{b.real}')\n"
+        't.render(a=1, b=2), t.render_super(a=3, b=4), type(t).format(t, a=5, b=6)',
+        "('1-2', '3-4', '5-6')"),
+    'context_manager_exit': (
+        'import contextlib\nclass Timer:\n    def __enter__(self):\n        return self\n'
+        '    def __exit__(self, et, ev, tb):\n        self.exc = et.__name__ if et else None\n'
+        '        self.line = tb.tb_lineno if tb else None\n        return True\nwith Timer() as t:\n'
+        "    1 / 0\n@contextlib.contextmanager\ndef tag(x):\n    yield x.upper()\nwith tag('a') as v:\n"
+        '    pass\nt.exc, t.line, v',
+        "('ZeroDivisionError', 10, 'A')"),
+    'warnings_record': (
+        'import warnings\nwith warnings.catch_warnings(record=True) as w:\n'
+        "    warnings.simplefilter('always')\n    warnings.warn('careful', UserWarning)\n"
+        'len(w), str(w[0].message), w[0].category.__name__',
+        "(1, 'careful', 'UserWarning')"),
+    'decimal_localcontext': (
+        'import decimal, fractions\nwith decimal.localcontext() as ctx:\n    ctx.prec = 4\n'
+        '    x = decimal.Decimal(1) / decimal.Decimal(3)\n'
+        "str(x), fractions.Fraction('0.25').limit_denominator(10)",
+        "('0.3333', Fraction(1, 4))"),
+    'asyncio_tasks_queue': (
+        'import asyncio\nasync def fetch(i):\n    await asyncio.sleep(0)\n    return i * 2\n'
+        'async def main():\n    tasks = [asyncio.create_task(fetch(i)) for i in range(3)]\n'
+        '    done = await asyncio.gather(*tasks)\n    async with asyncio.timeout(5):\n'
+        '        await asyncio.sleep(0)\n    q = asyncio.Queue()\n    await q.put(1)\n'
+        '    return done, await q.get()\nawait main()',
+        '([0, 2, 4], 1)'),
+    'numpy_linalg_results': (
+        'import numpy as np\nrng = np.random.default_rng(42)\na = rng.normal(size=(50, 3))\n'
+        'w, v = np.linalg.eigh(np.cov(a, rowvar=False))\nres = np.linalg.eigh(np.eye(2))\n'
+        'w.shape, res._fields, np.unique(np.array([3, 1, 3]), return_counts=True)[1].tolist()',
+        "((3,), ('eigenvalues', 'eigenvectors'), [1, 2])"),
+    'copy_objects': (
+        "import copy\nclass Cfg:\n    def __init__(self):\n        self.opts = {'a': [1]}\n"
+        "c2 = copy.deepcopy(Cfg())\nc2.opts['a'].append(2)\nc3 = copy.copy(c2)\n"
+        "c3.opts['a'], type(c3).__name__",
+        "([1, 2], 'Cfg')"),
+    'class_introspection': (
+        "class P:\n    'A point.'\n    x: int = 0\n"
+        'P.__doc__, P.__name__, P.__qualname__, P.__module__, P.__annotations__, type(P()).__name__',
+        "('A point.', 'P', 'P', '__main__', {'x': <class 'int'>}, 'P')"),
 }
 
 
@@ -155,4 +361,4 @@ def test_state_persists_across_cells(rt: Runtime) -> None:
 
 
 def test_corpus_is_large_enough() -> None:
-    assert len(LEGIT) >= 40
+    assert len(LEGIT) >= 85

@@ -195,11 +195,19 @@ def _run_layer(script: str, canary, secret: str) -> dict[str, str]:
     return eval(proc.stdout.strip().splitlines()[-1])  # noqa: S307 - our own subprocess's repr
 
 
-def test_audit_hook_alone_holds_with_its_state_forced(canary, file_secret) -> None:
-    """Layer 3 without layers 1, 2 and 4, and with the runtime's trusted flag forced on."""
+def test_audit_hook_alone_holds_with_its_module_rewritten(canary, file_secret) -> None:
+    """Layer 3 without layers 1, 2 and 4, after code that escaped layer 2 rewrote every name
+    the hook's module, ``os.path`` and ``builtins`` hold (there is no flag left to flip)."""
     results = _run_layer("""
+        import builtins, os.path
         audit.install(confine=False)
-        audit.STATE.trusted = 1  # what code that escaped layer 2 could do
+        for name, value in list(vars(audit).items()):
+            if isinstance(value, (tuple, frozenset)):
+                setattr(audit, name, type(value)())
+            elif callable(value) and not isinstance(value, type) and name != "install":
+                setattr(audit, name, lambda *a, **k: True)
+        os.path.realpath = lambda p, *a, **k: "/usr/lib/python3/ok"
+        builtins.isinstance = lambda *a: True
     """, canary, file_secret)
     assert all(v.startswith("refused") for k, v in results.items() if k != "system"), results
     assert results["system"].startswith("refused"), results
