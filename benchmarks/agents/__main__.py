@@ -62,6 +62,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--out", type=Path, default=None, help="directory for table.md, runs.json, transcripts.jsonl"
     )
+    p.add_argument("--fc", choices=("text", "native"), default="text",
+                   help="json-fc through a JSON text protocol (any endpoint) or the endpoint's own "
+                        "tool calling (OpenAI-compatible)")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.model.replace('/', '_')}"
     out.mkdir(parents=True, exist_ok=True)
     log = Transcript(out / "transcripts.jsonl")
-    settings = Settings(max_steps=args.max_steps)
+    settings = Settings(max_steps=args.max_steps, native_fc=args.fc == "native")
     options = agent_options(args.agent_option)
     runs: list[TaskRun] = []
     problems: list[str] = []
