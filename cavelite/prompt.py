@@ -206,7 +206,20 @@ def name_hint(result: CellResult, injected: Sequence[Injected], names: Collectio
         where = ", ".join(f"`{o}`" for o in owners)
         return f"[hint] `{missing}` is a method of {where}: call `{owners[0]}.{missing}(...)`."
     close = difflib.get_close_matches(missing, list(names), n=1, cutoff=0.75)
-    return f"[hint] There is no `{missing}`; did you mean `{close[0]}`?" if close else ""
+    if close:
+        return f"[hint] There is no `{missing}`; did you mean `{close[0]}`?"
+    held = list(dict.fromkeys(n for n in names if not n.startswith("_")))
+    if not held:
+        return ""
+    shown = ", ".join(f"`{n}`" for n in held[:8]) + (f" and {len(held) - 8} more" if len(held) > 8 else "")
+    hint = f"[hint] There is no `{missing}`; the runtime holds {shown}."
+    functions = [item for item in injected if item.kind == "function"]
+    if functions:  # a model that invents `df` has usually not called the tool that gives the data
+        tool = functions[0]
+        call = "()" if re.fullmatch(r"\((?:[^=,()]*=[^,()]*(?:,\s*)?|\*\*?\w+(?:,\s*)?)*\)",
+                                    tool.signature.split(" -> ")[0]) else "(...)"
+        hint += f" To use what `{tool.name}` returns, call it: `{missing} = {tool.name}{call}`."
+    return hint
 
 
 def ignored_blocks_note(count: int) -> str:

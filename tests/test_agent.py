@@ -786,6 +786,29 @@ def test_a_bare_method_call_gets_a_hint_naming_its_object(agent_factory):
     assert observations[3].endswith("[hint] There is no `totl`; did you mean `total`?")
 
 
+def test_an_invented_name_gets_a_hint_listing_what_exists(agent_factory):
+    def orders(region: str | None = None) -> pd.DataFrame:
+        """The orders."""
+        return pd.DataFrame({"region": ["east"], "amount": [2.0]})
+
+    def load(region: str) -> pd.DataFrame:
+        """One region's orders."""
+        return orders(region)
+
+    model = ScriptedModel([py("df.amount.sum()"), py("df = orders()\ndf.amount.sum()"), "2.0"])
+    agent = agent_factory(model, check_completion=False)
+    agent.inject("orders", orders)
+    agent.chat("total?")
+    observations = [m.content for m in agent.history if m.role == "user"]
+    assert observations[1].endswith("[hint] There is no `df`; the runtime holds `orders`. To use what "
+                                    "`orders` returns, call it: `df = orders()`.")
+    assert "[hint]" not in observations[2]
+    other = agent_factory(ScriptedModel([py("data.head()"), "no"]), check_completion=False)
+    other.inject("load", load)
+    other.chat("head?")
+    assert other.history[-2].content.endswith("call it: `data = load(...)`.")  # it needs an argument
+
+
 def test_an_answer_for_which_no_code_ran_is_queried_once(agent_factory):
     model = ScriptedModel(["The valves are open.", py("opened = ['east']"), "Opened east.",
                            "Yes, east.", "It has 3 valves.", "It has 1 valve."])
