@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench bench-cluster demo clean
+.PHONY: test lint bench bench-cluster bench-agent demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ bench: $(STAMP)
 
 bench-cluster: $(STAMP)
 	$(PY) benchmarks/cluster_bench.py
+
+# The agent benchmark: the whole oracle, offline. For a model, see benchmarks/agents/README.md.
+bench-agent: $(STAMP)
+	$(PY) -m pip install -q --no-deps bfcl-eval mpmath || echo "bfcl-eval not installed: the bfcl suite is skipped"
+	$(PY) -m benchmarks.agents --model oracle --quiet --out /tmp/cavelite-bench-agent-oracle
 
 demo: $(STAMP)
 	$(VENV)/bin/cavelite demo

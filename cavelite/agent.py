@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from cavelite import prompt, telemetry
+from cavelite.compact import compact
 from cavelite.errors import AgentClosedError, CaveRuntimeError, CaveUsageError, ModelError
 from cavelite.events import (
     CellFinished,
@@ -70,6 +71,9 @@ class _Chat:
     cells: list[CellRecord] = field(default_factory=list)
     stats: list[StepStats] = field(default_factory=list)
     last_text: str = ""
+    request: str = ""
+    held: set[str] = field(default_factory=set)  # the runtime's names when the chat began
+    nudges: int = 0  # the completion check sends the model back at most twice per chat
     reason: StopReason | None = None
     detail: str = ""
     error: ModelError | None = None
@@ -117,6 +121,13 @@ class CaveLite:
     model as images with the observation, so it can look at its own chart; the
     model must take images (`AnthropicModel` does). Without it the model is told
     only that a figure was made and how big it is.
+
+    How the loop guards a weak model (each measured by ``benchmarks/agents``):
+    ``guard_repeats`` does not run a block identical to the previous one (it
+    would apply twice, or fail the same way) and says why; ``check_completion``
+    sends the model back, once per chat, when it answers while a variable the
+    user named in backticks does not exist; ``compact_history`` shortens turns
+    older than the last ``keep_turns`` so long conversations stay bounded.
     """
 
     def __init__(
@@ -135,6 +146,10 @@ class CaveLite:
         call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
         history: Iterable[Message | Mapping[str, Any]] = (),
         show_figures: bool = False,
+        guard_repeats: bool = True,
+        check_completion: bool = True,
+        compact_history: bool = True,
+        keep_turns: int = 3,
     ) -> None:
         if not isinstance(model, Model):
             raise CaveUsageError(f"model must be a cavelite.models.Model, not {type(model).__name__}")
@@ -163,6 +178,10 @@ class CaveLite:
         self.max_wall_s = max_wall_s
         self.call_timeout = call_timeout
         self.show_figures = bool(show_figures)
+        self.guard_repeats = guard_repeats
+        self.check_completion = check_completion
+        self.compact_history = compact_history
+        self.keep_turns = keep_turns
         self._owns_runtime = runtime is None
         if runtime is None:
             from cavelite.runtime import Runtime  # here, so importing cavelite stays light
@@ -180,6 +199,7 @@ class CaveLite:
         self._cell_lock = threading.Lock()  # guards _cell_running: cancel() interrupts only a cell
         self._cell_running = False
         self._closed = False
+        self._example = True  # the worked exchange in the system prompt (off only to measure it)
 
     # -- the runtime, through the agent ----------------------------------------
     def inject(
@@ -262,6 +282,7 @@ class CaveLite:
             injected,
             max_output_chars=self.max_output_chars,
             modules=self.runtime.preload,
+            example=self._example,
         )
 
     def reset(self, *, runtime: bool = True) -> None:
@@ -345,7 +366,12 @@ class CaveLite:
                 self._history.append(Message("user", message))
                 run.stop(StopReason.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}")
             else:
-                self._history.append(Message("user", prompt.turn_message(message, variables)))
+                if self.compact_history:
+                    self._history[:] = compact(self._history, self.keep_turns - 1)
+                hidden = {item.name for item in self.runtime.injected()}
+                self._history.append(Message("user", prompt.turn_message(message, variables, hidden=hidden)))
+                run.request = message
+                run.held = {v.name for v in variables if not v.name.startswith("_")} | hidden
                 async with contextlib.aclosing(self._steps(run, waker, pending_note)) as steps:
                     async for event in steps:
                         _log_event(event)
@@ -386,11 +412,18 @@ class CaveLite:
             run.steps += 1
             run.usage += reply.usage
             run.last_text = reply.text
-            self._history.append(Message("assistant", reply.text))
-            yield ModelReplied(step, reply.text, reply.usage, model_s)
             extraction = extract_code(reply.text)
+            # What follows the block did not run; small models imagine the observation there.
+            kept = reply.text if extraction.end is None else reply.text[: extraction.end]
+            self._history.append(Message("assistant", kept))
+            yield ModelReplied(step, reply.text, reply.usage, model_s)
             if extraction.is_final_answer:
                 run.stats.append(StepStats(step, reply.usage, model_s))
+                note = await self._not_an_answer(run, reply.text)
+                if note:
+                    run.nudges += 1
+                    self._history.append(Message("user", note))
+                    continue
                 run.stop(StopReason.COMPLETED)
                 yield FinalAnswer(step, reply.text)
                 return
@@ -403,6 +436,11 @@ class CaveLite:
                 run.stats.append(StepStats(step, reply.usage, model_s))
                 run.stop(StopReason.CANCELLED, "cancelled before the cell ran")
                 return
+            previous = run.cells[-1] if run.cells else None
+            if self.guard_repeats and previous and previous.code.strip() == extraction.code.strip():
+                self._history.append(Message("user", prompt.repeated_note(previous.result)))
+                run.stats.append(StepStats(step, reply.usage, model_s))
+                continue
             pending_note[:] = [prompt.not_run_note("the chat was stopped")]
             yield CodeExtracted(step, extraction.code, extraction.ignored_blocks)
             pending_note[:] = [prompt.interrupted_note()]
@@ -429,9 +467,8 @@ class CaveLite:
                 raise
             run.trace.cell_done(span, result)
             observation = prompt.observation(result, extraction, max_chars=self.max_output_chars)
-            if run.cells and run.cells[-1].code.strip() == extraction.code.strip():
-                # Small models loop on the same cell; say so, so they move on or answer.
-                observation += "\n" + prompt.REPEAT_NOTE
+            if not result.ok and (hint := await self._name_hint(result)):
+                observation += "\n" + hint
             images = tuple(Image(f.mime_type, f.data) for f in result.figures) if self.show_figures else ()
             self._history.append(Message("user", observation, images))
             pending_note.clear()
@@ -439,6 +476,45 @@ class CaveLite:
             run.stats.append(StepStats(step, reply.usage, model_s, result.duration_s))
             yield _cell_event(step, extraction, result, observation)
         run.stop(StopReason.MAX_STEPS, f"no answer after {self.max_steps} model calls")
+
+    async def _name_hint(self, result: CellResult) -> str:
+        if result.error is None or result.error.type != "NameError":
+            return ""
+        injected = [self._injected_notes.get(item.name, item) for item in self.runtime.injected()]
+        try:
+            names = [v.name for v in await self.runtime.avariables()] + [i.name for i in injected]
+        except CaveRuntimeError:
+            return ""
+        return prompt.name_hint(result, injected, names)
+
+    async def _not_an_answer(self, run: _Chat, text: str) -> str:
+        """Why a reply without code is visibly not the answer ("" if it may be), twice per chat at most.
+
+        It says the request back; or no code ran for a request that names what
+        the runtime holds, or the reply states a number nobody computed (it
+        claims what it never looked up or did); or every block of the chat failed, so nothing
+        was done; or the user named a variable in backticks that the runtime
+        still lacks.
+        """
+        if not self.check_completion or run.nudges >= 2:
+            return ""
+        if prompt.is_echo(text, run.request):
+            return prompt.ECHO_NOTE
+        if not run.cells and run.nudges == 0 and run.held:
+            if prompt.claims_unseen(text, run.request, run.held):
+                return prompt.NO_CODE_NOTE
+        if run.cells and not any(cell.result.ok for cell in run.cells):
+            return prompt.FAILED_NOTE
+        wanted = prompt.requested_names(run.request)
+        if not wanted:
+            return ""
+        try:
+            present = {v.name for v in await self.runtime.avariables()}
+        except CaveRuntimeError:
+            return ""
+        present |= {item.name for item in self.runtime.injected()}
+        missing = [name for name in wanted if name not in present]
+        return prompt.missing_note(missing) if missing else ""
 
     async def _call_model(
         self,

@@ -29,11 +29,15 @@ class Extraction:
     ``code`` is the first complete python block (None if there is none).
     ``ignored_blocks`` counts python blocks after it, which do not run.
     ``unterminated`` is True when the first python block never closes.
+    ``end`` is where the first block's closing fence ends in the reply (None
+    without a fenced block): what a model writes after it was not run, and
+    small models often go on to imagine the observation there.
     """
 
     code: str | None = None
     ignored_blocks: int = 0
     unterminated: bool = False
+    end: int | None = None
 
     @property
     def is_final_answer(self) -> bool:
@@ -44,17 +48,21 @@ class Extraction:
 def extract_code(text: str) -> Extraction:
     """Return the first complete python block of ``text`` and what else was there.
 
-    Small models often drop the language tag (a bare fence) or the fences
-    altogether; a bare-fenced block, or a whole reply, that parses as Python
-    and does something (assigns, imports, calls...) counts as code. A reply
-    that is just a name or a number (``North``, ``42``) stays an answer.
+    Small models often drop the language tag (a bare fence), the opening
+    fence, or the fences altogether; a bare-fenced block, code that ends at a
+    lone closing fence, or a whole reply, that parses as Python and does
+    something (assigns, imports, calls...) counts as code. A reply that is just
+    a name or a number (``North``, ``42``) stays an answer.
     """
-    blocks, open_block = _scan(text)
+    blocks, open_block, end = _scan(text)
     if not blocks:
+        unopened = _unopened_block(text)
+        if unopened is not None:
+            return Extraction(unopened[0], 0, False, unopened[1])
         if not open_block and looks_like_code(text):
             return Extraction(text.strip("\n"), 0, False)
         return Extraction(None, 0, unterminated=open_block)
-    return Extraction(blocks[0], len(blocks) - 1 + (1 if open_block else 0), False)
+    return Extraction(blocks[0], len(blocks) - 1 + (1 if open_block else 0), False, end)
 
 
 _ACTIONS = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Import, ast.ImportFrom, ast.For,
@@ -106,16 +114,17 @@ class CodeWatcher:
         self._scanned_to = end + 1
         if "```" not in new_lines:
             return None
-        blocks, _ = _scan(self._text[: end + 1])
+        blocks, _, _ = _scan(self._text[: end + 1])
         if blocks:
             self._found = True
             return blocks[0]
         return None
 
 
-def _scan(text: str) -> tuple[list[str], bool]:
-    """Split ``text`` into complete python blocks; also say if one is left open."""
+def _scan(text: str) -> tuple[list[str], bool, int | None]:
+    """Split ``text`` into complete python blocks; say if one is left open, and where the first ends."""
     blocks: list[str] = []
+    first_end: int | None = None
     lines = text.split("\n")
     i = 0
     while i < len(lines):
@@ -139,11 +148,24 @@ def _scan(text: str) -> tuple[list[str], bool]:
             body.append(lines[i])
             i += 1
         if not closed:
-            return blocks, is_python or _has_python_fence(body)
+            return blocks, is_python or _has_python_fence(body), first_end
         if is_python or (bare and looks_like_code("\n".join(body))):
             blocks.append("\n".join(body))
+            if first_end is None:
+                first_end = sum(len(line) + 1 for line in lines[: i + 1]) - 1
         i += 1
-    return blocks, False
+    return blocks, False, first_end
+
+
+def _unopened_block(text: str) -> tuple[str, int] | None:
+    """Code that starts the reply and ends at a bare fence line, its opening fence forgotten."""
+    offset = 0
+    for line in text.split("\n"):
+        if _CLOSE.match(line):
+            prefix = text[:offset].strip("\n")
+            return (prefix, offset + len(line)) if looks_like_code(prefix) else None
+        offset += len(line) + 1
+    return None
 
 
 def _has_python_fence(lines: list[str]) -> bool:

@@ -11,18 +11,21 @@ bounded in size.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import inspect
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from cavelite.extract import Extraction
 from cavelite.runtime.results import CellResult, Injected, VariableInfo
 
 MAX_LISTED_VARIABLES = 60
-MAX_LINE_CHARS = 400
+MAX_LINE_CHARS = 600
 MAX_DOC_CHARS = 400
+STATE_HEADER = "[runtime state]"
 
 _HOW_TO_WORK = """\
 ## How you work
@@ -48,6 +51,30 @@ message. Then decide the next step.
   is your final answer. When asked to store a result in a variable, do so; the
   user reads it directly from the runtime."""
 
+_EXAMPLE = """\
+## Example
+
+User:
+[runtime state] 1 variable(s), already in the runtime (use them by name):
+- prices (list): 3 items: [4.0, 2.5, 3.5]
+
+Add up `prices` and keep the total in `total`.
+
+Assistant:
+```python
+total = sum(prices)
+total
+```
+
+User:
+[cell ran in 0.00s]
+[value] 10.0
+[variables created or changed]
+- total (float): 10.0
+
+Assistant:
+The total is 10.0, kept in `total`."""
+
 
 def system_prompt(
     instructions: str,
@@ -55,11 +82,13 @@ def system_prompt(
     *,
     max_output_chars: int = 4000,
     modules: Sequence[str] = (),
+    example: bool = True,
 ) -> str:
     """The byte-stable system prompt: instructions, how to work, what was injected.
 
     ``modules`` are the runtime's preloaded modules, named so the model imports
-    them rather than wondering what is available.
+    them rather than wondering what is available. ``example`` adds one short
+    worked exchange.
     """
     parts = []
     if instructions.strip():
@@ -70,6 +99,8 @@ def system_prompt(
         preloaded += ("\n- Charts: draw with matplotlib and call `plt.show()` (or leave the figure "
                       "open);\n  it reaches the user as an image. Never `savefig` to a file.")
     parts.append(_HOW_TO_WORK.format(version=version, max_output_chars=max_output_chars, modules=preloaded))
+    if example:  # small models follow a shown exchange far better than described rules
+        parts.append(_EXAMPLE)
     ordered = sorted(injected, key=lambda item: item.name)
     functions = [_describe_function(i) for i in ordered if i.kind == "function"]
     objects = [_describe_object(i) for i in ordered if i.kind == "object"]
@@ -86,22 +117,37 @@ def system_prompt(
     return "\n\n".join(parts) + "\n"
 
 
-def turn_message(text: str, variables: Sequence[VariableInfo]) -> str:
-    """A user message: the runtime's current variables, then what the user said."""
-    return f"{state_block(variables)}\n\n{text}"
+def turn_message(text: str, variables: Sequence[VariableInfo], *, hidden: Collection[str] = ()) -> str:
+    """A user message: the runtime's current variables, then what the user said.
+
+    ``hidden`` names what the system prompt already describes (injected
+    functions, objects, classes), so it is not listed again as a variable.
+    """
+    return f"{state_block(variables, hidden=hidden)}\n\n{text}"
 
 
-def state_block(variables: Sequence[VariableInfo]) -> str:
-    """The variables as the model should picture them, bounded in size."""
-    visible = [v for v in variables if not v.name.startswith("_")]
+def state_block(variables: Sequence[VariableInfo], *, hidden: Collection[str] = ()) -> str:
+    """The variables as the model should picture them, bounded in size.
+
+    Each line reads ``- name (type): summary``: a description, deliberately
+    not Python (``x: int = 3`` was copied into cells by small models).
+    """
+    visible = [v for v in variables if not v.name.startswith("_") and v.name not in hidden]
     if not visible:
-        return "[runtime state] no variables yet"
-    lines = [f"[runtime state] {len(visible)} variable(s):"]
+        ready = f" ({', '.join(sorted(hidden))}: ready, as described above)" if hidden else ""
+        return f"{STATE_HEADER} no variables yet{ready}"
+    lines = [f"{STATE_HEADER} {len(visible)} variable(s), already in the runtime (use them by name):"]
     for info in visible[:MAX_LISTED_VARIABLES]:
-        lines.append("- " + _clip_line(info.for_model()))
+        lines.append("- " + _clip_line(variable_line(info)))
     if len(visible) > MAX_LISTED_VARIABLES:
         lines.append(f"- ... and {len(visible) - MAX_LISTED_VARIABLES} more not listed")
     return "\n".join(lines)
+
+
+def variable_line(info: VariableInfo) -> str:
+    """``name (type): summary -- description``."""
+    text = f"{info.name} ({info.type_name}): {info.summary}"
+    return f"{text} -- {info.description}" if info.description else text
 
 
 def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -> str:
@@ -113,6 +159,9 @@ def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -
     else:
         kind = result.error.kind if result.error else "error"
         head = f"[cell failed: {kind}" + ("; the namespace is unchanged]" if result.rolled_back else "]")
+        if result.rolled_back:
+            head += ("\nNothing from this block was kept, not even the lines before the error: "
+                     "fix the error and send the whole block again.")
     parts = [head]
     body = result.for_model()
     if body != "(no output)" or not (result.changed or result.deleted):
@@ -120,7 +169,7 @@ def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -
     if result.stdout_truncated:
         parts.append(f"[output truncated: only head and tail are shown; {where_output_is_kept(result)}]")
     if result.changed:
-        changed = [_clip_line(info.for_model()) for info in result.changed[:MAX_LISTED_VARIABLES]]
+        changed = [_clip_line(variable_line(info)) for info in result.changed[:MAX_LISTED_VARIABLES]]
         more = len(result.changed) - len(changed)
         if more > 0:
             changed.append(f"... and {more} more")
@@ -129,7 +178,48 @@ def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -
         parts.append("[variables deleted] " + ", ".join(result.deleted))
     if extraction.ignored_blocks:
         parts.append(ignored_blocks_note(extraction.ignored_blocks))
+    if result.ok:
+        parts.append(NEXT_NOTE)
     return "\n".join(parts)
+
+
+NEXT_NOTE = "[next] If this did what was asked, reply now in plain text, without code."
+
+
+_UNDEFINED = re.compile(r"name '([A-Za-z_][A-Za-z0-9_]*)' is not defined")
+
+
+def name_hint(result: CellResult, injected: Sequence[Injected], names: Collection[str]) -> str:
+    """For a NameError: where the name really lives (``farm.fields``) or the closest existing name.
+
+    Small models call an object's methods bare (``fields()`` for ``farm.fields()``)
+    or misspell a variable; the error alone does not tell them which.
+    """
+    error = result.error
+    match = _UNDEFINED.search(error.message) if error is not None and error.type == "NameError" else None
+    if match is None:
+        return ""
+    missing = match.group(1)
+    owners = [item.name for item in injected if item.kind == "object"
+              and any(m.split("(")[0] == missing for m in item.methods)]
+    if owners:
+        where = ", ".join(f"`{o}`" for o in owners)
+        return f"[hint] `{missing}` is a method of {where}: call `{owners[0]}.{missing}(...)`."
+    close = difflib.get_close_matches(missing, list(names), n=1, cutoff=0.75)
+    if close:
+        return f"[hint] There is no `{missing}`; did you mean `{close[0]}`?"
+    held = list(dict.fromkeys(n for n in names if not n.startswith("_")))
+    if not held:
+        return ""
+    shown = ", ".join(f"`{n}`" for n in held[:8]) + (f" and {len(held) - 8} more" if len(held) > 8 else "")
+    hint = f"[hint] There is no `{missing}`; the runtime holds {shown}."
+    functions = [item for item in injected if item.kind == "function"]
+    if functions:  # a model that invents `df` has usually not called the tool that gives the data
+        tool = functions[0]
+        call = "()" if re.fullmatch(r"\((?:[^=,()]*=[^,()]*(?:,\s*)?|\*\*?\w+(?:,\s*)?)*\)",
+                                    tool.signature.split(" -> ")[0]) else "(...)"
+        hint += f" To use what `{tool.name}` returns, call it: `{missing} = {tool.name}{call}`."
+    return hint
 
 
 def ignored_blocks_note(count: int) -> str:
@@ -139,11 +229,87 @@ def ignored_blocks_note(count: int) -> str:
     )
 
 
-REPEAT_NOTE = (
-    "[note] You sent the same code as in your previous step and got the same result. If it "
-    "answers the question, reply with the answer in plain text, without code; otherwise try "
-    "something different."
+def repeated_note(previous: CellResult) -> str:
+    """The observation for a block identical to the previous one, which is not run again.
+
+    Running it again would apply it twice (``n += 15``) or fail the same way.
+    """
+    if previous.ok:
+        return (
+            "[not run] This block is the same as your previous one, which already ran: running it "
+            "again would apply it twice. If the task is done, reply in plain text without code; "
+            "otherwise send different code."
+        )
+    error = previous.error.for_model().strip().splitlines()[-1] if previous.error else "an error"
+    return (
+        f"[not run] This block is the same as your previous one, which failed with: {error}\n"
+        "It would fail again. Change the code."
+    )
+
+
+def missing_note(names: Sequence[str]) -> str:
+    """The observation for an answer given while a variable the user asked for does not exist."""
+    listed = ", ".join(f"`{n}`" for n in names)
+    return (
+        f"[not done] You were asked for {listed}, which does not exist in the runtime yet. "
+        "Write the ```python block that creates it."
+    )
+
+
+ECHO_NOTE = (
+    "[not an answer] Your reply repeats the request instead of doing it. Do the work: write "
+    "a ```python block."
 )
+
+
+NO_CODE_NOTE = (
+    "[check] No code ran for this request, so nothing was looked up or changed in the runtime. "
+    "If the request needs its data, objects or variables, write the ```python block now; "
+    "otherwise send your answer again."
+)
+
+
+FAILED_NOTE = (
+    "[not done] Every block you sent for this request failed, so nothing was done yet. "
+    "Fix the error and send the corrected ```python block."
+)
+
+
+def is_echo(reply: str, request: str) -> bool:
+    """True if ``reply`` is just the user's request said back, or an imagined next message.
+
+    Small models fall into this with greedy decoding, and once in the history
+    it feeds itself; it is visibly not an answer.
+    """
+    if STATE_HEADER in reply:
+        return True
+    said, asked = _words(reply), _words(request)
+    return bool(asked) and said == asked
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+_NAME = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
+
+
+def claims_unseen(reply: str, request: str, names: set[str]) -> bool:
+    """Whether an answer given without running code may be about the runtime's data.
+
+    True when the request names something the runtime holds, or the answer
+    states a number the request did not contain (a value nobody computed).
+    A greeting or a question about something else is neither, and is let through.
+    """
+    asked = set(_words(request).split())
+    if any(name.lower() in asked for name in names):
+        return True
+    return bool(set(re.findall(r"\d+(?:\.\d+)?", reply)) - set(re.findall(r"\d+(?:\.\d+)?", request)))
+
+
+def requested_names(text: str) -> list[str]:
+    """Names the user wrote in backticks (`growth`): what they may expect to find in the runtime."""
+    return list(dict.fromkeys(_NAME.findall(text)))
 
 UNTERMINATED_NOTE = (
     "[not run] Your ```python block has no closing ``` fence, so nothing ran. Resend the complete block."
@@ -210,10 +376,11 @@ def _describe_function(item: Injected) -> str:
 
 def _describe_object(item: Injected) -> str:
     text = f"- {item.name}: {item.type_name}" + _suffix(item)
+    # Each method with its object's name: small models otherwise call ``fields()`` bare.
     if any("(" in method for method in item.methods):
-        text += "\n    methods:" + "".join(f"\n      {method}" for method in item.methods)
+        text += "\n    methods:" + "".join(f"\n      {item.name}.{method}" for method in item.methods)
     elif item.methods:
-        text += "\n    methods: " + ", ".join(item.methods)
+        text += "\n    methods: " + ", ".join(f"{item.name}.{method}" for method in item.methods)
     return text
 
 

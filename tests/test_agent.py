@@ -25,6 +25,7 @@ from cavelite import (
     StopReason,
     TextDelta,
     Usage,
+    prompt,
 )
 from cavelite.models import (
     AnthropicModel,
@@ -113,7 +114,7 @@ def test_multi_step_analysis_on_a_dataframe(agent_factory):
     first = model.calls[0]
     assert first.system.startswith("You are a retail analyst.")
     state = first.messages[0].content
-    assert "orders: " in state and "DataFrame" in state and "2023-2024 orders" in state
+    assert "orders (pandas.DataFrame)" in state and "2023-2024 orders" in state
     assert "300" in state  # its shape, not its rows
     assert "North" not in state  # never the bulk of the data
     assert "Which region grew most?" in state
@@ -134,13 +135,13 @@ def test_model_learns_which_variables_each_cell_created_changed_or_deleted(agent
     agent = agent_factory(model)
     agent.chat("make some variables")
     created, changed = model.calls[1].messages[-1].content, model.calls[2].messages[-1].content
-    assert "a: int" in created and "b: list" in created
-    assert "b: list" in changed and "4" in changed
+    assert "- a (int): 1" in created and "- b (list): 3 items: [1, 2, 3]" in created
+    assert "- b (list): 4 items: [1, 2, 3, 4]" in changed
     assert "[variables deleted] a" in changed
     agent.chat("what is there?")
     state = model.calls[3].messages[-1].content
-    assert "b: list" in state
-    assert "a: int" not in state
+    assert "b (list)" in state
+    assert "a (int)" not in state
 
 
 # -- observations ----------------------------------------------------------------------------
@@ -148,6 +149,7 @@ def test_model_learns_which_variables_each_cell_created_changed_or_deleted(agent
 
 def run_one_cell(agent_factory, code: str, **kwargs) -> tuple[Reply, str]:
     model = ScriptedModel([py(code), "done"])
+    kwargs.setdefault("check_completion", False)  # these look at one observation, failed or not
     agent = agent_factory(model, **kwargs)
     reply = agent.chat("run it")
     return reply, model.calls[1].messages[-1].content
@@ -386,7 +388,7 @@ def test_model_error_leaves_runtime_and_history_usable(agent_factory):
     model = ScriptedModel(
         [py("kept = 'safe'"), ModelError("provider down", status=503, retryable=True), "fine now"]
     )
-    agent = agent_factory(model)
+    agent = agent_factory(model, check_completion=False)  # "fine now" needs no code
     reply = agent.chat("store something")
     assert reply.stop_reason is StopReason.MODEL_ERROR
     assert "provider down" in reply.detail
@@ -619,7 +621,7 @@ def test_two_agents_share_one_runtime():
         reader = CaveLite(reader_model, runtime=runtime)
         assert writer.chat("store 41").completed
         assert reader.chat("add one").completed
-        assert "shared_total: int" in reader_model.calls[0].messages[0].content
+        assert "shared_total (int): 41" in reader_model.calls[0].messages[0].content
         assert runtime.retrieve("answer") == 42
         writer.close()
         reader.close()
@@ -703,13 +705,86 @@ def test_a_real_model_works_the_runtime(agent_factory):
     assert reply.usage.output_tokens > 0 and reply.usage.total_tokens > 0
 
 
-def test_a_repeated_cell_is_pointed_out(agent_factory):
-    block = "```python\nx = 1\nprint(x)\n```"
-    agent = agent_factory(ScriptedModel([block, block, "x is 1"]))
-    reply = agent.chat("what is x?")
+def test_a_repeated_cell_is_not_run_twice(agent_factory):
+    block = py("number += 15")
+    agent = agent_factory(ScriptedModel([block, block, block, "number is 25"]))
+    agent.inject("number", 10)
+    reply = agent.chat("Add 15 to `number`.")
     assert reply.stop_reason is StopReason.COMPLETED
+    assert agent.retrieve("number") == 25  # not 55: the repeats did not run
+    assert len(reply.cells) == 1
     observations = [m.content for m in agent.history if m.role == "user"]
-    assert "same code" not in observations[1] and "same code" in observations[2]
+    assert observations[2].startswith("[not run] This block is the same as your previous one, which already")
+    assert observations[3] == observations[2]
+
+
+def test_a_repeated_failing_cell_gets_its_error_back_without_running(agent_factory):
+    block = py("total = prices.sum()")
+    agent = agent_factory(ScriptedModel([block, block, py("total = 3"), "done"]))
+    reply = agent.chat("sum it")
+    assert [c.result.ok for c in reply.cells] == [False, True]
+    observations = [m.content for m in agent.history if m.role == "user"]
+    assert "which failed with: NameError: name 'prices' is not defined" in observations[2]
+    assert "Change the code." in observations[2]
+
+
+def test_repeats_run_again_when_the_guard_is_off(agent_factory):
+    block = py("number += 15")
+    agent = agent_factory(ScriptedModel([block, block, "done"]), guard_repeats=False)
+    agent.inject("number", 10)
+    agent.chat("Add 15 to `number`.")
+    assert agent.retrieve("number") == 40
+
+
+def test_an_answer_while_the_asked_variable_is_missing_is_sent_back(agent_factory):
+    model = ScriptedModel(["I will compute it: growth = 3", py("growth = 3"), "Stored.",
+                           "No.", "Still no.", "Never."])
+    agent = agent_factory(model)
+    reply = agent.chat("Put the growth in `growth`.")
+    assert reply.completed and reply.text == "Stored." and agent.retrieve("growth") == 3
+    assert model.calls[1].messages[-1].content.startswith("[not done] You were asked for `growth`")
+    reply = agent.chat("And keep the loss in `loss`.")  # sent back twice, then the answer stands
+    assert reply.completed and reply.text == "Never." and reply.steps == 3
+
+
+def test_a_reply_that_repeats_the_request_is_not_taken_as_the_answer(agent_factory):
+    model = ScriptedModel(["Close every valve that is open.", "[runtime state] no variables yet\n\nClose",
+                           py("closed = 2"), "Closed 2 valves."])
+    agent = agent_factory(model)
+    reply = agent.chat("Close every valve that is open.")
+    assert reply.completed and reply.text == "Closed 2 valves." and reply.steps == 4
+    assert model.calls[1].messages[-1].content == prompt.ECHO_NOTE
+    assert model.calls[2].messages[-1].content == prompt.ECHO_NOTE
+
+
+def test_what_a_model_writes_after_its_block_is_not_kept(agent_factory):
+    model = ScriptedModel([py("x = 1") + "\n\n[runtime state] 1 variable(s):\n- x (int): 2", "x is 1"])
+    agent = agent_factory(model)
+    agent.chat("make x")
+    assert agent.history[1] == Message("assistant", py("x = 1"))
+    assert "x (int): 2" not in model.calls[1].messages[1].content
+
+
+def test_old_turns_are_compacted_and_recent_ones_kept_whole(agent_factory):
+    replies = []
+    for i in range(5):
+        replies += [py(f"v{i} = list(range(200))\nprint(v{i})"), f"made v{i}"]
+    model = ScriptedModel(replies)
+    agent = agent_factory(model, keep_turns=2)
+    for i in range(5):
+        agent.chat(f"make `v{i}`")
+    sent = model.calls[-1].messages
+    assert sent[0].content == "[earlier turn] make `v0`"
+    assert len(sent[2].content) < 300 and "[changed] v0" in sent[2].content  # observation shortened
+    assert sent[-1].content.startswith("[cell ran") and "197, 198, 199]" in sent[-1].content  # this turn
+    assert sent[-3].content.startswith("[runtime state]")
+    assert sent[-7].content.startswith("[runtime state]") and "199]" in sent[-5].content  # the one before
+    assert sent[-8].content == "made v2"
+    whole = agent_factory(ScriptedModel(replies), compact_history=False)
+    for i in range(5):
+        whole.chat(f"make `v{i}`")
+    assert sum(len(m.content) for m in sent) < 0.6 * sum(len(m.content) for m in whole.history)
+    assert agent.retrieve("v0") == list(range(200))  # nothing is lost in the runtime
 
 
 def test_an_agent_can_call_another_agent_that_shares_its_runtime(agent_factory):
@@ -725,3 +800,70 @@ def test_an_agent_can_call_another_agent_that_shares_its_runtime(agent_factory):
     reply = boss.chat("ask the analyst")
     assert reply.stop_reason is StopReason.COMPLETED, reply.detail
     assert boss.retrieve("shared_total") == 42
+
+
+class _Farm:
+    def fields(self) -> list[str]:
+        """Field names."""
+        return ["east", "west"]
+
+
+def test_a_bare_method_call_gets_a_hint_naming_its_object(agent_factory):
+    model = ScriptedModel([py("print(fields())"), py("print(farm.fields())"), py("print(totl)"),
+                           "done"])
+    agent = agent_factory(model, check_completion=False)
+    agent.inject("farm", _Farm(), remote=True)
+    agent.inject("total", 3)
+    agent.chat("which fields?")
+    observations = [m.content for m in agent.history if m.role == "user"]
+    assert observations[1].endswith("[hint] `fields` is a method of `farm`: call `farm.fields(...)`.")
+    assert "[hint]" not in observations[2] and "['east', 'west']" in observations[2]
+    assert observations[3].endswith("[hint] There is no `totl`; did you mean `total`?")
+
+
+def test_an_invented_name_gets_a_hint_listing_what_exists(agent_factory):
+    def orders(region: str | None = None) -> pd.DataFrame:
+        """The orders."""
+        return pd.DataFrame({"region": ["east"], "amount": [2.0]})
+
+    def load(region: str) -> pd.DataFrame:
+        """One region's orders."""
+        return orders(region)
+
+    model = ScriptedModel([py("df.amount.sum()"), py("df = orders()\ndf.amount.sum()"), "2.0"])
+    agent = agent_factory(model, check_completion=False)
+    agent.inject("orders", orders)
+    agent.chat("total?")
+    observations = [m.content for m in agent.history if m.role == "user"]
+    assert observations[1].endswith("[hint] There is no `df`; the runtime holds `orders`. To use what "
+                                    "`orders` returns, call it: `df = orders()`.")
+    assert "[hint]" not in observations[2]
+    other = agent_factory(ScriptedModel([py("data.head()"), "no"]), check_completion=False)
+    other.inject("load", load)
+    other.chat("head?")
+    assert other.history[-2].content.endswith("call it: `data = load(...)`.")  # it needs an argument
+
+
+def test_an_answer_for_which_no_code_ran_is_queried_once(agent_factory):
+    model = ScriptedModel(["The valves are open.", py("opened = ['east']"), "Opened east.",
+                           "Yes, east.", "It has 3 valves.", "It has 1 valve."])
+    agent = agent_factory(model)
+    agent.inject("valves", {"east": 0})
+    reply = agent.chat("Open the valves that need it.")
+    assert reply.text == "Opened east." and agent.retrieve("opened") == ["east"]
+    assert model.calls[1].messages[-1].content == prompt.NO_CODE_NOTE
+    reply = agent.chat("Sure?")  # names nothing the runtime holds, states no number: it stands
+    assert reply.completed and reply.text == "Yes, east." and reply.steps == 1
+    reply = agent.chat("How many?")  # a number nobody computed is queried once, then stands
+    assert reply.text == "It has 1 valve." and reply.steps == 2
+    empty = agent_factory(ScriptedModel(["Hello!"]))
+    assert empty.chat("hi").steps == 1  # nothing in the runtime: nothing to look up
+
+
+def test_an_answer_after_only_failed_blocks_is_sent_back(agent_factory):
+    model = ScriptedModel([py("x = undefined_thing"), "The error is in the first line.", py("x = 1"),
+                           "x is 1."])
+    agent = agent_factory(model)
+    reply = agent.chat("make x")
+    assert reply.text == "x is 1." and agent.retrieve("x") == 1
+    assert model.calls[2].messages[-1].content == prompt.FAILED_NOTE

@@ -509,7 +509,7 @@ def test_data_name_equals_path_chooses_the_variable(openai_api, sales_csv, capsy
     openai_api.reply("ok")
     assert main(["run", "hi", "--base-url", openai_api.url, "--data", f"orders={sales_csv}"]) == EXIT_OK
     state = openai_api.requests[0].body["messages"][-1]["content"]
-    assert "orders: pandas.DataFrame" in state and "sales_2024" not in state
+    assert "- orders (pandas.DataFrame)" in state and "sales_2024" not in state
 
 
 @pytest.mark.parametrize(

@@ -123,3 +123,10 @@ def test_bare_fences_and_unfenced_code_from_small_models() -> None:
                    "Answer: 42", "Computed: 42\nNote: rounded"):
         assert extract_code(answer).code is None, answer
         assert extract_code(answer).is_final_answer
+
+
+def test_code_whose_opening_fence_was_forgotten_runs():
+    found = extract_code(f"number = number + 15\nnumber\n{FENCE}\n\nThe next message shows [value] 25")
+    assert found.code == "number = number + 15\nnumber"
+    assert found.end == len(f"number = number + 15\nnumber\n{FENCE}")
+    assert extract_code(f"Here is the plan:\n{FENCE}\nsteps\n{FENCE}").code is None  # prose, then a block

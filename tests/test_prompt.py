@@ -60,7 +60,7 @@ def test_system_prompt_describes_what_was_injected():
     text = prompt.system_prompt("", injected())
     assert "async def fetch(url: str) -> str  # async: call it with `await`" in text
     assert "thermo: Thermostat" in text
-    assert "set(celsius: float, *, hold: bool = False) -> float: Set the target temperature" in text
+    assert "thermo.set(celsius: float, *, hold: bool = False) -> float: Set the target temperature" in text
     assert "class Order(sku: str, qty: int, price: Decimal = Decimal('0'))" in text
     assert "total() -> Decimal" in text
     assert "members: CALM='calm', BUSY='busy'" in text
@@ -71,8 +71,8 @@ def test_state_block_lists_variables_with_bounds():
     many.append(VariableInfo("_hidden", "int", "0"))
     many.append(VariableInfo("blob", "str", "x" * 5000, "a long one"))
     block = prompt.state_block(many)
-    assert block.startswith("[runtime state] 101 variable(s):")
-    assert "- v0: int = 0" in block
+    assert block.startswith("[runtime state] 101 variable(s), already in the runtime")
+    assert "- v0 (int): 0" in block
     assert f"and {101 - prompt.MAX_LISTED_VARIABLES} more not listed" in block
     assert "_hidden" not in block
     assert all(len(line) <= prompt.MAX_LINE_CHARS + 2 for line in block.splitlines())
@@ -81,7 +81,10 @@ def test_state_block_lists_variables_with_bounds():
 
 def test_turn_message_puts_state_before_the_question():
     text = prompt.turn_message("How many?", [VariableInfo("n", "int", "3")])
-    assert text.index("n: int = 3") < text.index("How many?")
+    assert text.index("n (int): 3") < text.index("How many?")
+    listed = [VariableInfo("Order", "type", "Order"), VariableInfo("n", "int", "3")]
+    hidden = prompt.turn_message("Go.", listed, hidden={"Order"})
+    assert "Order" not in hidden and "n (int): 3" in hidden  # injected types are described once, above
 
 
 def test_observation_reports_changes_deletions_and_ignored_blocks():
@@ -96,7 +99,8 @@ def test_observation_reports_changes_deletions_and_ignored_blocks():
     text = prompt.observation(result, Extraction("x", ignored_blocks=2), max_chars=1000)
     assert text.splitlines()[0] == "[cell ran in 0.25s]"
     assert "hi" in text and "[value] 3" in text
-    assert "- total: int = 3" in text
+    assert "- total (int): 3" in text
+    assert text.endswith(prompt.NEXT_NOTE)
     assert "[variables deleted] tmp" in text
     assert "2 more python block(s)" in text
 

@@ -335,6 +335,25 @@ def test_remote_calls_in_a_loop(rt: Runtime) -> None:
     assert len(calls) == 10_000 and calls[-1] == 9999
 
 
+def test_remote_function_returns_frames_and_arrays_by_value(rt: Runtime) -> None:
+    calls: list[str] = []
+
+    def load(region: str) -> pd.DataFrame:
+        """A tool that hands the cell a table."""
+        calls.append(region)
+        return pd.DataFrame({"region": [region] * 3, "amount": [1.5, 2.5, 3.0]})
+
+    rt.inject("load", load)
+    rt.inject("grid", lambda: np.arange(6.0).reshape(2, 3))
+    result = rt.execute("df = load('East')\ng = grid()\ntotal = float(df.amount.sum() + g.sum())\n"
+                        "type(df).__name__")
+    assert result.ok, result.for_model()
+    assert result.value_repr == "'DataFrame'"
+    assert calls == ["East"]  # one call in the host: rebuilding the frame did not call back
+    assert rt.retrieve("total") == 22.0
+    pd.testing.assert_frame_equal(rt.retrieve("df"), load("East"))
+
+
 def test_remote_object_methods_attributes_and_nesting(rt: Runtime) -> None:
     device = Thermostat()
     rt.inject("thermo", device, remote=True, description="living room")
@@ -791,11 +810,12 @@ def test_a_request_after_both_died_raises_once_then_the_runtime_works(fresh_rt: 
 
 def test_summaries_are_bounded_and_exact(fresh_rt: Runtime) -> None:
     fresh_rt.execute("big = {i: float(i) for i in range(100_000)}\nmixed = [1, 'a', 2.0] * 1000\n"
-                     "tags = {'x', 'y'}\ntext = 'z' * 5000")
+                     "tags = {'x'}\ntext = 'z' * 5000\nscores = {'ann': 81, 'bob': 74}")
     info = {v.name: v for v in fresh_rt.variables()}
     assert info["big"].summary.startswith("100000 keys [0, 1, 2, 3, 4, 5, 6, 7, ...] values: float")
     assert info["mixed"].summary == "3000 items of float|int|str"
-    assert info["tags"].summary == "2 items of str"
+    assert info["tags"].summary == "1 item: {'x'}"  # short containers of plain values show them
+    assert info["scores"].summary == "2 keys: {'ann': 81, 'bob': 74}"
     assert info["text"].summary.startswith("str, 5000 chars: 'zzz") and len(info["text"].summary) < 120
 
 

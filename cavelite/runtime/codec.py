@@ -244,6 +244,8 @@ class _HostPickler(pickle.Pickler):
             return None
         if isinstance(obj, type) and (obj.__module__ or "").split(".")[0] in _BY_NAME_MODULES:
             return None
+        if isinstance(obj, pickle.PickleBuffer) or _is_rebuild_function(obj):
+            return None  # an array's data (out of band), or numpy's/pandas' rebuild functions
         if returned_as(obj, self.types, stdlib_target=self.stdlib_target) == VALUE:
             return None  # a standard-library value: copied into the cave
         ref = self.registry.register(obj)
@@ -251,6 +253,21 @@ class _HostPickler(pickle.Pickler):
             name, doc, signature, is_async = describe_callable(obj)
             return (FUNCTION, ref, name, doc, signature, is_async)
         return (OBJECT, ref, type(obj).__name__, public_names(obj))
+
+
+# Pickled numpy and pandas values name their rebuild functions (numpy's _reconstruct,
+# pandas' _unpickle_block, copyreg's _reconstructor); those travel by name too, or the
+# worker would call back into the host for every block of a returned DataFrame.
+_REBUILD_MODULES = frozenset(["numpy", "pandas", "pyarrow", "copyreg"])
+
+
+def _is_rebuild_function(obj: Any) -> bool:
+    """A module-level numpy/pandas/copyreg function, which pickle saves as a global name."""
+    module = getattr(obj, "__module__", None)
+    if not isinstance(module, str) or module.split(".")[0] not in _REBUILD_MODULES or isinstance(obj, type):
+        return False
+    owner = sys.modules.get(module)
+    return owner is not None and getattr(owner, getattr(obj, "__name__", ""), None) is obj
 
 
 def encode_call_result(result: Any, registry: RemoteRegistry, types_: dict[str, type], *,

@@ -7,6 +7,8 @@ wrapped, every string is cut to a budget.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 from itertools import islice
 from typing import Any
 
@@ -60,6 +62,8 @@ def _summary(obj: Any) -> str:
         return f"str, {len(obj)} chars: {preview}"
     if isinstance(obj, (bytes, bytearray)):
         return f"{type(obj).__name__}, {len(obj)} bytes"
+    if isinstance(obj, (dict, list, tuple, set, frozenset)) and (shown := _small_container(obj)):
+        return shown
     if isinstance(obj, dict):
         # islice, not list(...)[:n]: summaries run after every cell, on every container.
         keys = list(islice(obj, 8))
@@ -77,6 +81,31 @@ def _summary(obj: Any) -> str:
         except (TypeError, ValueError):
             return f"{obj.__name__}(...)"
     return cut(repr(obj), 200)
+
+
+MAX_SHOWN_ITEMS = 20
+MAX_SHOWN_CHARS = 160
+_SCALARS = (type(None), bool, int, float, str, bytes, decimal.Decimal, datetime.date, datetime.time,
+            datetime.timedelta)
+
+
+def _small_container(obj: Any) -> str | None:
+    """A short container of plain values, shown as its values: a model needs them, not "3 items of str".
+
+    Only when every item is a short scalar, so building the text stays cheap.
+    """
+    if len(obj) > MAX_SHOWN_ITEMS:
+        return None
+    items = list(obj.items()) if isinstance(obj, dict) else [(None, v) for v in obj]
+    for key, value in items:
+        for part in (key, value):
+            if type(part) not in _SCALARS or (isinstance(part, (str, bytes)) and len(part) > 40):
+                return None
+    text = repr(obj)
+    if len(text) > MAX_SHOWN_CHARS:
+        return None
+    unit = "key" if isinstance(obj, dict) else "item"
+    return f"{len(obj)} {unit}{'' if len(obj) == 1 else 's'}: {text}"
 
 
 def _short_repr(value: Any) -> str:

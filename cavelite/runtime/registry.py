@@ -199,7 +199,7 @@ def is_copyable(obj: Any, types: tuple[type, ...]) -> bool:
     if t in _PLAIN or t in _CONTAINERS or isinstance(obj, MethodMarker):
         return True
     module = getattr(t, "__module__", "") or ""
-    if module.startswith(("numpy", "pandas")):
+    if module.startswith(("numpy", "pandas", "pyarrow")):  # pandas string columns hold pyarrow arrays
         return True
     return bool(types) and isinstance(obj, types)
 

@@ -28,6 +28,7 @@ class TextReply:
     cache_write_tokens: int = 0
     chunks: int = 3
     stop_reason: str = "end_turn"
+    tool_calls: tuple[dict[str, Any], ...] = ()  # OpenAI-style calls: {"name": ..., "arguments": {...}}
     finish: bool = True  # False: the stream ends (``[DONE]``) without a finish reason
 
 

@@ -14,6 +14,7 @@ is a 200 stream that carries no text at all.
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 from .loopback import (
@@ -43,6 +44,14 @@ class OpenAIServer(LoopbackServer):
         return {"error": {"message": item.message, "type": kind, "code": kind}}
 
     def render_json(self, item: TextReply, body: Any) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant",
+                                   "content": (item.text or None) if item.tool_calls else item.text}
+        if item.tool_calls:
+            message["tool_calls"] = [
+                {"id": f"call_{next(_ids)}", "type": "function",
+                 "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+                for c in item.tool_calls
+            ]
         return {
             "id": f"chatcmpl-{next(_ids)}",
             "object": "chat.completion",
@@ -51,8 +60,9 @@ class OpenAIServer(LoopbackServer):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": item.text},
-                    "finish_reason": "stop" if item.finish else None,
+                    "message": message,
+                    "finish_reason": ("tool_calls" if item.tool_calls else "stop") if item.finish
+                    else None,
                 }
             ],
             "usage": _usage(item),
