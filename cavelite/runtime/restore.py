@@ -236,7 +236,7 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
         if key in _EXTRA_GLOBALS:
             __import__(module)
             return getattr(sys.modules[module], name)
-        if key in decode.SAFE_GLOBALS or key in decode._ARROW_GLOBALS:
+        if key in decode.SAFE_GLOBALS or key in decode.ARROW_GLOBALS:
             return super().find_class(module, name)
         # Anything else as a cell would reach it: `from module import name`, through the guards.
         try:

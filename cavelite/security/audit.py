@@ -210,7 +210,7 @@ def _make_hook(read_roots: tuple[str, ...], fork_code: frozenset[Any], native_co
                loader_code: frozenset[Any], host_socket: Any) -> Any:
     """The hook. Every fact it decides with is fixed here, in its closure: no module
     attribute, flag or section a cell could reach can relax it."""
-    from .decode import SAFE_GLOBALS  # bound now: the hook must not import
+    from .decode_allowlist import SAFE_GLOBALS  # bound now: the hook must not import
 
     busy = [False]  # re-entrancy: the hook's own helpers may raise events
     getframe = sys._getframe
@@ -317,7 +317,8 @@ def install(*, extra_read_roots: Iterable[str] = (), fork_functions: Iterable[An
     """
     import dill._dill
 
-    from . import decode, limits  # noqa: F401  (imported now: the hook must not import later)
+    # imported now (decode imports every module of the decoder): the hook must not import later
+    from . import decode, limits  # noqa: F401
 
     read_roots = tuple(library_roots()) + tuple(os.path.realpath(r) for r in extra_read_roots)
     if confine:
