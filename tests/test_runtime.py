@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 
 from cavelite import (
+    CaveliteError,
     CaveUsageError,
     Runtime,
     RuntimeClosedError,
+    Snapshot,
     UnpicklableValueError,
     UntrustedTypeError,
     VariableNotFoundError,
@@ -485,6 +487,32 @@ def test_snapshot_round_trip() -> None:
         r = second.execute("double(box.v), frame['a'].sum(), notify('back')")
         assert r.ok, r.error
         assert r.value_repr == "(10, np.int64(3), \"sent 'back' at level 1\")"
+
+
+def test_a_snapshot_made_by_an_older_cavelite_is_refused_up_front() -> None:
+    """Snapshots before format 3 carry no cell sources (restoring compiles a cell's functions
+    again from them): refused with the reason, not as a snapshot the loader cannot rebuild."""
+    import json
+    import pickle
+
+    import dill
+
+    def double(v):
+        return v * 2
+
+    double.__module__ = "__main__"
+    # What an older cavelite wrote: the worker's blob without "format" or "sources", under
+    # the CAVESNAP2 header.
+    old_blob = pickle.dumps({"vars": {"double": dill.dumps(double, recurse=True), "n": pickle.dumps(1)},
+                             "descriptions": {}, "types": []}, protocol=5)
+    header = json.dumps({"remotes": [], "descriptions": {}}).encode()
+    old = b"CAVESNAP2" + len(header).to_bytes(4, "little") + header + old_blob
+    for attempt in (lambda: Snapshot.from_bytes(old), lambda: Runtime.restore(old)):
+        with pytest.raises(CaveUsageError, match="made by an older cavelite: .*take a new snapshot"):
+            attempt()
+    # The same blob in a Snapshot made by hand reaches the worker, which refuses it as well.
+    with pytest.raises(CaveliteError, match="made by an older cavelite: .*take a new snapshot"):
+        Runtime.restore(Snapshot(old_blob))
 
 
 def test_many_runtimes_at_once_are_independent() -> None:

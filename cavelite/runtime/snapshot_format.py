@@ -21,6 +21,10 @@ from typing import Any
 
 from ..security.decode import loads_plain
 
+# The blob's version (the host's header has its own, `Snapshot._MAGIC`): 3 carries the cells'
+# sources. An older blob has none, so its functions could not be compiled again: refused.
+FORMAT = 3
+
 CELL_FILENAME_PREFIX = "<cell-"
 CELL_FILENAME = re.compile(r"<cell-(\d+)>")
 
@@ -35,7 +39,7 @@ class SnapshotState:
 
 def pack_snapshot(variables: dict[str, bytes], descriptions: dict[str, str], types_: list[str],
                   sources: dict[str, str] | None = None) -> bytes:
-    return pickle.dumps({"vars": variables, "descriptions": dict(descriptions),
+    return pickle.dumps({"format": FORMAT, "vars": variables, "descriptions": dict(descriptions),
                          "types": list(types_), "sources": dict(sources or {})}, protocol=5)
 
 
@@ -49,6 +53,13 @@ def parse_snapshot(blob: bytes) -> SnapshotState:
     state = loads_plain(blob, budget=4 * len(blob) + (64 << 20))  # mostly bytes: ~1x
     if (type(state) is not dict or type(state.get("vars")) is not dict
             or type(state.get("descriptions")) is not dict or type(state.get("types")) is not list):
+        raise ValueError("not a snapshot of this cavelite version")
+    if state.get("format") != FORMAT:
+        made = state.get("format")
+        if made is None or (type(made) is int and made < FORMAT):
+            from .snapshot import older_snapshot_message
+
+            raise ValueError(older_snapshot_message())
         raise ValueError("not a snapshot of this cavelite version")
     variables = {k: v for k, v in state["vars"].items() if type(k) is str and type(v) is bytes}
     descriptions = {k: v for k, v in state["descriptions"].items()
