@@ -212,18 +212,30 @@ def dataclass_again(typeobj: Any, args: tuple[Any, ...], attrs: dict[str, Any]) 
     params = attrs["__dataclass_params__"]
     fields = attrs.get("__dataclass_fields__", {})
     annotations = body.get("__annotations__", {})
-    if "__slots__" in body or type(annotations) is not dict or not all(
-            type(k) is str and k.isidentifier() for k in annotations):
+    slots = body.get("__slots__")
+    slots = (slots,) if type(slots) is str else slots
+    if type(annotations) is not dict or not all(
+            type(k) is str and k.isidentifier() for k in annotations) or (
+            slots is not None and (type(slots) not in (tuple, list)
+                                   or not all(type(s) is str for s in slots))):
         raise pickle.UnpicklingError(f"the snapshot's dataclass {name!r} cannot be made again "
-                                     "here (slots, or malformed annotations)")
-    body = {k: v for k, v in body.items() if not holds_generated(v)}
+                                     "here (malformed annotations or slots)")
+    # A slotted dataclass (slots=True) is made again the way @dataclass made it: from the
+    # class without slots (its fields' defaults are class attributes until then), slotted by
+    # dataclasses, which also gives a frozen one its __getstate__/__setstate__ again.
+    body = {k: v for k, v in body.items() if not holds_generated(v) and k != "__slots__"}
     for field_name in annotations:
         if field_name in fields:
             body[field_name] = fields[field_name]  # its default, factory and options
     cls = typeobj(name, bases, body)  # CaveType checks the class dict
-    return dataclasses.dataclass(cls, init=params.init, repr=params.repr, eq=params.eq,
+    made = dataclasses.dataclass(cls, init=params.init, repr=params.repr, eq=params.eq,
                                  order=params.order, unsafe_hash=params.unsafe_hash,
-                                 frozen=params.frozen)
+                                 frozen=params.frozen, slots=slots is not None,
+                                 weakref_slot=slots is not None and "__weakref__" in slots)
+    if slots is not None and tuple(made.__slots__) != tuple(slots):
+        raise pickle.UnpicklingError(f"the snapshot's dataclass {name!r} has slots other than "
+                                     "its fields: it cannot be made again here")
+    return made
 
 
 def check_dataclass(attrs: dict[str, Any]) -> None:

@@ -86,6 +86,8 @@ _EXTRA_GLOBALS = frozenset([
     ("dataclasses", "_DataclassParams"), ("dataclasses", "Field"), ("dataclasses", "KW_ONLY"),
     ("dataclasses", "_HAS_DEFAULT_FACTORY"), ("dataclasses", "_EMPTY_METADATA"),
 ])
+_DATACLASS_STATE = frozenset([("dataclasses", "_dataclass_getstate"),
+                              ("dataclasses", "_dataclass_setstate")])
 # Types dill names by `_load_type`: values and the class machinery of a class statement.
 _LOADABLE_TYPES = frozenset(["NoneType", "MappingProxyType", "EllipsisType",
                              "NotImplementedType", "PartialType"])
@@ -127,6 +129,7 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
         self._code = CodeSource(guard, sources, compiled)
         self._helpers = _DillHelpers()
         self._pending: set[int] = set()  # generated methods not yet made again
+        self._reconstructors: set[int] = set()  # the restricted decoder's, as find_class gave them
         self._special: dict[tuple[str, str], Any] = {
             ("dill._dill", "_create_function"): self._create_function,
             ("dill._dill", "_create_code"): self._create_code,
@@ -170,11 +173,17 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
             if held is None or name.startswith("_"):
                 raise pickle.UnpicklingError(f"the snapshot names {name!r}, which is not defined")
             return held
+        if key in _DATACLASS_STATE:
+            # A frozen slotted dataclass's __getstate__/__setstate__ (they set its fields with
+            # object.__setattr__): never loaded, made again with its class as its methods are.
+            return self._generated(name)
         if key in _EXTRA_GLOBALS:
             __import__(module)
             return getattr(sys.modules[module], name)
         if key in decode.SAFE_GLOBALS or key in decode._ARROW_GLOBALS:
-            return super().find_class(module, name)
+            found = super().find_class(module, name)
+            self._reconstructors.add(id(found))
+            return found
         # Anything else as a cell would reach it: `from module import name`, through the guards.
         try:
             value: Any = self._guard.import_module(module)
@@ -192,11 +201,38 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
             return self._namespace[pid[1]]  # this worker's own guard entry of that name
         raise pickle.UnpicklingError("unknown persistent reference in a snapshot")
 
+    # --- calls (REDUCE, NEWOBJ) -----------------------------------------------------------
+
+    def _check_call(self, func: Any, args: Any) -> None:
+        """The restricted decoder's reconstructors keep its argument checks. Anything else a
+        snapshot calls is what a cell of this worker could call: one of this loader's checked
+        helpers, a value `find_class` gave as a cell would see it (through the guards), or
+        what this load made (a class compiled again, a rebuilt function)."""
+        if id(func) in self._reconstructors:
+            super()._check_call(func, args)
+        elif type(args) is not tuple:
+            raise pickle.UnpicklingError("a snapshot's call whose arguments are not a tuple")
+
+    def _check_new(self, cls: Any, args: Any, kwargs: Any) -> None:
+        """``cls.__new__(cls, *args)`` with arguments (a namedtuple's, a tuple subclass's) only
+        for a class this load made or the restoring namespace holds (as calling it would);
+        library classes as the restricted decoder allows."""
+        if id(cls) in self._fresh or any(cls is held for held in self._namespace.values()):
+            return
+        super()._check_new(cls, args, kwargs)
+
     # --- dill's helpers, checked ---------------------------------------------------------
 
     def _fresh_made(self, value: Any) -> Any:
         self._fresh.add(id(value))
         return value
+
+    def _generated(self, placeholder: Any) -> Any:
+        """A library-generated method's placeholder: the load fails unless its class is made
+        again (a dataclass), which drops it."""
+        placeholder = placeholder if type(placeholder) is Generated else Generated(placeholder)
+        self._pending.add(id(placeholder))
+        return self._fresh_made(placeholder)
 
     def _create_code(self, *args: Any) -> Any:
         import dill._dill
@@ -207,8 +243,7 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
     def _create_function(self, fcode: Any, fglobals: Any, fname: Any = None, fdefaults: Any = None,
                          fclosure: Any = None, fdict: Any = None, fkwdefaults: Any = None) -> Any:
         if type(fcode) is Generated:
-            self._pending.add(id(fcode))
-            return self._fresh_made(fcode)  # stands for the method until it is generated again
+            return self._generated(fcode)  # stands for the method until it is generated again
         if type(fcode) is not types.CodeType:
             raise pickle.UnpicklingError("a snapshot's function without code")
         globals_ = self._code.globals_for(fcode, fglobals, self._namespace, self._builtins)

@@ -160,6 +160,32 @@ def test_code_generated_from_text_is_made_again_never_loaded(taken: Runtime) -> 
     with _restore_forged(taken, blob) as restored:
         assert restored.execute("Pt(1).x, repr(Pt(2))").value_repr == "(1, 'Pt(x=2)')"
 
+    # A slotted (frozen) one too: its __init__ is made again, and its __getstate__ and
+    # __setstate__ (dataclasses' own, which set fields with object.__setattr__) never load.
+    @dataclasses.dataclass(slots=True, frozen=True)
+    class SPt:  # named as a cell's (also the class before slots, which dill keeps too)
+        __module__ = "__main__"
+        __qualname__ = "SPt"
+        x: int
+
+    forged = compile("def __create_fn__(__dataclass_builtins_object__):\n"
+                     "    def __init__(self, x):\n"
+                     "        __dataclass_builtins_object__.__setattr__(\n"
+                     "            self, 'x', ().__class__.__base__.__name__)\n"
+                     "    return __init__\n", "<string>", "exec")
+    outer = next(c for c in forged.co_consts if hasattr(c, "co_code"))
+    SPt.__init__.__code__ = next(c for c in outer.co_consts if hasattr(c, "co_code"))
+    assert SPt(1).x == "object"  # the forgery works where it was made
+    blob = pickle.dumps({"format": FORMAT, "vars": {"SPt": dill.dumps(SPt, recurse=True)},
+                         "descriptions": {}, "types": [], "sources": {}}, protocol=5)
+    with _restore_forged(taken, blob) as restored:
+        assert restored.execute("SPt(1).x, SPt.__slots__").value_repr == "(1, ('x',))"
+    setstate = pickle.dumps({"format": FORMAT, "descriptions": {}, "types": [], "sources": {},
+                             "vars": {"s": dill.dumps(dataclasses._dataclass_setstate)}},
+                            protocol=5)
+    with pytest.raises(CaveliteError, match="generated from text"):
+        _restore_forged(taken, setstate).close()
+
 
 def test_the_hosts_code_in_a_snapshot_reaches_only_what_a_cells_code_could(taken: Runtime) -> None:
     """Code injected by value has no source here: its bytecode loads only if every name it
