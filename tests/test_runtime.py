@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 
 from cavelite import (
+    CaveliteError,
     CaveUsageError,
     Runtime,
     RuntimeClosedError,
+    Snapshot,
     UnpicklableValueError,
     UntrustedTypeError,
     VariableNotFoundError,
@@ -504,6 +506,63 @@ def test_snapshot_round_trip() -> None:
         r = second.execute("double(box.v), frame['a'].sum(), notify('back')")
         assert r.ok, r.error
         assert r.value_repr == "(10, np.int64(3), \"sent 'back' at level 1\")"
+
+
+def test_a_snapshot_made_by_an_older_cavelite_is_refused_up_front() -> None:
+    """Snapshots before format 3 carry no cell sources (restoring compiles a cell's functions
+    again from them): refused with the reason, not as a snapshot the loader cannot rebuild."""
+    import json
+    import pickle
+
+    import dill
+
+    def double(v):
+        return v * 2
+
+    double.__module__ = "__main__"
+    # What an older cavelite wrote: the worker's blob without "format" or "sources", under
+    # the CAVESNAP2 header.
+    old_blob = pickle.dumps({"vars": {"double": dill.dumps(double, recurse=True), "n": pickle.dumps(1)},
+                             "descriptions": {}, "types": []}, protocol=5)
+    header = json.dumps({"remotes": [], "descriptions": {}}).encode()
+    old = b"CAVESNAP2" + len(header).to_bytes(4, "little") + header + old_blob
+    for attempt in (lambda: Snapshot.from_bytes(old), lambda: Runtime.restore(old)):
+        with pytest.raises(CaveUsageError, match="made by an older cavelite: .*take a new snapshot"):
+            attempt()
+    # The same blob in a Snapshot made by hand reaches the worker, which refuses it as well.
+    with pytest.raises(CaveliteError, match="made by an older cavelite: .*take a new snapshot"):
+        Runtime.restore(Snapshot(old_blob))
+
+
+def test_slotted_dataclasses_restore_from_a_snapshot() -> None:
+    """@dataclass(slots=True) (frozen too, with a default factory and a method) made in a cell:
+    the restored classes are slotted dataclasses again and their instances keep their fields."""
+    with Runtime() as first:
+        r = first.execute(
+            "import dataclasses\n"
+            "@dataclasses.dataclass(slots=True)\n"
+            "class Point:\n"
+            "    x: int\n"
+            "    tags: list = dataclasses.field(default_factory=list)\n"
+            "    def double(self):\n"
+            "        return self.x * 2\n"
+            "@dataclasses.dataclass(slots=True, frozen=True, order=True)\n"
+            "class Money:\n"
+            "    cents: int = 5\n"
+            "p, m = Point(3, ['a']), Money(7)\n"
+            "before = (p.double(), repr(m))")
+        assert r.ok, r.error
+        blob = first.snapshot().to_bytes()
+    with Runtime.restore(blob) as back:
+        r = back.execute("after = (p, p.double(), Point(1) == Point(1), Point.__slots__, m, "
+                         "Money() < Money(7), hash(Money(2)) == hash(Money(2)), before)\nafter")
+        assert r.ok, r.error
+        assert r.value_repr == ("(Point(x=3, tags=['a']), 6, True, ('x', 'tags'), Money(cents=7), "
+                                "True, True, (6, 'Money(cents=7)'))")
+        assert back.retrieve("before") == (6, "Money(cents=7)")
+        assert back.execute("p.x = 4\np.double()").value_repr == "8"
+        assert back.execute("p.other = 1").error.type == "AttributeError"  # slotted: no __dict__
+        assert back.execute("m.cents = 1").error.type == "FrozenInstanceError"
 
 
 def test_many_runtimes_at_once_are_independent() -> None:

@@ -1,4 +1,4 @@
-"""Snapshots inside the worker: each variable pickled by dill, restored into the live namespace.
+"""Restoring a snapshot in the worker: `SnapshotLoader`, what each variable's pickle may name.
 
 A snapshot is made by one worker and restored by another, and the worker that
 made it may have been taken (layer 2 fallen), so on restore its bytes are as
@@ -37,96 +37,36 @@ code anywhere else makes the restore fail. Code the host injected by value (a
 its bytecode loads only if every name it reaches is public and it writes only
 attributes of its first argument, i.e. if it can do nothing a cell's guarded
 code could not; it runs with the cave's builtins.
+
+This module is the loader's rules (names, dill's helpers, what may be set);
+where rebuilt code and classes come from is `rebuild`, and the snapshot's
+bytes (packing, the outer layer, cell sources) are `snapshot_format`. All
+three are the runtime's loader code to the audit hook (`spare.start`).
 """
 
 from __future__ import annotations
 
 import io
-import linecache
-import os
 import pickle
-import re
 import sys
 import types
-from dataclasses import dataclass
 from typing import Any
 
 from ..security import decode
-from ..security.audit import library_roots
 from ..security.classes import CELL_TYPES, CaveType
-from ..security.decode import GuardedUnpickler, loads_plain
+from ..security.decode import GuardedUnpickler
 from ..security.guards import Guard
-
-CELL_FILENAME_PREFIX = "<cell-"
-_CELL_FILENAME = re.compile(r"<cell-(\d+)>")
-
-
-@dataclass(frozen=True)
-class SnapshotState:
-    variables: dict[str, bytes]
-    descriptions: dict[str, str]
-    types: list[str]
-    sources: dict[str, str]  # cell filename -> its source (the code of its functions)
-
-
-def pack_snapshot(variables: dict[str, bytes], descriptions: dict[str, str], types_: list[str],
-                  sources: dict[str, str] | None = None) -> bytes:
-    return pickle.dumps({"vars": variables, "descriptions": dict(descriptions),
-                         "types": list(types_), "sources": dict(sources or {})}, protocol=5)
-
-
-def cell_sources() -> dict[str, str]:
-    """The source of every cell this worker compiled (kept for tracebacks), by filename."""
-    return {name: "".join(entry[2]) for name, entry in list(linecache.cache.items())
-            if type(name) is str and _CELL_FILENAME.fullmatch(name) and len(entry) > 2}
-
-
-def parse_snapshot(blob: bytes) -> SnapshotState:
-    state = loads_plain(blob, budget=4 * len(blob) + (64 << 20))  # mostly bytes: ~1x
-    if (type(state) is not dict or type(state.get("vars")) is not dict
-            or type(state.get("descriptions")) is not dict or type(state.get("types")) is not list):
-        raise ValueError("not a snapshot of this cavelite version")
-    variables = {k: v for k, v in state["vars"].items() if type(k) is str and type(v) is bytes}
-    descriptions = {k: v for k, v in state["descriptions"].items()
-                    if type(k) is str and type(v) is str}
-    raw_sources = state.get("sources")
-    sources = {k: v for k, v in raw_sources.items()
-               if type(k) is str and _CELL_FILENAME.fullmatch(k) and type(v) is str} \
-        if type(raw_sources) is dict else {}
-    return SnapshotState(variables, descriptions, [t for t in state["types"] if type(t) is str],
-                         sources)
-
-
-def last_cell_number(sources: dict[str, str]) -> int:
-    """The highest cell number in these filenames (the restoring worker counts on from it)."""
-    numbers = [int(m.group(1)) for name in sources if (m := _CELL_FILENAME.fullmatch(name))]
-    return max(numbers, default=0)
-
-
-GUARD_TAG = "guard"
-
-
-def guard_entries(namespace: dict[str, Any]) -> dict[int, str]:
-    """The namespace's guard functions by identity: they travel by name (a restoring worker
-    uses its own), never pickled with the guard they are bound to."""
-    from ..security.transformer import is_reserved
-
-    return {id(value): name for name, value in namespace.items()
-            if is_reserved(name) and name not in ("__name__", "__builtins__")
-            and not isinstance(value, (str, int))}
-
-
-def dumps_variable(value: Any, entries: dict[int, str] | None = None) -> bytes:
-    import dill
-
-    class _Pickler(dill.Pickler):  # type: ignore[misc]
-        def persistent_id(self, obj: Any) -> Any:
-            name = (entries or {}).get(id(obj))
-            return (GUARD_TAG, name) if name is not None else None
-
-    out = io.BytesIO()
-    _Pickler(out, recurse=True).dump(value)
-    return out.getvalue()
+from .rebuild import (
+    DATACLASS_DUNDERS,
+    CodeSource,
+    Generated,
+    check_dataclass,
+    dataclass_again,
+    generated_ids,
+    holds_generated,
+    namedtuple_again,
+)
+from .snapshot_format import GUARD_TAG
 
 
 def loads_variable(raw: bytes, namespace: dict[str, Any], guard: Guard,
@@ -146,6 +86,8 @@ _EXTRA_GLOBALS = frozenset([
     ("dataclasses", "_DataclassParams"), ("dataclasses", "Field"), ("dataclasses", "KW_ONLY"),
     ("dataclasses", "_HAS_DEFAULT_FACTORY"), ("dataclasses", "_EMPTY_METADATA"),
 ])
+_DATACLASS_STATE = frozenset([("dataclasses", "_dataclass_getstate"),
+                              ("dataclasses", "_dataclass_setstate")])
 # Types dill names by `_load_type`: values and the class machinery of a class statement.
 _LOADABLE_TYPES = frozenset(["NoneType", "MappingProxyType", "EllipsisType",
                              "NotImplementedType", "PartialType"])
@@ -184,12 +126,10 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
         self._namespace = namespace
         self._guard = guard
         self._builtins = guard.cell_builtins()
-        self._sources = sources
-        self._compiled = compiled
-        self._library_globals: dict[int, dict[str, Any]] = {}
+        self._code = CodeSource(guard, sources, compiled)
         self._helpers = _DillHelpers()
         self._pending: set[int] = set()  # generated methods not yet made again
-        self._host_code_ids: set[int] = set()
+        self._reconstructors: set[int] = set()  # the restricted decoder's, as find_class gave them
         self._special: dict[tuple[str, str], Any] = {
             ("dill._dill", "_create_function"): self._create_function,
             ("dill._dill", "_create_code"): self._create_code,
@@ -233,11 +173,17 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
             if held is None or name.startswith("_"):
                 raise pickle.UnpicklingError(f"the snapshot names {name!r}, which is not defined")
             return held
+        if key in _DATACLASS_STATE:
+            # A frozen slotted dataclass's __getstate__/__setstate__ (they set its fields with
+            # object.__setattr__): never loaded, made again with its class as its methods are.
+            return self._generated(name)
         if key in _EXTRA_GLOBALS:
             __import__(module)
             return getattr(sys.modules[module], name)
         if key in decode.SAFE_GLOBALS or key in decode.ARROW_GLOBALS:
-            return super().find_class(module, name)
+            found = super().find_class(module, name)
+            self._reconstructors.add(id(found))
+            return found
         # Anything else as a cell would reach it: `from module import name`, through the guards.
         try:
             value: Any = self._guard.import_module(module)
@@ -255,88 +201,52 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
             return self._namespace[pid[1]]  # this worker's own guard entry of that name
         raise pickle.UnpicklingError("unknown persistent reference in a snapshot")
 
+    # --- calls (REDUCE, NEWOBJ) -----------------------------------------------------------
+
+    def _check_call(self, func: Any, args: Any) -> None:
+        """The restricted decoder's reconstructors keep its argument checks. Anything else a
+        snapshot calls is what a cell of this worker could call: one of this loader's checked
+        helpers, a value `find_class` gave as a cell would see it (through the guards), or
+        what this load made (a class compiled again, a rebuilt function)."""
+        if id(func) in self._reconstructors:
+            super()._check_call(func, args)
+        elif type(args) is not tuple:
+            raise pickle.UnpicklingError("a snapshot's call whose arguments are not a tuple")
+
+    def _check_new(self, cls: Any, args: Any, kwargs: Any) -> None:
+        """``cls.__new__(cls, *args)`` with arguments (a namedtuple's, a tuple subclass's) only
+        for a class this load made or the restoring namespace holds (as calling it would);
+        library classes as the restricted decoder allows."""
+        if id(cls) in self._fresh or any(cls is held for held in self._namespace.values()):
+            return
+        super()._check_new(cls, args, kwargs)
+
     # --- dill's helpers, checked ---------------------------------------------------------
 
     def _fresh_made(self, value: Any) -> Any:
         self._fresh.add(id(value))
         return value
 
+    def _generated(self, placeholder: Any) -> Any:
+        """A library-generated method's placeholder: the load fails unless its class is made
+        again (a dataclass), which drops it."""
+        placeholder = placeholder if type(placeholder) is Generated else Generated(placeholder)
+        self._pending.add(id(placeholder))
+        return self._fresh_made(placeholder)
+
     def _create_code(self, *args: Any) -> Any:
         import dill._dill
 
         forged = dill._dill._create_code(*args)  # only read: its bytecode is never run
-        filename = forged.co_filename
-        if _CELL_FILENAME.fullmatch(filename):
-            return self._cell_code(forged)
-        if filename == "<string>":
-            return _Generated(forged.co_name)  # generated from text: made again (dataclasses)
-        return self._library_code(forged)
-
-    def _cell_code(self, forged: Any) -> Any:
-        filename = forged.co_filename
-        index = self._compiled.get(filename)
-        if index is None:
-            source = self._sources.get(filename)
-            if source is None:
-                raise pickle.UnpicklingError(
-                    f"the snapshot holds a function of {filename} without that cell's source")
-            from .cell import compile_cell
-
-            result = compile_cell(source, self._guard.policy, filename)
-            if result.code is None:
-                message = result.error.message if result.error else "it does not compile"
-                raise pickle.UnpicklingError(
-                    f"the snapshot's code from {filename} is refused here: {message}")
-            index = self._compiled[filename] = _code_index([result.code])
-        code = index.get((forged.co_qualname, forged.co_firstlineno, forged.co_name))
-        if code is None:
-            raise pickle.UnpicklingError(
-                f"the snapshot's function {forged.co_qualname!r} is not in the source of {filename}")
-        return code
-
-    def _library_code(self, forged: Any) -> Any:
-        real = os.path.realpath(forged.co_filename)
-        if not any(real.startswith(root + os.sep) for root in library_roots()):
-            return self._host_code(forged)
-        for module in list(sys.modules.values()):
-            path = getattr(module, "__file__", None)
-            if not isinstance(path, str) or os.path.realpath(path) != real:
-                continue
-            code = _code_index(_module_code(module)).get(
-                (forged.co_qualname, forged.co_firstlineno, forged.co_name))
-            if code is not None:
-                self._library_globals[id(code)] = vars(module)
-                return code
-        raise pickle.UnpicklingError(
-            f"the snapshot's {forged.co_qualname!r} is not code of {forged.co_filename}")
-
-    def _host_code(self, forged: Any) -> Any:
-        """Code the host injected by value (a helper, an injected class's methods): no source
-        to compile again, so its bytecode is loaded, but only if it could do nothing a cell's
-        own code cannot: every name it reaches is public (what a cell reads without a guard),
-        and it writes attributes of its first argument only (``self.x = ...``)."""
-        why = _unguarded_reach(forged, self._guard)
-        if why is not None:
-            raise pickle.UnpicklingError(
-                f"the snapshot's {forged.co_qualname!r} (from {forged.co_filename!r}) is refused: "
-                f"{why}; inject it again after restoring")
-        self._host_code_ids.add(id(forged))
-        return forged
+        return self._code.code_for(forged)
 
     def _create_function(self, fcode: Any, fglobals: Any, fname: Any = None, fdefaults: Any = None,
                          fclosure: Any = None, fdict: Any = None, fkwdefaults: Any = None) -> Any:
-        if type(fcode) is _Generated:
-            self._pending.add(id(fcode))
-            return self._fresh_made(fcode)  # stands for the method until it is generated again
+        if type(fcode) is Generated:
+            return self._generated(fcode)  # stands for the method until it is generated again
         if type(fcode) is not types.CodeType:
             raise pickle.UnpicklingError("a snapshot's function without code")
-        # The restoring namespace (the cave's builtins and guards), a library's own module, or
-        # for the host's code its own globals (the names it uses) with the cave's builtins.
-        globals_ = self._library_globals.get(id(fcode), self._namespace)
-        if id(fcode) in self._host_code_ids:
-            if type(fglobals) is not dict or any(type(k) is not str for k in fglobals):
-                raise pickle.UnpicklingError("a snapshot's function with malformed globals")
-            globals_ = {**fglobals, "__builtins__": self._builtins}
+        globals_ = self._code.globals_for(fcode, fglobals, self._namespace, self._builtins)
         func = types.FunctionType(fcode, globals_, fname, fdefaults, fclosure)
         if fdict:
             if type(fdict) is not dict or any(type(k) is not str for k in fdict):
@@ -348,16 +258,7 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
 
     def _create_namedtuple(self, name: Any, fieldnames: Any, modulename: Any,
                            defaults: Any = None) -> Any:
-        """A cell's namedtuple class, generated again here (its code never comes from the
-        snapshot); namedtuple itself checks that the names are identifiers."""
-        import collections
-
-        if type(name) is not str or type(fieldnames) not in (tuple, list) \
-                or not all(type(f) is str for f in fieldnames) or modulename != "__main__" \
-                or (defaults is not None and type(defaults) not in (tuple, list)):
-            raise pickle.UnpicklingError("a snapshot's namedtuple with a malformed description")
-        return self._fresh_made(collections.namedtuple(name, fieldnames, defaults=defaults,
-                                                       module="__main__"))
+        return self._fresh_made(namedtuple_again(name, fieldnames, modulename, defaults))
 
     def _create_cell(self, *args: Any) -> Any:
         import dill._dill
@@ -371,14 +272,14 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
         if len(args) == 3 and type(args[2]) is dict:
             # copyreg's cache of slot names (set on a class once it was pickled): recomputed.
             body = {k: v for k, v in args[2].items() if k != "__slotnames__"}
-            later = {k: body.pop(k) for k in _DATACLASS_DUNDERS if k in body}
-            _check_dataclass(later)
+            later = {k: body.pop(k) for k in DATACLASS_DUNDERS if k in body}
+            check_dataclass(later)
             args = (args[0], args[1], body)
         if len(args) == 3 and type(args[2]) is dict and later.get("__dataclass_params__"):
             for value in args[2].values():
-                self._pending.difference_update(_generated_ids(value))
-            return self._fresh_made(_dataclass_again(typeobj, args, later))
-        if len(args) == 3 and any(_holds_generated(v) for v in args[2].values()):
+                self._pending.difference_update(generated_ids(value))
+            return self._fresh_made(dataclass_again(typeobj, args, later))
+        if len(args) == 3 and any(holds_generated(v) for v in args[2].values()):
             raise pickle.UnpicklingError("a snapshot's class with generated methods that are "
                                          "not a dataclass's")
         cls = typeobj(*args)  # CaveType checks the class dict
@@ -440,7 +341,7 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
     def load_build(self) -> None:
         state = self.stack[-1]
         target = self.stack[-2] if len(self.stack) > 1 else None
-        if type(target) is _Generated:
+        if type(target) is Generated:
             self.stack.pop()  # a generated method's name and annotations: made again
             return
         if isinstance(target, (type, types.FunctionType)):
@@ -458,137 +359,7 @@ class SnapshotLoader(_PythonUnpickler):  # type: ignore[misc]
     dispatch[pickle.BUILD[0]] = load_build
 
 
-_DATACLASS_DUNDERS = ("__dataclass_params__", "__dataclass_fields__", "__match_args__")
-
-
-class _Generated:
-    """Stands for a method a library generated from text (its bytecode is not loaded)."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"<generated {self.name} (made again on restore)>"
-
-
-def _holds_generated(value: Any) -> bool:
-    """A placeholder, or a library wrapper around one (dataclasses' recursive __repr__)."""
-    return bool(_generated_ids(value))
-
-
-_WRITES = frozenset(["STORE_ATTR", "DELETE_ATTR"])
-_REFUSED_OPS = frozenset(["STORE_GLOBAL", "DELETE_GLOBAL", "IMPORT_STAR"])
-
-
-def _unguarded_reach(code: Any, guard: Guard) -> str | None:
-    """Why this bytecode could reach what a cell's guarded code cannot (None if it cannot).
-
-    Unguarded bytecode differs from a cell's compiled code only where the guards would have
-    been called: names (attributes, globals, imports, all in ``co_names``) that are private,
-    internal or denied, and writes to attributes of objects that are not its own.
-    """
-    import dis
-
-    from ..security.transformer import REFUSED_ATTRIBUTES, SENSITIVE_ATTRIBUTES
-
-    denied = guard.policy.attributes.denied
-    for each in _code_index([code]).values():
-        for name in each.co_names:
-            if name.startswith("_") or name in REFUSED_ATTRIBUTES or name in SENSITIVE_ATTRIBUTES \
-                    or name in denied:
-                return f"it reaches {name!r}"
-        previous = None
-        for op in dis.get_instructions(each):
-            if op.opname in _REFUSED_OPS:
-                return f"it uses {op.opname}"
-            if op.opname in ("STORE_FAST", "DELETE_FAST") and op.arg == 0:
-                return "it rebinds its first argument"
-            if op.opname in _WRITES and not (previous is not None and previous.opname == "LOAD_FAST"
-                                             and previous.arg == 0 and each.co_argcount > 0):
-                return "it writes attributes of objects other than its first argument"
-            previous = op
-    return None
-
-
-def _generated_ids(value: Any) -> set[int]:
-    if type(value) is _Generated:
-        return {id(value)}
-    if type(value) is types.FunctionType:
-        held = [getattr(c, "cell_contents", None) for c in value.__closure__ or ()]
-        held.append(value.__dict__.get("__wrapped__"))
-        return {id(v) for v in held if type(v) is _Generated}
-    return set()
-
-
-def _dataclass_again(typeobj: Any, args: tuple[Any, ...], attrs: dict[str, Any]) -> Any:
-    """A cell's dataclass, its generated methods made again here by ``dataclasses`` from its
-    fields (as the cell's @dataclass made them), never loaded from the snapshot."""
-    import dataclasses
-
-    name, bases, body = args
-    params = attrs["__dataclass_params__"]
-    fields = attrs.get("__dataclass_fields__", {})
-    annotations = body.get("__annotations__", {})
-    if "__slots__" in body or type(annotations) is not dict or not all(
-            type(k) is str and k.isidentifier() for k in annotations):
-        raise pickle.UnpicklingError(f"the snapshot's dataclass {name!r} cannot be made again "
-                                     "here (slots, or malformed annotations)")
-    body = {k: v for k, v in body.items() if not _holds_generated(v)}
-    for field_name in annotations:
-        if field_name in fields:
-            body[field_name] = fields[field_name]  # its default, factory and options
-    cls = typeobj(name, bases, body)  # CaveType checks the class dict
-    return dataclasses.dataclass(cls, init=params.init, repr=params.repr, eq=params.eq,
-                                 order=params.order, unsafe_hash=params.unsafe_hash,
-                                 frozen=params.frozen)
-
-
-def _check_dataclass(attrs: dict[str, Any]) -> None:
-    """A restored dataclass's tables: fields named by identifiers (dataclasses compiles them
-    into the code it generates for subclasses), of dataclasses' own types."""
-    import dataclasses
-    import keyword
-
-    def identifier(name: Any) -> bool:
-        return type(name) is str and name.isidentifier() and not keyword.iskeyword(name)
-
-    fields = attrs.get("__dataclass_fields__", {})
-    params = attrs.get("__dataclass_params__")
-    match = attrs.get("__match_args__", ())
-    if (type(fields) is not dict
-            or any(not identifier(k) or type(f) is not dataclasses.Field or f.name != k
-                   for k, f in fields.items())
-            or (params is not None and type(params).__name__ != "_DataclassParams")
-            or type(match) is not tuple or not all(identifier(m) for m in match)):
-        raise pickle.UnpicklingError("a snapshot's dataclass with malformed fields")
-
-
 def _eval_repr(text: Any) -> Any:
     if type(text) is str and text in _EVAL_REPRS:
         return _EVAL_REPRS[text]
     raise pickle.UnpicklingError(f"a snapshot may not evaluate {str(text)[:80]!r}")
-
-
-def _code_index(codes: list[Any]) -> dict[tuple[str, int, str], Any]:
-    """Every code object in these (nested ones included), by qualified name, line and name."""
-    found: dict[tuple[str, int, str], Any] = {}
-    stack = list(codes)
-    while stack:
-        code = stack.pop()
-        found.setdefault((code.co_qualname, code.co_firstlineno, code.co_name), code)
-        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    return found
-
-
-def _module_code(module: Any) -> list[Any]:
-    codes: list[Any] = []
-    for value in list(vars(module).values()):
-        members: list[Any] = [value]
-        if isinstance(value, type) and value.__module__ == module.__name__:
-            members = list(vars(value).values())
-        for member in members:
-            code = getattr(getattr(member, "__func__", member), "__code__", None)
-            if isinstance(code, types.CodeType):
-                codes.append(code)
-    return codes
-

@@ -16,7 +16,10 @@ class Snapshot:
     remotes: tuple[str, ...] = ()
     descriptions: tuple[tuple[str, str], ...] = ()  # of the remote objects, by name
 
-    _MAGIC = b"CAVESNAP2"
+    # The format's version is in the magic. 3: the worker's blob carries each cell's source
+    # (its functions are compiled again on restore, never loaded); older blobs cannot restore.
+    _MAGIC = b"CAVESNAP3"
+    _OLDER = (b"CAVESNAP1", b"CAVESNAP2")
 
     def to_bytes(self) -> bytes:
         """The snapshot as bytes to store anywhere (a JSON header, then the worker's blob)."""
@@ -27,7 +30,9 @@ class Snapshot:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Snapshot:
-        """Read `to_bytes` output back; a foreign or corrupt header is a `CaveUsageError`."""
+        """Read `to_bytes` output back; a foreign, older or corrupt header is a `CaveUsageError`."""
+        if data.startswith(cls._OLDER):
+            raise CaveUsageError(older_snapshot_message())
         if not data.startswith(cls._MAGIC):
             raise CaveUsageError("not a cavelite snapshot (or one from another version)")
         start = len(cls._MAGIC)
@@ -52,3 +57,9 @@ class Snapshot:
 
 def _reason(exc: BaseException) -> str:
     return "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+
+
+def older_snapshot_message() -> str:
+    """Why an older snapshot is refused (said up front, before any worker reads it)."""
+    return ("this snapshot was made by an older cavelite: it does not carry its cells' source, "
+            "from which restoring compiles their functions again; take a new snapshot")

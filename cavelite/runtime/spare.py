@@ -21,7 +21,7 @@ from typing import NoReturn
 from ..security import audit, limits
 from ..security.guards import Guard
 from ..security.policy import Policy
-from . import cell, checkpoint, codec, figures, protocol, restore, wire
+from . import cell, checkpoint, codec, figures, protocol, rebuild, restore, snapshot_format, wire
 from .config import WorkerConfig
 from .messages import ForkWorker, Ready
 
@@ -94,7 +94,7 @@ def start(sock: socket.socket, config: WorkerConfig) -> NoReturn:
         extra_read_roots=config.policy.readable_dirs,
         fork_functions=checkpoint.FORK_FUNCTIONS,
         native_functions=(limits.set_process_name,),
-        loader_modules=(codec, restore),
+        loader_modules=(codec, restore, rebuild, snapshot_format),  # restore's code, as one
         host_socket=sock,
     )
     worker.confinement = ("rlimits", "audit-hook", *limits.CONFINEMENT)

@@ -50,16 +50,16 @@ from .messages import (
 )
 from .namespace import Namespace, bound_output, describing, install_time_limits, safe_type_name
 from .proxies import RemoteObject, make_function_proxy, rebuild_exception
-from .restore import (
+from .restore import loads_variable
+from .results import CellError
+from .snapshot_format import (
     cell_sources,
     dumps_variable,
     guard_entries,
     last_cell_number,
-    loads_variable,
     pack_snapshot,
     parse_snapshot,
 )
-from .results import CellError
 
 _MUTATING = (InjectValue, InjectEnum, InjectRemote, Delete, Restore)
 _FRAME_LIMITS = protocol.FrameLimits(max_buffer_bytes=1 << 40)  # the host is trusted

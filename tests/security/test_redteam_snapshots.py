@@ -23,6 +23,7 @@ import pytest
 from fakes.compromise import MARK, PRELOAD
 
 from cavelite import CaveliteError, Runtime, Snapshot
+from cavelite.runtime.snapshot_format import FORMAT
 from cavelite.security import Policy
 
 # Runs in the restoring worker: every later cell is checked against the default policy
@@ -42,7 +43,8 @@ def _poisoned_blob() -> bytes:
     code = _PAYLOAD_CODE.encode()
     variable = (b"\x80\x04cbuiltins\nexec\n" + b"X" + len(code).to_bytes(4, "little") + code
                 + b"\x85R.")
-    return pickle.dumps({"vars": {"note": variable}, "descriptions": {}, "types": []}, protocol=5)
+    return pickle.dumps({"format": FORMAT, "vars": {"note": variable}, "descriptions": {},
+                         "types": []}, protocol=5)
 
 
 def strict_policy() -> Policy:
@@ -104,7 +106,7 @@ def _forged_function_blob(filename: str, sources: dict[str, str]) -> bytes:
     exec(compile("def f():\n    return ().__class__.__base__.__name__\n", filename, "exec"),  # noqa: S102
          namespace)
     variable = dill.dumps(namespace["f"], recurse=True)
-    return pickle.dumps({"vars": {"f": variable}, "descriptions": {}, "types": [],
+    return pickle.dumps({"format": FORMAT, "vars": {"f": variable}, "descriptions": {}, "types": [],
                          "sources": sources}, protocol=5)
 
 
@@ -153,10 +155,36 @@ def test_code_generated_from_text_is_made_again_never_loaded(taken: Runtime) -> 
     Pt.__qualname__ = "Pt"
     Pt.__module__ = "__main__"
     assert Pt(1).x == "object"  # the forgery works where it was made
-    blob = pickle.dumps({"vars": {"Pt": dill.dumps(Pt, recurse=True)}, "descriptions": {},
+    blob = pickle.dumps({"format": FORMAT, "vars": {"Pt": dill.dumps(Pt, recurse=True)}, "descriptions": {},
                          "types": [], "sources": {}}, protocol=5)
     with _restore_forged(taken, blob) as restored:
         assert restored.execute("Pt(1).x, repr(Pt(2))").value_repr == "(1, 'Pt(x=2)')"
+
+    # A slotted (frozen) one too: its __init__ is made again, and its __getstate__ and
+    # __setstate__ (dataclasses' own, which set fields with object.__setattr__) never load.
+    @dataclasses.dataclass(slots=True, frozen=True)
+    class SPt:  # named as a cell's (also the class before slots, which dill keeps too)
+        __module__ = "__main__"
+        __qualname__ = "SPt"
+        x: int
+
+    forged = compile("def __create_fn__(__dataclass_builtins_object__):\n"
+                     "    def __init__(self, x):\n"
+                     "        __dataclass_builtins_object__.__setattr__(\n"
+                     "            self, 'x', ().__class__.__base__.__name__)\n"
+                     "    return __init__\n", "<string>", "exec")
+    outer = next(c for c in forged.co_consts if hasattr(c, "co_code"))
+    SPt.__init__.__code__ = next(c for c in outer.co_consts if hasattr(c, "co_code"))
+    assert SPt(1).x == "object"  # the forgery works where it was made
+    blob = pickle.dumps({"format": FORMAT, "vars": {"SPt": dill.dumps(SPt, recurse=True)},
+                         "descriptions": {}, "types": [], "sources": {}}, protocol=5)
+    with _restore_forged(taken, blob) as restored:
+        assert restored.execute("SPt(1).x, SPt.__slots__").value_repr == "(1, ('x',))"
+    setstate = pickle.dumps({"format": FORMAT, "descriptions": {}, "types": [], "sources": {},
+                             "vars": {"s": dill.dumps(dataclasses._dataclass_setstate)}},
+                            protocol=5)
+    with pytest.raises(CaveliteError, match="generated from text"):
+        _restore_forged(taken, setstate).close()
 
 
 def test_the_hosts_code_in_a_snapshot_reaches_only_what_a_cells_code_could(taken: Runtime) -> None:
