@@ -5,16 +5,15 @@ injected, and is rendered deterministically, so it stays byte-identical across
 steps and turns and a provider's prompt cache keeps hitting. Everything that
 changes (variables, cell results) travels in user messages instead: a state
 block at the start of each turn and an observation after each cell, both
-bounded in size.
+bounded in size. The notes the loop adds to steer a weak model (echoes,
+answers without code, repeated blocks, NameError hints) are `cavelite.guidance`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import inspect
-import re
 import sys
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -186,146 +185,10 @@ def observation(result: CellResult, extraction: Extraction, *, max_chars: int) -
 NEXT_NOTE = "[next] If this did what was asked, reply now in plain text, without code."
 
 
-_UNDEFINED = re.compile(r"name '([A-Za-z_][A-Za-z0-9_]*)' is not defined")
-
-
-def name_hint(result: CellResult, injected: Sequence[Injected], names: Collection[str]) -> str:
-    """For a NameError: where the name really lives (``farm.fields``) or the closest existing name.
-
-    Small models call an object's methods bare (``fields()`` for ``farm.fields()``)
-    or misspell a variable; the error alone does not tell them which.
-    """
-    error = result.error
-    match = _UNDEFINED.search(error.message) if error is not None and error.type == "NameError" else None
-    if match is None:
-        return ""
-    missing = match.group(1)
-    owners = [item.name for item in injected if item.kind == "object"
-              and any(m.split("(")[0] == missing for m in item.methods)]
-    if owners:
-        where = ", ".join(f"`{o}`" for o in owners)
-        return f"[hint] `{missing}` is a method of {where}: call `{owners[0]}.{missing}(...)`."
-    close = difflib.get_close_matches(missing, list(names), n=1, cutoff=0.75)
-    if close:
-        return f"[hint] There is no `{missing}`; did you mean `{close[0]}`?"
-    held = list(dict.fromkeys(n for n in names if not n.startswith("_")))
-    if not held:
-        return ""
-    shown = ", ".join(f"`{n}`" for n in held[:8]) + (f" and {len(held) - 8} more" if len(held) > 8 else "")
-    hint = f"[hint] There is no `{missing}`; the runtime holds {shown}."
-    functions = [item for item in injected if item.kind == "function"]
-    if functions:  # a model that invents `df` has usually not called the tool that gives the data
-        tool = functions[0]
-        call = "()" if re.fullmatch(r"\((?:[^=,()]*=[^,()]*(?:,\s*)?|\*\*?\w+(?:,\s*)?)*\)",
-                                    tool.signature.split(" -> ")[0]) else "(...)"
-        hint += f" To use what `{tool.name}` returns, call it: `{missing} = {tool.name}{call}`."
-    return hint
-
-
 def ignored_blocks_note(count: int) -> str:
     return (
         f"[note] Your reply had {count} more python block(s) after the first; they did not "
         "run. Send one block per reply."
-    )
-
-
-def repeated_note(previous: CellResult) -> str:
-    """The observation for a block identical to the previous one, which is not run again.
-
-    Running it again would apply it twice (``n += 15``) or fail the same way.
-    """
-    if previous.ok:
-        return (
-            "[not run] This block is the same as your previous one, which already ran: running it "
-            "again would apply it twice. If the task is done, reply in plain text without code; "
-            "otherwise send different code."
-        )
-    error = previous.error.for_model().strip().splitlines()[-1] if previous.error else "an error"
-    return (
-        f"[not run] This block is the same as your previous one, which failed with: {error}\n"
-        "It would fail again. Change the code."
-    )
-
-
-def missing_note(names: Sequence[str]) -> str:
-    """The observation for an answer given while a variable the user asked for does not exist."""
-    listed = ", ".join(f"`{n}`" for n in names)
-    return (
-        f"[not done] You were asked for {listed}, which does not exist in the runtime yet. "
-        "Write the ```python block that creates it."
-    )
-
-
-ECHO_NOTE = (
-    "[not an answer] Your reply repeats the request instead of doing it. Do the work: write "
-    "a ```python block."
-)
-
-
-NO_CODE_NOTE = (
-    "[check] No code ran for this request, so nothing was looked up or changed in the runtime. "
-    "If the request needs its data, objects or variables, write the ```python block now; "
-    "otherwise send your answer again."
-)
-
-
-FAILED_NOTE = (
-    "[not done] Every block you sent for this request failed, so nothing was done yet. "
-    "Fix the error and send the corrected ```python block."
-)
-
-
-def is_echo(reply: str, request: str) -> bool:
-    """True if ``reply`` is just the user's request said back, or an imagined next message.
-
-    Small models fall into this with greedy decoding, and once in the history
-    it feeds itself; it is visibly not an answer.
-    """
-    if STATE_HEADER in reply:
-        return True
-    said, asked = _words(reply), _words(request)
-    return bool(asked) and said == asked
-
-
-def _words(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
-
-
-_NAME = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
-
-
-def claims_unseen(reply: str, request: str, names: set[str]) -> bool:
-    """Whether an answer given without running code may be about the runtime's data.
-
-    True when the request names something the runtime holds, or the answer
-    states a number the request did not contain (a value nobody computed).
-    A greeting or a question about something else is neither, and is let through.
-    """
-    asked = set(_words(request).split())
-    if any(name.lower() in asked for name in names):
-        return True
-    return bool(set(re.findall(r"\d+(?:\.\d+)?", reply)) - set(re.findall(r"\d+(?:\.\d+)?", request)))
-
-
-def requested_names(text: str) -> list[str]:
-    """Names the user wrote in backticks (`growth`): what they may expect to find in the runtime."""
-    return list(dict.fromkeys(_NAME.findall(text)))
-
-UNTERMINATED_NOTE = (
-    "[not run] Your ```python block has no closing ``` fence, so nothing ran. Resend the complete block."
-)
-
-
-def not_run_note(reason: str) -> str:
-    """The observation for a block the agent did not run (cancel, budget)."""
-    return f"[not run] The chat stopped before this block ran ({reason}); nothing changed."
-
-
-def interrupted_note() -> str:
-    """The observation for a cell whose outcome the agent never learned."""
-    return (
-        "[interrupted] The chat stopped while this block ran; whether it changed anything "
-        "is unknown. Check the variables before relying on them."
     )
 
 

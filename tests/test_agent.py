@@ -25,7 +25,7 @@ from cavelite import (
     StopReason,
     TextDelta,
     Usage,
-    prompt,
+    guidance,
 )
 from cavelite.models import (
     AnthropicModel,
@@ -753,8 +753,8 @@ def test_a_reply_that_repeats_the_request_is_not_taken_as_the_answer(agent_facto
     agent = agent_factory(model)
     reply = agent.chat("Close every valve that is open.")
     assert reply.completed and reply.text == "Closed 2 valves." and reply.steps == 4
-    assert model.calls[1].messages[-1].content == prompt.ECHO_NOTE
-    assert model.calls[2].messages[-1].content == prompt.ECHO_NOTE
+    assert model.calls[1].messages[-1].content == guidance.ECHO_NOTE
+    assert model.calls[2].messages[-1].content == guidance.ECHO_NOTE
 
 
 def test_what_a_model_writes_after_its_block_is_not_kept(agent_factory):
@@ -851,7 +851,7 @@ def test_an_answer_for_which_no_code_ran_is_queried_once(agent_factory):
     agent.inject("valves", {"east": 0})
     reply = agent.chat("Open the valves that need it.")
     assert reply.text == "Opened east." and agent.retrieve("opened") == ["east"]
-    assert model.calls[1].messages[-1].content == prompt.NO_CODE_NOTE
+    assert model.calls[1].messages[-1].content == guidance.NO_CODE_NOTE
     reply = agent.chat("Sure?")  # names nothing the runtime holds, states no number: it stands
     assert reply.completed and reply.text == "Yes, east." and reply.steps == 1
     reply = agent.chat("How many?")  # a number nobody computed is queried once, then stands
@@ -866,4 +866,4 @@ def test_an_answer_after_only_failed_blocks_is_sent_back(agent_factory):
     agent = agent_factory(model)
     reply = agent.chat("make x")
     assert reply.text == "x is 1." and agent.retrieve("x") == 1
-    assert model.calls[2].messages[-1].content == prompt.FAILED_NOTE
+    assert model.calls[2].messages[-1].content == guidance.FAILED_NOTE
