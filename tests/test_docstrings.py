@@ -20,7 +20,11 @@ def public_methods() -> list[tuple[str, object]]:
             cls = getattr(module, name)
             if not inspect.isclass(cls) or issubclass(cls, BaseException):
                 continue
-            for attr, value in vars(cls).items():
+            # The class's own methods and those of cavelite's mixins it inherits (the agent's
+            # runtime methods, the runtime's async twins).
+            own = [k for k in reversed(cls.__mro__) if k.__module__.startswith("cavelite")]
+            members = {attr: value for klass in own for attr, value in vars(klass).items()}
+            for attr, value in members.items():
                 if attr.startswith("_"):
                     continue
                 if isinstance(value, property):

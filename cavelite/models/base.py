@@ -217,6 +217,7 @@ class SDKModel(Model):
         return self._client
 
     async def aclose(self) -> None:
+        """Close the SDK client and its connections; the next call opens a new one."""
         client, self._client, self._client_loop = self._client, None, None
         if client is not None:
             await client.close()
