@@ -6,10 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test lint bench bench-cluster bench-agent demo clean
 
+# bfcl-eval (the agent benchmark's BFCL suite) goes in without its dependencies: its pins
+# conflict with ours, and its data, API classes and checkers need none of them.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps bfcl-eval mpmath
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -30,7 +33,6 @@ bench-cluster: $(STAMP)
 
 # The agent benchmark: the whole oracle, offline. For a model, see benchmarks/agents/README.md.
 bench-agent: $(STAMP)
-	$(PY) -m pip install -q --no-deps bfcl-eval mpmath || echo "bfcl-eval not installed: the bfcl suite is skipped"
 	$(PY) -m benchmarks.agents --model oracle --quiet --out /tmp/cavelite-bench-agent-oracle
 
 demo: $(STAMP)
