@@ -74,6 +74,7 @@ def test_a_signal_during_the_model_call_still_prints_the_record(openai_api, env,
         openai_api.release.set()
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()  # reaped here, not by the garbage collector in a later test
     assert returncode == code, err
     record = json.loads(out)
     assert record["stop_reason"] == "cancelled" and record["signal"] == signal.Signals(signum).name
@@ -95,6 +96,7 @@ def test_a_signal_during_start_up_exits_cleanly(openai_api, env, signum, code):
         openai_api.release.set()
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()  # reaped here, not by the garbage collector in a later test
     assert returncode == code
     assert "Traceback" not in err and "Exception ignored" not in err
     assert ("interrupted" if signum == signal.SIGINT else "terminated") in err

@@ -58,7 +58,7 @@ def connect(address: str | None = None, *, space: str = "default", store: Any = 
             # A local Ray for this machine: every address stays on the loopback.
             ray_init.setdefault("_node_ip_address", "127.0.0.1")
             ray_init.setdefault("include_dashboard", False)
-        ray.init(address=address, log_to_driver=False, **ray_init)
+        _quiet_init(address, ray_init)
     settings = HostSettings(space, check_store(store) if store is not None else ObjectStore(space),
                             idle_s, max_sessions, max_memory_mb)
     return Sessions(settings, durable, tuple(preload))
@@ -284,3 +284,20 @@ def _head_node() -> str:
         if node["Alive"] and "node:__internal_head__" in node.get("Resources", {}):
             return str(node["NodeID"])
     return ray.get_runtime_context().get_node_id()
+
+
+def _quiet_init(address: str | None, options: dict[str, Any]) -> None:
+    """``ray.init``, with the files its start-up leaves open collected out of sight.
+
+    Ray's start-up (accelerator probes among others) leaves file objects open;
+    their ResourceWarnings would land on whatever the caller does next, at the
+    garbage collector's whim (a test suite that turns warnings into errors
+    fails at random). They are Ray's, not the caller's: collected here, quietly.
+    """
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        ray.init(address=address, log_to_driver=False, **options)
+        gc.collect()
