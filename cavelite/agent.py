@@ -84,7 +84,8 @@ class CaveLite(RuntimeThroughAgent):
 
     How the loop guards a weak model (each measured by ``benchmarks/agents``):
     ``guard_repeats`` does not run a block identical to the previous one (it
-    would apply twice, or fail the same way) and says why; ``check_completion``
+    would apply twice, or fail the same way) and says why, and stops the chat
+    (`StopReason.STUCK`) when the model sends it yet again; ``check_completion``
     sends the model back, once per chat, when it answers while a variable the
     user named in backticks does not exist; ``compact_history`` shortens turns
     older than the last ``keep_turns`` so long conversations stay bounded.
@@ -330,9 +331,15 @@ class CaveLite(RuntimeThroughAgent):
                 return
             previous = run.cells[-1] if run.cells else None
             if self.guard_repeats and previous and previous.code.strip() == extraction.code.strip():
-                self._history.append(Message("user", guidance.repeated_note(previous.result)))
                 run.stats.append(StepStats(step, reply.usage, model_s))
+                if run.repeated:  # told once already, and the same block again: it is stuck
+                    self._history.append(Message("user", guidance.stuck_note()))
+                    run.stop(StopReason.STUCK, "the model sent the same block a third time")
+                    return
+                run.repeated = True
+                self._history.append(Message("user", guidance.repeated_note(previous.result)))
                 continue
+            run.repeated = False
             pending_note[:] = [guidance.not_run_note("the chat was stopped")]
             yield CodeExtracted(step, extraction.code, extraction.ignored_blocks)
             pending_note[:] = [guidance.interrupted_note()]

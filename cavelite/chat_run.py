@@ -52,6 +52,7 @@ class ChatRun:
     request: str = ""
     held: set[str] = field(default_factory=set)  # the runtime's names when the chat began
     nudges: int = 0  # the completion check sends the model back at most twice per chat
+    repeated: bool = False  # the last block was a repeat the loop refused to run
     reason: StopReason | None = None
     detail: str = ""
     error: ModelError | None = None

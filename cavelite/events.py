@@ -42,6 +42,9 @@ class StopReason(StrEnum):
     """The model provider failed, after retries; the runtime is untouched."""
     RUNTIME_ERROR = "runtime_error"
     """The runtime itself failed (not a cell): for example the worker could not be restarted."""
+    STUCK = "stuck"
+    """The model sent again a block it had been told not to repeat (``guard_repeats``):
+    it is stuck, and the chat stops rather than spend its remaining steps."""
 
 
 @dataclass(frozen=True)

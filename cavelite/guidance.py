@@ -111,6 +111,12 @@ def name_hint(result: CellResult, injected: Sequence[Injected], names: Collectio
 
 
 
+def stuck_note() -> str:
+    """The observation that ends a chat whose model sent a refused block yet again."""
+    return ("[stopped] You sent the same block again after being told it would not run. "
+            "The chat stops here; nothing of that block ran.")
+
+
 def repeated_note(previous: CellResult) -> str:
     """The observation for a block identical to the previous one, which is not run again.
 

@@ -707,15 +707,29 @@ def test_a_real_model_works_the_runtime(agent_factory):
 
 def test_a_repeated_cell_is_not_run_twice(agent_factory):
     block = py("number += 15")
-    agent = agent_factory(ScriptedModel([block, block, block, "number is 25"]))
+    agent = agent_factory(ScriptedModel([block, block, "number is 25"]))
     agent.inject("number", 10)
     reply = agent.chat("Add 15 to `number`.")
     assert reply.stop_reason is StopReason.COMPLETED
-    assert agent.retrieve("number") == 25  # not 55: the repeats did not run
+    assert agent.retrieve("number") == 25  # not 40: the repeat did not run
     assert len(reply.cells) == 1
     observations = [m.content for m in agent.history if m.role == "user"]
     assert observations[2].startswith("[not run] This block is the same as your previous one, which already")
-    assert observations[3] == observations[2]
+
+
+def test_a_model_that_repeats_a_refused_block_is_stopped_as_stuck(agent_factory):
+    block = py("number += 15")
+    model = ScriptedModel([block, block, block, py("number"), "25"])
+    agent = agent_factory(model, max_steps=8)
+    agent.inject("number", 10)
+    reply = agent.chat("Add 15 to `number`.")
+    assert reply.stop_reason is StopReason.STUCK and reply.steps == 3  # not the 8 it may take
+    assert agent.retrieve("number") == 25 and len(reply.cells) == 1
+    assert agent.history[-1].content.startswith("[stopped] You sent the same block again")
+    assert_alternates(agent.history)
+    reply = agent.chat("And now?")  # the history stayed valid: the next chat goes on
+    assert reply.stop_reason is StopReason.COMPLETED and reply.text == "25"
+    assert agent.retrieve("number") == 25
 
 
 def test_a_repeated_failing_cell_gets_its_error_back_without_running(agent_factory):
