@@ -12,14 +12,9 @@ neither is a server that answered 200 with nothing in it.
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from cavelite.errors import CaveliteError, ModelError
 from cavelite.models import AnthropicModel, Model, OpenAIModel
-
-T = TypeVar("T")
 
 DEFAULT_CLAUDE = "claude-sonnet-4-5"
 DEFAULT_OPENAI = "default"  # llama.cpp and most local servers serve whatever is loaded
@@ -73,7 +68,7 @@ def check_served(model: Model, *, named: bool) -> None:
     if not isinstance(model, OpenAIModel) or not model.check_model:
         return
     try:
-        listed = _interruptible(model.list_models)
+        listed = model.list_models()
         if listed and not named and model.name not in listed:
             if len(listed) > 1:
                 raise ConfigError(f"the server at {model.base_url} serves {len(listed)} models "
@@ -82,33 +77,6 @@ def check_served(model: Model, *, named: bool) -> None:
         model.check_name(listed)  # unknown_model, with the list
     except ModelError as exc:
         raise ModelError(f"{exc}{failure_hint(exc, model)}", kind=exc.kind) from exc
-
-
-def _interruptible(call: Callable[[], T]) -> T:
-    """``call()`` in a helper thread, the main thread waiting in short joins.
-
-    Ctrl-C must end the command even while a server holds the start-up check
-    open. Run on the main thread, the check is an asyncio loop whose SIGINT
-    handling cancels its task, and a cancellation swallowed inside the HTTP
-    stack left the command waiting on the server (seen under load). Here the
-    signal's KeyboardInterrupt is raised in this thread's join, at once; the
-    helper is a daemon thread, so it does not hold up the exit.
-    """
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = call()
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="cavelite-model-check", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(0.05)
-    if "error" in box:
-        raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
 
 
 def describe_model(model: Model) -> str:
