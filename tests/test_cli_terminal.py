@@ -47,9 +47,16 @@ def env(tmp_path: Path) -> dict[str, str]:
     return clean
 
 
+def _default_sigint() -> None:
+    # A test runner started in the background (no job control) ignores SIGINT, and a child
+    # inherits that: the command would rightly keep ignoring it, and the test would hang.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([*COMMAND, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_default_sigint)
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
