@@ -753,7 +753,7 @@ def test_repeats_run_again_when_the_guard_is_off(agent_factory):
 def test_an_answer_while_the_asked_variable_is_missing_is_sent_back(agent_factory):
     model = ScriptedModel(["I will compute it: growth = 3", py("growth = 3"), "Stored.",
                            "No.", "Still no.", "Never."])
-    agent = agent_factory(model)
+    agent = agent_factory(model, check_completion=True)
     reply = agent.chat("Put the growth in `growth`.")
     assert reply.completed and reply.text == "Stored." and agent.retrieve("growth") == 3
     assert model.calls[1].messages[-1].content.startswith("[not done] You were asked for `growth`")
@@ -764,7 +764,7 @@ def test_an_answer_while_the_asked_variable_is_missing_is_sent_back(agent_factor
 def test_a_reply_that_repeats_the_request_is_not_taken_as_the_answer(agent_factory):
     model = ScriptedModel(["Close every valve that is open.", "[runtime state] no variables yet\n\nClose",
                            py("closed = 2"), "Closed 2 valves."])
-    agent = agent_factory(model)
+    agent = agent_factory(model, check_completion=True)
     reply = agent.chat("Close every valve that is open.")
     assert reply.completed and reply.text == "Closed 2 valves." and reply.steps == 4
     assert model.calls[1].messages[-1].content == guidance.ECHO_NOTE
@@ -861,7 +861,7 @@ def test_an_invented_name_gets_a_hint_listing_what_exists(agent_factory):
 def test_an_answer_for_which_no_code_ran_is_queried_once(agent_factory):
     model = ScriptedModel(["The valves are open.", py("opened = ['east']"), "Opened east.",
                            "Yes, east.", "It has 3 valves.", "It has 1 valve."])
-    agent = agent_factory(model)
+    agent = agent_factory(model, check_completion=True)
     agent.inject("valves", {"east": 0})
     reply = agent.chat("Open the valves that need it.")
     assert reply.text == "Opened east." and agent.retrieve("opened") == ["east"]
@@ -870,14 +870,17 @@ def test_an_answer_for_which_no_code_ran_is_queried_once(agent_factory):
     assert reply.completed and reply.text == "Yes, east." and reply.steps == 1
     reply = agent.chat("How many?")  # a number nobody computed is queried once, then stands
     assert reply.text == "It has 1 valve." and reply.steps == 2
-    empty = agent_factory(ScriptedModel(["Hello!"]))
+    empty = agent_factory(ScriptedModel(["Hello!"]), check_completion=True)
     assert empty.chat("hi").steps == 1  # nothing in the runtime: nothing to look up
+    default = agent_factory(ScriptedModel(["The valves are open."]))  # off by default
+    default.inject("valves", {"east": 0})
+    assert default.chat("Open the valves that need it.").steps == 1
 
 
 def test_an_answer_after_only_failed_blocks_is_sent_back(agent_factory):
     model = ScriptedModel([py("x = undefined_thing"), "The error is in the first line.", py("x = 1"),
                            "x is 1."])
-    agent = agent_factory(model)
+    agent = agent_factory(model, check_completion=True)
     reply = agent.chat("make x")
     assert reply.text == "x is 1." and agent.retrieve("x") == 1
     assert model.calls[2].messages[-1].content == guidance.FAILED_NOTE
