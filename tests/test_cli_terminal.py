@@ -59,6 +59,15 @@ def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
                             preexec_fn=_default_sigint)
 
 
+def stop(proc: subprocess.Popen[str], server: object) -> None:
+    """Let the stalled server go; kill the command if it is still there, and reap it here
+    (not in the garbage collector, during a later test)."""
+    server.release.set()  # type: ignore[attr-defined]
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=60)
     return proc.returncode, out, err
@@ -78,10 +87,7 @@ def test_a_signal_during_the_model_call_still_prints_the_record(openai_api, env,
         proc.send_signal(signum)
         returncode, out, err = finish(proc)
     finally:
-        openai_api.release.set()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()  # reaped here, not by the garbage collector in a later test
+        stop(proc, openai_api)
     assert returncode == code, err
     record = json.loads(out)
     assert record["stop_reason"] == "cancelled" and record["signal"] == signal.Signals(signum).name
@@ -100,10 +106,7 @@ def test_a_signal_during_start_up_exits_cleanly(openai_api, env, signum, code):
         proc.send_signal(signum)
         returncode, out, err = finish(proc)
     finally:
-        openai_api.release.set()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()  # reaped here, not by the garbage collector in a later test
+        stop(proc, openai_api)
     assert returncode == code
     assert "Traceback" not in err and "Exception ignored" not in err
     assert ("interrupted" if signum == signal.SIGINT else "terminated") in err

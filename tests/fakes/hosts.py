@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fakes.processes import wait_gone
+from fakes.processes import descendants, wait_gone
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -68,23 +68,7 @@ class HostRun:
 
 def _tree(root: int) -> set[int]:
     """``root`` and every live process below it."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        children.setdefault(int(stat[stat.rfind(")") + 2:].split()[1]), []).append(int(entry))
-    found, todo = {root}, [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
+    return {root, *descendants(root)}
 
 
 def run_host(script: str, *, timeout: float) -> HostRun:

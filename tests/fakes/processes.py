@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 
-def descendants() -> dict[int, str]:
-    """Every live process below this one, with its command name (/proc/PID/comm)."""
+def descendants(root: int | None = None) -> dict[int, str]:
+    """Every live process below ``root`` (default: this one), with its command name."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -21,7 +21,7 @@ def descendants() -> dict[int, str]:
             continue
         children.setdefault(int(fields[1]), []).append(int(entry))
     found: dict[int, str] = {}
-    todo = [os.getpid()]
+    todo = [os.getpid() if root is None else root]
     while todo:
         for child in children.get(todo.pop(), []):
             if child not in found:
